@@ -1,0 +1,163 @@
+"""What a synthesis strategy is, and what it may use.
+
+A strategy turns a batch of normal images into anomalous images plus masks. It works in two steps
+so that results do not depend on the device or on how samples are batched:
+
+1. ``draw(rng, ctx, source_index)`` runs on the CPU, once per sample, with that sample's own
+   numpy Generator (seeded from the sample seed). *All* randomness is drawn here: scalar parameters
+   go into ``Recipe.params`` (JSON, stored with the sample), arrays (noise gradients, ...) into
+   ``Recipe.arrays`` (not stored; they are re-derivable from the seed).
+2. ``render(images, recipes, ctx)`` runs on ``ctx.device`` (CPU or CUDA) for a whole batch, with no
+   randomness of its own. Each sample's output must depend only on its own image and recipe, never
+   on the other samples of the batch.
+
+Images are float32 tensors (B, 3, H, W) in [0, 1]; masks are float32 (B, H, W) in {0, 1}. A sample
+whose mask is empty is a normal sample (label 0), as in DRAEM, where half the samples stay normal.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+
+from ..errors import SynthgenError
+
+
+@dataclass
+class Recipe:
+    """Everything one sample's render needs, drawn on the CPU from the sample's RNG."""
+
+    params: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Rendered:
+    """A batch of synthesized samples.
+
+    images: (B, 3, H, W) float32 in [0, 1].
+    masks: (B, H, W) float32 in {0, 1}; an all-zero mask means the sample is normal.
+    extras: per-sample extra fields declared in ``Strategy.extra_fields`` (e.g. LogicAL's normal
+        edge map and JND map), each (B, ...) on any device.
+    accepted: (B,) bool; False marks a collapsed/invalid sample that the pipeline must redraw
+        (it re-runs ``draw`` with the same RNG, which continues its stream) and count as rejected.
+    notes: per-sample values measured during render (e.g. mask area), merged into the stored params.
+    normals: (B, 3, H, W) the clean image each anomaly was made from, when the strategy changed it
+        before synthesis (DRAEM rotates some normals first). None means "the input images". The
+        shard stores it as the reconstruction target.
+    """
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    normals: torch.Tensor | None = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    accepted: torch.Tensor | None = None
+    notes: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class ExtraField:
+    """A per-sample array a strategy stores besides image and mask.
+
+    shape: the per-sample shape as a function of (H, W), e.g. ``lambda h, w: (4, h, w)``.
+    dtype: numpy dtype stored in the shard (uint8 for edge maps and masks, float16 for JND maps).
+    scale: multiply the float tensor by this before casting (255 for [0, 1] maps stored as uint8).
+    """
+
+    shape: Callable[[int, int], tuple[int, ...]]
+    dtype: str
+    scale: float = 1.0
+    compress: bool = True
+    doc: str = ""
+
+
+class StrategyContext:
+    """Shared, read-only resources a strategy may use (built once per build, per worker).
+
+    image_size: (H, W) of every image and mask in the build.
+    device: where ``render`` runs.
+    dataset, category: names (the per-class selection table keys on ``category``).
+    sources: the normal images the build samples from (the in-distribution pool).
+    options: per-strategy options from the build config, ``options[strategy_name][key]``.
+    normal_image(i): source ``i`` decoded and resized, (3, H, W) float32 on ``device``.
+    texture(key): an anomaly-source texture resized to the image size, (3, H, W) float32 on device.
+        ``key`` is whatever ``texture_keys()`` listed (a DTD file path, ``normal:<i>``, ``perlin``).
+    texture_keys(): the keys ``draw`` may choose from (depends on the build's texture source).
+    maps(i): precomputed per-source maps (edges, regions) as numpy arrays; later stages.
+    models: loaded networks (edge-to-image generator, ...), keyed by name; later stages.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: tuple[int, int],
+        device: torch.device,
+        dataset: str,
+        category: str,
+        sources: list,
+        normal_image: Callable[[int], torch.Tensor],
+        texture: Callable[[str], torch.Tensor],
+        texture_keys: Callable[[], list[str]],
+        options: dict[str, dict[str, Any]] | None = None,
+        maps: Callable[[int], dict[str, np.ndarray]] | None = None,
+        models: dict[str, Any] | None = None,
+    ):
+        self.image_size = tuple(image_size)
+        self.device = device
+        self.dataset = dataset
+        self.category = category
+        self.sources = sources
+        self.normal_image = normal_image
+        self.texture = texture
+        self.texture_keys = texture_keys
+        self.options = options or {}
+        self.maps = maps
+        self.models = models or {}
+
+    def option(self, strategy: str, key: str, default: Any) -> Any:
+        return self.options.get(strategy, {}).get(key, default)
+
+
+class Strategy(ABC):
+    """Base class of every ``--strategy``. Subclasses set ``name`` and implement draw/render."""
+
+    name: ClassVar[str]
+    #: one-line description shown by ``synthgen strategies``
+    summary: ClassVar[str] = ""
+    #: which context resources this strategy needs: subset of {"textures", "maps", "models"}
+    needs: ClassVar[frozenset[str]] = frozenset()
+    #: extra per-sample fields this strategy writes (name -> ExtraField)
+    extra_fields: ClassVar[dict[str, ExtraField]] = {}
+
+    @abstractmethod
+    def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
+        """Draw all random choices for one sample (CPU only)."""
+
+    @abstractmethod
+    def render(self, images: torch.Tensor, recipes: list[Recipe], ctx: StrategyContext) -> Rendered:
+        """Apply the recipes to a batch of normal images on ``ctx.device`` (no randomness here)."""
+
+
+_STRATEGIES: dict[str, type[Strategy]] = {}
+
+
+def register_strategy(cls: type[Strategy]) -> type[Strategy]:
+    """Class decorator that makes a strategy available under ``cls.name``."""
+    if cls.name in _STRATEGIES:
+        raise RuntimeError(f"strategy {cls.name} registered twice")
+    _STRATEGIES[cls.name] = cls
+    return cls
+
+
+def strategy_names() -> list[str]:
+    return sorted(_STRATEGIES)
+
+
+def get_strategy(name: str) -> Strategy:
+    if name not in _STRATEGIES:
+        raise SynthgenError(f"unknown strategy '{name}'; known: {', '.join(strategy_names())}")
+    return _STRATEGIES[name]()

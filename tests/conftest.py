@@ -1,0 +1,60 @@
+"""Shared test fixtures: where the real data and weights live, and how tests skip without them.
+
+Real files come from ../shared beside the checkout (CI puts it there). A test that needs them
+uses the fixtures below, which skip with a reason naming the missing path when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SYNTHGEN_SHARED", REPO.parent / "shared"))
+SHARED_DATA = SHARED / "data"
+SHARED_WEIGHTS = SHARED / "weights"
+
+# Tests must be deterministic and fair on 2 cores.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not present: {path} (put ../shared beside the checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def loco_root() -> Path:
+    """MVTec LOCO root holding juice_bottle/."""
+    return _need(SHARED_DATA / "mvtec_loco" / "juice_bottle").parent
+
+
+@pytest.fixture(scope="session")
+def mvtec_ad_root() -> Path:
+    """MVTec AD root holding bottle/."""
+    return _need(SHARED_DATA / "mvtec_ad" / "bottle").parent
+
+
+@pytest.fixture(scope="session")
+def dtd_root() -> Path:
+    """DTD-style texture folder (images/<class>/*.jpg)."""
+    return _need(SHARED_DATA / "dtd")
+
+
+@pytest.fixture(scope="session")
+def pidinet_weights() -> Path:
+    """Folder holding table5_pidinet.pth and table5_pidinet-tiny.pth."""
+    return _need(SHARED_WEIGHTS / "pidinet" / "table5_pidinet.pth").parent
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="no CUDA device on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
