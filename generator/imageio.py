@@ -146,6 +146,6 @@ def resize_mask(arr: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(arr, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
-def write_png(path: str | Path, arr: np.ndarray) -> None:
+def write_png(path: str | Path, arr: np.ndarray, *, compress_level: int = 6) -> None:
     """Write uint8 (H, W) or (H, W, 3) as PNG, deterministically (no timestamps, fixed compression)."""
-    Image.fromarray(np.ascontiguousarray(arr)).save(path, format="PNG", compress_level=6)
+    Image.fromarray(np.ascontiguousarray(arr)).save(path, format="PNG", compress_level=compress_level)

@@ -1,5 +1,41 @@
-"""Dataset readers (one module per on-disk layout) and the procedural demo dataset."""
+"""Dataset readers (one module per on-disk layout) and the procedural demo dataset.
 
+Importing this package registers every reader: mvtec_ad, mvtec_loco, visa, mpdd, madsim, folder
+and demo. :func:`load_dataset` is the entry point the pipeline and the trainers use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import demo, folder, madsim, mpdd, mvtec_ad, mvtec_loco, visa  # noqa: F401  (registers the readers)
+from ..errors import SynthgenError
+from ._layout import require_root
 from .base import DatasetIndex, DefectSpec, MaskRef, SourceImage, get_reader, reader_names, register_reader
+from .demo import ensure_demo, render_demo
 
-__all__ = ["DatasetIndex", "DefectSpec", "MaskRef", "SourceImage", "get_reader", "reader_names", "register_reader"]
+__all__ = [
+    "DatasetIndex",
+    "DefectSpec",
+    "MaskRef",
+    "SourceImage",
+    "ensure_demo",
+    "get_reader",
+    "load_dataset",
+    "reader_names",
+    "register_reader",
+    "render_demo",
+]
+
+
+def load_dataset(name: str, root: str | Path | None, category: str) -> DatasetIndex:
+    """Index ``category`` of dataset ``name`` under ``root``; every user mistake is a one-line SynthgenError.
+
+    ``root`` may be None only for the demo dataset (which then lives in the cache).
+    """
+    reader = get_reader(name)
+    if root is None:
+        if name != "demo":
+            raise SynthgenError(f"--root: dataset '{name}' needs the folder that holds its categories")
+        return reader(None, category)
+    return reader(require_root(root), category)
