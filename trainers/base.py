@@ -1,0 +1,83 @@
+"""What every trainer produces and how ``synthgen-eval`` loads it.
+
+A training run writes a *run folder*::
+
+    RUN/run.json          method name, full config, seed, data provenance (shard manifest hash or
+                          dataset + source hashes), backbone/weights sha256, library versions
+    RUN/model.pt          the trained model for inference (loaded by the method's loader)
+    RUN/checkpoints/      Lightning checkpoints (last.ckpt for resume)
+    RUN/logs/             CSV logs
+
+A trained model, whatever the method, is an :class:`AnomalyModel`: images in, per-pixel anomaly
+maps and per-image scores out. ``synthgen-eval`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+
+from generator.errors import SynthgenError
+
+RUN_FILE = "run.json"
+MODEL_FILE = "model.pt"
+
+
+class AnomalyModel(Protocol):
+    """A trained anomaly detector/localizer."""
+
+    #: (H, W) the model expects; the evaluator resizes test images to it
+    image_size: tuple[int, int]
+
+    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (B, 3, H, W) float in [0, 1] on the model's device ->
+        (anomaly maps (B, H, W) float, higher = more anomalous; image scores (B,) float)."""
+        ...
+
+    def to(self, device: torch.device | str) -> Any: ...
+
+
+Loader = Callable[[Path, torch.device], AnomalyModel]
+_LOADERS: dict[str, Loader] = {}
+
+
+def register_loader(method: str) -> Callable[[Loader], Loader]:
+    """``@register_loader("reconstruction")`` on ``load(run_dir, device) -> AnomalyModel``."""
+
+    def deco(fn: Loader) -> Loader:
+        _LOADERS[method] = fn
+        return fn
+
+    return deco
+
+
+def write_run_info(run_dir: str | Path, info: dict[str, Any]) -> Path:
+    from generator.atomic import write_json_atomic
+
+    path = Path(run_dir) / RUN_FILE
+    write_json_atomic(path, info)
+    return path
+
+
+def read_run_info(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise SynthgenError(f"{path}: not a training run folder (no {RUN_FILE})")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SynthgenError(f"{path}: broken JSON ({e.msg})") from None
+
+
+def load_model(run_dir: str | Path, device: torch.device | str = "cpu") -> AnomalyModel:
+    """Load the trained model of a run folder, whatever its method."""
+    import trainers.methods  # noqa: F401  (registers every method's loader)
+
+    info = read_run_info(run_dir)
+    method = info.get("method")
+    if method not in _LOADERS:
+        raise SynthgenError(f"{Path(run_dir) / RUN_FILE}: unknown method {method!r} (known: {', '.join(sorted(_LOADERS))})")
+    return _LOADERS[method](Path(run_dir), torch.device(device))
