@@ -1,0 +1,162 @@
+"""Texture blended into a Perlin-shaped region: the framework's transparent and opaque anomalies, and DRAEM.
+
+All three use DRAEM's Perlin mask M (:mod:`.perlin`) and an anomaly texture N from the build's
+texture source (``ctx.texture``), augmented by DRAEM's 3 random augmenters (:mod:`.texture`).
+
+- ``transparent`` (framework Eq. 1): I_t = (1 - M) I + (1 - beta) M I + beta M N. The paper gives
+  no range for the opacity beta; the default is U(0.2, 0.8) (options ``beta_min``, ``beta_max``).
+  Why: beta is the texture's share. Below 0.2 the region barely changes while its mask says
+  "anomaly", which teaches the model to flag normal-looking pixels; above 0.8 less than a fifth of
+  the original remains, and the sample becomes the opaque case (beta = 1), which has its own
+  strategy. 0.2 is also DRAEM's smallest texture share (its beta ~ U[0, 0.8) weights the image).
+- ``opaque`` (framework Eq. 2): I_o = (1 - M) I + M N, i.e. beta = 1.
+- ``draem``: DRAEM's recipe as its code does it (data_loader.py, MVTecDRAEMTrainDataset): with
+  probability 0.3 (``torch.rand(1) > 0.7``) the normal image is first rotated by U(-90, 90) degrees
+  (imgaug Affine, bilinear, fill 0) and that rotated image is the sample's clean image
+  (``Rendered.normals``); beta ~ U[0, 0.8) weights the *image*:
+  out = I (1 - M) + (1 - beta) N M + beta I M; half the samples (``torch.rand(1) > 0.5``) stay
+  normal with an empty mask, and an anomalous draw whose mask is empty is also label 0.
+
+The framework's paper does not say whether its textures are augmented; it builds on DRAEM's
+(anomalib's) synthesis, which augments them, so transparent/opaque do too (option
+``augment_texture``, default true). An empty Perlin mask makes a transparent/opaque sample
+collapse (``accepted`` False, redrawn by the pipeline); DRAEM keeps such samples as normals.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import numpy as np
+import torch
+
+from ..errors import SynthgenError
+from .base import Recipe, Rendered, Strategy, StrategyContext, register_strategy
+from .perlin import draem_perlin_masks, draw_draem_perlin
+from .rotation import number_option, rotate_images
+from .texture import augment_texture, draw_draem_augmenters
+
+#: DRAEM: do_aug_orig = torch.rand(1) > 0.7; self.rot = iaa.Affine(rotate=(-90, 90)).
+DRAEM_ROTATE_PROBABILITY = 0.3
+DRAEM_ROTATE_DEG = 90.0
+#: DRAEM: beta = torch.rand(1) * 0.8.
+DRAEM_BETA_MAX = 0.8
+#: DRAEM: no_anomaly = torch.rand(1) > 0.5 -> the sample stays normal.
+DRAEM_ANOMALY_PROBABILITY = 0.5
+
+
+def _draw_texture(rng: np.random.Generator, ctx: StrategyContext, augment: bool) -> dict:
+    keys = ctx.texture_keys()
+    if not keys:
+        raise SynthgenError("--textures: the texture source has no textures to choose from")
+    params = {"texture": keys[int(rng.integers(len(keys)))]}
+    params["texture_ops"] = draw_draem_augmenters(rng) if augment else []
+    return params
+
+
+def _draw_region_and_texture(rng: np.random.Generator, ctx: StrategyContext, augment: bool) -> Recipe:
+    perlin_params, angles = draw_draem_perlin(rng)
+    return Recipe({**perlin_params, **_draw_texture(rng, ctx, augment)}, {"perlin_angles": angles})
+
+
+def _textures(recipes: list[Recipe], ctx: StrategyContext) -> torch.Tensor:
+    """The augmented texture of each recipe, (B, 3, H, W) on ctx.device."""
+    return torch.stack([augment_texture(ctx.texture(r.params["texture"]), r.params["texture_ops"]) for r in recipes])
+
+
+def _column(values: list[float], like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(values, dtype=like.dtype, device=like.device).reshape(-1, 1, 1, 1)
+
+
+def _mask_notes(masks: torch.Tensor) -> list[dict]:
+    return [{"mask_area": float(a)} for a in masks.flatten(1).mean(1).cpu().tolist()]
+
+
+class _TextureBlend(Strategy):
+    """Framework Eq. 1 with the opacity ``beta`` drawn by the subclass."""
+
+    needs = frozenset({"textures"})
+
+    @abstractmethod
+    def _draw_beta(self, rng: np.random.Generator, ctx: StrategyContext) -> float:
+        """The texture's opacity beta of one sample."""
+
+    def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
+        augment = ctx.option(self.name, "augment_texture", True)
+        if not isinstance(augment, bool):
+            raise SynthgenError(f"option {self.name}.augment_texture: must be true or false, got {augment!r}")
+        recipe = _draw_region_and_texture(rng, ctx, augment)
+        recipe.params["beta"] = self._draw_beta(rng, ctx)
+        return recipe
+
+    def render(self, images: torch.Tensor, recipes: list[Recipe], ctx: StrategyContext) -> Rendered:
+        masks = draem_perlin_masks(recipes, tuple(images.shape[2:]), images.device)
+        textures = _textures(recipes, ctx)
+        beta = _column([r.params["beta"] for r in recipes], images)
+        blended = (1 - beta) * images + beta * textures  # Eq. 1 inside M
+        out = torch.where(masks[:, None] > 0, blended, images)  # (1 - M) I outside M
+        return Rendered(
+            images=out.clamp(0, 1),
+            masks=masks,
+            accepted=masks.flatten(1).amax(1) > 0,
+            notes=_mask_notes(masks),
+        )
+
+
+@register_strategy
+class Transparent(_TextureBlend):
+    name = "transparent"
+    summary = "texture blended into a Perlin region with opacity beta (framework Eq. 1)"
+
+    def _draw_beta(self, rng: np.random.Generator, ctx: StrategyContext) -> float:
+        low = number_option(ctx, self.name, "beta_min", 0.2, 0.0, 1.0)
+        high = number_option(ctx, self.name, "beta_max", 0.8, 0.0, 1.0)
+        if low > high:
+            raise SynthgenError(f"option {self.name}.beta_min: {low} is above beta_max {high}")
+        return float(rng.uniform(low, high))
+
+
+@register_strategy
+class Opaque(_TextureBlend):
+    name = "opaque"
+    summary = "texture replacing a Perlin region (framework Eq. 2)"
+
+    def _draw_beta(self, rng: np.random.Generator, ctx: StrategyContext) -> float:
+        return 1.0
+
+
+@register_strategy
+class Draem(Strategy):
+    name = "draem"
+    summary = "DRAEM: Perlin mask, augmented DTD texture, beta ~ U[0, 0.8), half normal, 30% rotated normals"
+    needs = frozenset({"textures"})
+
+    def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
+        rotate = bool(rng.random() < DRAEM_ROTATE_PROBABILITY)
+        params = {"normal_rotation": float(rng.uniform(-DRAEM_ROTATE_DEG, DRAEM_ROTATE_DEG)) if rotate else None}
+        params["anomalous"] = bool(rng.random() < DRAEM_ANOMALY_PROBABILITY)
+        if not params["anomalous"]:  # nothing else is drawn: DRAEM's discarded synthesis is skipped
+            return Recipe(params)
+        recipe = _draw_region_and_texture(rng, ctx, augment=True)
+        recipe.params.update(params, beta=float(rng.uniform(0.0, DRAEM_BETA_MAX)))
+        return recipe
+
+    def render(self, images: torch.Tensor, recipes: list[Recipe], ctx: StrategyContext) -> Rendered:
+        normals = images.clone()
+        rotated = [i for i, r in enumerate(recipes) if r.params["normal_rotation"] is not None]
+        if rotated:
+            angles = [recipes[i].params["normal_rotation"] for i in rotated]
+            normals[rotated] = rotate_images(images[rotated], angles, padding="zeros").clamp(0, 1)
+
+        out = normals.clone()
+        masks = torch.zeros(images.shape[0], *images.shape[2:], dtype=images.dtype, device=images.device)
+        anomalous = [i for i, r in enumerate(recipes) if r.params["anomalous"]]
+        if anomalous:
+            chosen = [recipes[i] for i in anomalous]
+            m = draem_perlin_masks(chosen, tuple(images.shape[2:]), images.device)
+            beta = _column([r.params["beta"] for r in chosen], images)
+            base = normals[anomalous]
+            blended = (1 - beta) * _textures(chosen, ctx) + beta * base  # DRAEM: beta weights the image
+            out[anomalous] = torch.where(m[:, None] > 0, blended, base).clamp(0, 1)
+            masks[anomalous] = m
+        return Rendered(images=out, masks=masks, normals=normals, notes=_mask_notes(masks))

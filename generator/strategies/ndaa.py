@@ -1,0 +1,133 @@
+"""Near-distribution Anomaly Augmentation (NDAA) of the augmentation framework (Lin & Yan, AAAI 2024).
+
+The paper's procedure (Sec. "Near-distribution Anomaly Augmentation", Fig. 2):
+1. select a rectangular area and distort it according to a sine curve;
+2. threshold the absolute difference between the original and the distorted image into a
+   primitive mask M_o (it holds scattered dots besides the dense changed areas);
+3. block-reduce M_o, resize it back to the image size and threshold it into M_l (this joins
+   nearby dots into regions but enlarges them);
+4. M = M_o * M_l keeps the dense areas and drops the noise;
+5. replace the pixels under M by the distorted image.
+
+The paper gives no numbers. The choices below are options of the strategy (``options.ndaa.<key>``)
+and every sample records the values it used:
+
+- ``rect_min``/``rect_max`` = 0.15/0.45: each side of the rectangle is U(rect_min, rect_max) of the
+  image side, so the rectangle covers 2%-20% of the image, about the size range of CutPaste's
+  patches (2%-15%) and DRAEM's Perlin blobs: big enough to hold a structure that can bend.
+- ``amplitude_min``/``amplitude_max`` = 0.01/0.04 of the image's short side (2.6-10 px at 256):
+  the displacement of the sine. Small, so the result is a bend or a wobble of the local structure
+  (near the normal distribution), not a scramble; more than a pixel, so shifted edges differ by
+  more than the threshold.
+- ``periods_min``/``periods_max`` = 0.5/2: sine periods across the rectangle (along the axis that
+  modulates the shift). Half a period is a single bend, two are a wave; more would read as texture.
+- ``diff_threshold`` = 0.1: on |original - distorted| (max over RGB, [0, 1] scale). Well above 8-bit
+  sensor noise and the blur that bilinear resampling adds to smooth areas, so M_o marks visible
+  changes only.
+- ``block_fraction`` = 1/32: the block side as a fraction of the short image side (8 px at 256),
+  about the width of the band a shifted edge leaves in M_o, so one block spans one such band.
+- ``density_threshold`` = 0.2: a pixel is in M_l where the bilinearly resized block means of M_o
+  exceed it. An edge shifted by a few pixels fills a quarter or more of its blocks; scattered dots
+  (one to five pixels of a 64-pixel block, i.e. 0.02-0.08) stay below it.
+
+A sample whose final mask is empty (e.g. the rectangle fell on a flat background) is rejected
+(``accepted`` False) so the pipeline redraws it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import SynthgenError
+from .base import Recipe, Rendered, Strategy, StrategyContext, register_strategy
+from .rotation import number_option, sample_bilinear
+
+SHIFT_AXES = ("x", "y")
+
+
+def _range_option(ctx: StrategyContext, name: str, key: str, default: tuple[float, float], high: float) -> tuple[float, float]:
+    low_value = number_option(ctx, name, f"{key}_min", default[0], 0.0, high)
+    high_value = number_option(ctx, name, f"{key}_max", default[1], 0.0, high)
+    if low_value > high_value:
+        raise SynthgenError(f"option {name}.{key}_min: {low_value} is above {key}_max {high_value}")
+    return low_value, high_value
+
+
+@register_strategy
+class NDAA(Strategy):
+    name = "ndaa"
+    summary = "near-distribution anomaly: a rectangle bent by a sine, pasted where it changed densely (framework)"
+
+    def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
+        h, w = ctx.image_size
+        rect = _range_option(ctx, self.name, "rect", (0.15, 0.45), 1.0)
+        amplitude = _range_option(ctx, self.name, "amplitude", (0.01, 0.04), 0.5)
+        periods = _range_option(ctx, self.name, "periods", (0.5, 2.0), 64.0)
+        rect_h = max(1, round(rng.uniform(*rect) * h))
+        rect_w = max(1, round(rng.uniform(*rect) * w))
+        top = int(rng.integers(0, h - rect_h + 1))
+        left = int(rng.integers(0, w - rect_w + 1))
+        shift_axis = SHIFT_AXES[int(rng.integers(2))]
+        # A shift along x varies down the rows, a shift along y across the columns.
+        extent = rect_h if shift_axis == "x" else rect_w
+        return Recipe(
+            {
+                "rect": [top, left, rect_h, rect_w],
+                "shift_axis": shift_axis,
+                "amplitude": float(rng.uniform(*amplitude) * min(h, w)),
+                "wavelength": float(extent / rng.uniform(*periods)),
+                "phase": float(rng.uniform(0.0, 2.0 * math.pi)),
+                "diff_threshold": number_option(ctx, self.name, "diff_threshold", 0.1, 0.0, 1.0),
+                "block_size": max(2, round(min(h, w) * number_option(ctx, self.name, "block_fraction", 1 / 32, 0.0, 1.0))),
+                "density_threshold": number_option(ctx, self.name, "density_threshold", 0.2, 0.0, 1.0),
+            }
+        )
+
+    def render(self, images: torch.Tensor, recipes: list[Recipe], ctx: StrategyContext) -> Rendered:
+        distorted = self._distort(images, recipes)
+        diff = (distorted - images).abs().amax(1)
+        primitive = (diff > self._per_sample(recipes, "diff_threshold", images)).float()  # M_o
+        dense = self._dense_regions(primitive, recipes)  # M_l
+        masks = primitive * dense
+        out = torch.where(masks[:, None] > 0, distorted, images)
+        return Rendered(
+            images=out,
+            masks=masks,
+            accepted=masks.flatten(1).amax(1) > 0,
+            notes=[{"mask_area": float(a)} for a in masks.flatten(1).mean(1).cpu().tolist()],
+        )
+
+    @staticmethod
+    def _per_sample(recipes: list[Recipe], key: str, like: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([r.params[key] for r in recipes], dtype=like.dtype, device=like.device).reshape(-1, 1, 1)
+
+    def _distort(self, images: torch.Tensor, recipes: list[Recipe]) -> torch.Tensor:
+        """Each image with its rectangle's content shifted by amplitude * sin(2 pi t / wavelength + phase)."""
+        _, _, h, w = images.shape
+        rect = torch.tensor([r.params["rect"] for r in recipes], dtype=images.dtype, device=images.device)
+        top, left, rect_h, rect_w = (rect[:, i].reshape(-1, 1, 1) for i in range(4))
+        amplitude, wavelength, phase = (self._per_sample(recipes, k, images) for k in ("amplitude", "wavelength", "phase"))
+        shift_x = torch.tensor([r.params["shift_axis"] == "x" for r in recipes], device=images.device).reshape(-1, 1, 1)
+        ys = torch.arange(h, dtype=images.dtype, device=images.device).reshape(1, h, 1)
+        xs = torch.arange(w, dtype=images.dtype, device=images.device).reshape(1, 1, w)
+        inside = (ys >= top) & (ys < top + rect_h) & (xs >= left) & (xs < left + rect_w)
+        along_rows = amplitude * torch.sin(2 * math.pi * (ys - top) / wavelength + phase)  # (B, H, 1)
+        along_cols = amplitude * torch.sin(2 * math.pi * (xs - left) / wavelength + phase)  # (B, 1, W)
+        src_x = xs + torch.where(inside & shift_x, along_rows, torch.zeros_like(along_rows))
+        src_y = ys + torch.where(inside & ~shift_x, along_cols, torch.zeros_like(along_cols))
+        return sample_bilinear(images, src_y, src_x)
+
+    def _dense_regions(self, primitive: torch.Tensor, recipes: list[Recipe]) -> torch.Tensor:
+        """M_l: block means of M_o, resized back bilinearly, above the density threshold."""
+        _, h, w = primitive.shape
+        dense = torch.zeros_like(primitive)
+        for block in sorted({r.params["block_size"] for r in recipes}):
+            idx = [i for i, r in enumerate(recipes) if r.params["block_size"] == block]
+            reduced = F.adaptive_avg_pool2d(primitive[idx, None], (math.ceil(h / block), math.ceil(w / block)))
+            resized = F.interpolate(reduced, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+            dense[idx] = (resized > self._per_sample([recipes[i] for i in idx], "density_threshold", primitive)).float()
+        return dense

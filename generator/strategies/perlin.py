@@ -1,0 +1,141 @@
+"""Perlin noise and DRAEM's Perlin anomaly masks, computed in torch for a whole batch.
+
+DRAEM (Zavrtanik et al., ICCV 2021; facts from its data_loader.py and perlin.py) makes its anomaly
+mask like this:
+- lattice resolution per axis ``2 ** randint(0, 6)`` (min_perlin_scale 0, perlin_scale 6, upper
+  bound exclusive: 1, 2, ..., 32 cells), drawn independently for the two axes;
+- a unit gradient of uniform random angle at each of the (res_y + 1) x (res_x + 1) lattice points;
+- gradient noise with the quintic fade 6t^5 - 15t^4 + 10t^3, scaled by sqrt(2) so it spans [-1, 1];
+  pixel i of an axis of length n sits at lattice coordinate i * res / n;
+- the noise image rotated by U(-90, 90) degrees (imgaug Affine: bilinear, fill 0);
+- mask = noise > 0.5.
+
+The random parts (resolutions, angles, rotation) are drawn on the CPU by :func:`draw_draem_perlin`
+from the sample's numpy Generator; :func:`perlin_noise` and :func:`perlin_mask` only compute. DRAEM
+repeats each gradient over ``n // res`` pixels, which needs n divisible by res; evaluating the noise
+at i * res / n directly is the same field when n is divisible and stays defined when it is not, so
+no generate-then-crop step is needed.
+
+Fractal Perlin noise (octaves of doubling resolution and halving amplitude, DRAEM's
+``generate_fractal_noise_2d`` with persistence 0.5) gives the ``perlin`` texture source its images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .base import Recipe
+from .rotation import rotate_images
+
+#: DRAEM: perlin_scale = 2 ** torch.randint(min_perlin_scale=0, perlin_scale=6) per axis.
+SCALE_EXPONENTS = (0, 6)
+#: DRAEM: self.rot = iaa.Affine(rotate=(-90, 90)) applied to the noise.
+MASK_ROTATION_DEG = 90.0
+#: DRAEM: threshold = 0.5; mask where noise > threshold.
+MASK_THRESHOLD = 0.5
+#: DRAEM's generate_fractal_noise_2d default persistence.
+FRACTAL_PERSISTENCE = 0.5
+
+
+def fade(t: torch.Tensor) -> torch.Tensor:
+    """Perlin's quintic fade 6t^5 - 15t^4 + 10t^3 (zero first and second derivative at 0 and 1)."""
+    return t * t * t * (t * (t * 6 - 15) + 10)
+
+
+def draw_lattice_angles(rng: np.random.Generator, res_y: int, res_x: int) -> np.ndarray:
+    """Gradient angles in [0, 2 pi) at the (res_y + 1, res_x + 1) lattice points."""
+    return rng.uniform(0.0, 2.0 * math.pi, size=(res_y + 1, res_x + 1))
+
+
+def perlin_noise(
+    angles: Sequence[np.ndarray | torch.Tensor],
+    size: tuple[int, int],
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Perlin noise fields, one per lattice in ``angles``, as a (B, H, W) tensor in [-1, 1].
+
+    ``angles[b]`` has shape (res_y + 1, res_x + 1); its resolution may differ from sample to sample.
+    Each output depends only on its own lattice (the lattices are zero-padded to a common shape,
+    and the padding is never read).
+    """
+    h, w = size
+    res = torch.tensor([(a.shape[0] - 1, a.shape[1] - 1) for a in angles], dtype=dtype, device=device)
+    lattice = torch.zeros(len(angles), int(res[:, 0].max()) + 1, int(res[:, 1].max()) + 1, dtype=dtype, device=device)
+    for i, a in enumerate(angles):
+        lattice[i, : a.shape[0], : a.shape[1]] = torch.as_tensor(a, dtype=dtype, device=device)
+    grad_y, grad_x = torch.cos(lattice), torch.sin(lattice)  # DRAEM: (cos, sin) along (axis 0, axis 1)
+
+    u = torch.arange(h, dtype=dtype, device=device) * res[:, :1] / h  # (B, H) lattice coordinate of rows
+    v = torch.arange(w, dtype=dtype, device=device) * res[:, 1:] / w  # (B, W) ... of columns
+    iy, ix = u.floor(), v.floor()
+    fy, fx = (u - iy)[:, :, None], (v - ix)[:, None, :]  # position inside the cell
+    iy, ix = iy.long()[:, :, None], ix.long()[:, None, :]
+    batch = torch.arange(len(angles), device=device)[:, None, None]
+
+    def ramp(dy: int, dx: int) -> torch.Tensor:
+        """Dot product of the corner (iy + dy, ix + dx)'s gradient with the offset to that corner."""
+        gy, gx = grad_y[batch, iy + dy, ix + dx], grad_x[batch, iy + dy, ix + dx]
+        return gy * (fy - dy) + gx * (fx - dx)
+
+    ty, tx = fade(fy), fade(fx)
+    top = torch.lerp(ramp(0, 0), ramp(1, 0), ty)  # DRAEM interpolates along axis 0 first
+    bottom = torch.lerp(ramp(0, 1), ramp(1, 1), ty)
+    return math.sqrt(2.0) * torch.lerp(top, bottom, tx)
+
+
+def fractal_perlin_noise(
+    octave_angles: Sequence[Sequence[np.ndarray]],
+    size: tuple[int, int],
+    device: torch.device | str = "cpu",
+    persistence: float = FRACTAL_PERSISTENCE,
+) -> torch.Tensor:
+    """Sum of octaves ``persistence ** k * perlin_noise(octave_angles[k])``, (B, H, W).
+
+    ``octave_angles[k]`` holds the B lattices of octave k (normally twice the resolution of k - 1).
+    """
+    noise = torch.zeros(len(octave_angles[0]), *size, device=device)
+    for k, angles in enumerate(octave_angles):
+        noise += persistence**k * perlin_noise(angles, size, device)
+    return noise
+
+
+def perlin_mask(
+    angles: Sequence[np.ndarray | torch.Tensor],
+    rotations_deg: Sequence[float],
+    size: tuple[int, int],
+    device: torch.device | str = "cpu",
+    threshold: float = MASK_THRESHOLD,
+) -> torch.Tensor:
+    """DRAEM's binary mask: Perlin noise rotated (bilinear, fill 0), then ``noise > threshold``.
+
+    Returns float32 (B, H, W) in {0, 1}.
+    """
+    noise = perlin_noise(angles, size, device)
+    rotated = rotate_images(noise[:, None], rotations_deg, padding="zeros")[:, 0]
+    return (rotated > threshold).float()
+
+
+def draw_draem_perlin(rng: np.random.Generator) -> tuple[dict, np.ndarray]:
+    """Draw one DRAEM Perlin mask: (params for Recipe.params, lattice angles for Recipe.arrays)."""
+    res_y = 2 ** int(rng.integers(*SCALE_EXPONENTS))
+    res_x = 2 ** int(rng.integers(*SCALE_EXPONENTS))
+    angles = draw_lattice_angles(rng, res_y, res_x)
+    rotation = float(rng.uniform(-MASK_ROTATION_DEG, MASK_ROTATION_DEG))
+    params = {"perlin_scale": [res_y, res_x], "perlin_rotation": rotation, "perlin_threshold": MASK_THRESHOLD}
+    return params, angles
+
+
+def draem_perlin_masks(recipes: Sequence[Recipe], size: tuple[int, int], device: torch.device | str) -> torch.Tensor:
+    """Render the masks drawn by :func:`draw_draem_perlin` (stored as ``perlin_angles``), (B, H, W)."""
+    return perlin_mask(
+        [r.arrays["perlin_angles"] for r in recipes],
+        [r.params["perlin_rotation"] for r in recipes],
+        size,
+        device,
+        threshold=MASK_THRESHOLD,
+    )

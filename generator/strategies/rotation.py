@@ -1,0 +1,120 @@
+"""Rotation as the augmentation framework defines it, and the geometry the image strategies share.
+
+The framework (Lin & Yan, AAAI 2024, "A Comprehensive Augmentation Framework for Anomaly Detection")
+treats rotation differently from every other augmentation: "Since providing samples with the same
+orientation during training is sufficient to learn that rotation is not allowed, and it is difficult
+to compute the anomaly mask created by the rotation operation, we apply this operation in reverse to
+classes that allow rotation to emphasize its irrelevance in creating an anomaly." So the ``rotation``
+strategy produces *normal* samples: a rotated normal image with an empty mask (label 0). The
+per-class table (:mod:`.caf`) enables it only for classes whose normal images may appear at any
+angle (bottle, hazelnut, metal_nut, screw, ...). It is not DRAEM's rotation of every normal before
+synthesis (the framework removes that; the ``draem`` strategy keeps it).
+
+Choices the paper leaves open, both options of the strategy:
+- ``max_angle`` (default 180): the angle is uniform in [-max_angle, max_angle]. A class that
+  "allows rotation" allows every angle, so the default covers the full circle.
+- ``padding`` (default ``border``): what fills the corners that rotation uncovers. The sample is
+  labelled normal, so the corners should look like the image's own background. ``border`` repeats
+  the nearest edge pixel: the classes that allow rotation show a centred object whose image edge is
+  background, so the corners continue that background. ``reflection`` mirrors the image into the
+  corners, which copies parts of an object that fills the frame (MVTec bottle) into them: duplicated
+  parts labelled normal. ``zeros`` (DRAEM's fill) gives black corners, an artefact no test image has.
+
+Shared helpers: :func:`rotate_images` (per-sample angles, also used for DRAEM's noise and normal
+rotation and its texture augmenter), :func:`sample_bilinear` (exact at integer coordinates, used by
+CutPaste and NDAA) and :func:`number_option` (validated numeric options).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import SynthgenError
+from .base import Recipe, Rendered, Strategy, StrategyContext, register_strategy
+
+PADDINGS = ("border", "reflection", "zeros")
+
+
+def number_option(ctx: StrategyContext, strategy: str, key: str, default: float, low: float, high: float) -> float:
+    """``ctx.option(strategy, key)`` checked to be a number in [low, high]; a bad value is a user error."""
+    value = ctx.option(strategy, key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise SynthgenError(f"option {strategy}.{key}: must be a number in [{low}, {high}], got {value!r}")
+    return float(value)
+
+
+def rotate_images(images: torch.Tensor, angles_deg: Sequence[float] | torch.Tensor, padding: str = "zeros") -> torch.Tensor:
+    """Rotate each image of a (B, C, H, W) batch about its centre by its own angle, bilinearly.
+
+    Positive angles turn the content counter-clockwise as displayed (the convention of PIL and
+    torchvision). ``padding`` is ``zeros`` (fill 0, as imgaug's Affine default cval=0 that DRAEM
+    uses), ``border`` or ``reflection`` (grid_sample's padding modes). Rotation happens in pixel units, so non-square images are not sheared.
+    """
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    b, _, h, w = images.shape
+    theta = torch.as_tensor(angles_deg, dtype=torch.float64).reshape(b) * (math.pi / 180.0)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    zero = torch.zeros_like(cos)
+    # Output pixel -> input pixel about the centre (y down): x_in = c x - s y, y_in = s x + c y,
+    # written for normalised coordinates, in which x and y are divided by W/2 and H/2.
+    affine = torch.stack(
+        [torch.stack([cos, -sin * (h / w), zero], 1), torch.stack([sin * (w / h), cos, zero], 1)], 1
+    ).to(device=images.device, dtype=images.dtype)
+    grid = F.affine_grid(affine, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+
+
+def sample_bilinear(images: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Sample (B, C, H, W) images at pixel coordinates y, x of shape (B, h, w), clamped to the border.
+
+    Pixel (i, j) has coordinates (i, j). At integer coordinates the result is the pixel itself,
+    exactly (the weights are 0 and 1), so a pure translation copies pixels bit for bit.
+    """
+    b, c, h, w = images.shape
+    y = y.clamp(0, h - 1)
+    x = x.clamp(0, w - 1)
+    y0, x0 = y.floor(), x.floor()
+    wy, wx = (y - y0).unsqueeze(1), (x - x0).unsqueeze(1)
+    y0, x0 = y0.long(), x0.long()
+    y1, x1 = (y0 + 1).clamp(max=h - 1), (x0 + 1).clamp(max=w - 1)
+    flat = images.reshape(b, c, h * w)
+
+    def at(yi: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        index = (yi * w + xi).reshape(b, 1, -1).expand(b, c, -1)
+        return flat.gather(2, index).reshape(b, c, *yi.shape[1:])
+
+    top = at(y0, x0) * (1 - wx) + at(y0, x1) * wx
+    bottom = at(y1, x0) * (1 - wx) + at(y1, x1) * wx
+    return top * (1 - wy) + bottom * wy
+
+
+@register_strategy
+class Rotation(Strategy):
+    """The framework's rotation, applied in reverse: a rotated normal image presented as normal."""
+
+    name = "rotation"
+    summary = "rotated normal image labelled normal (empty mask), for classes that allow rotation (framework)"
+
+    def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
+        max_angle = number_option(ctx, self.name, "max_angle", 180.0, 0.0, 180.0)
+        padding = ctx.option(self.name, "padding", "border")
+        if padding not in PADDINGS:
+            raise SynthgenError(f"option {self.name}.padding: must be one of {', '.join(PADDINGS)}, got {padding!r}")
+        return Recipe({"angle": float(rng.uniform(-max_angle, max_angle)), "padding": padding})
+
+    def render(self, images: torch.Tensor, recipes: list[Recipe], ctx: StrategyContext) -> Rendered:
+        rotated = torch.empty_like(images)
+        for padding in PADDINGS:  # one grid_sample call per padding mode; each sample stays independent
+            idx = [i for i, r in enumerate(recipes) if r.params["padding"] == padding]
+            if idx:
+                angles = [recipes[i].params["angle"] for i in idx]
+                rotated[idx] = rotate_images(images[idx], angles, padding).clamp(0, 1)
+        masks = torch.zeros(images.shape[0], *images.shape[2:], device=images.device, dtype=images.dtype)
+        # The rotated image is itself the clean reconstruction target.
+        return Rendered(images=rotated, masks=masks, normals=rotated, notes=[{"mask_area": 0.0} for _ in recipes])
