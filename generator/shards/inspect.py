@@ -1,0 +1,84 @@
+"""``synthgen inspect``: what is in a build, as a table and as a contact sheet.
+
+The table counts samples per strategy and label (from the manifest, no shard reads). The contact
+sheet shows, for each strategy, a few anomalous samples as (image | mask overlay) pairs, picked
+evenly over the build so the sheet is the same every time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..viz import contact_sheet, overlay_mask, save_sheet
+from .reader import read_manifest
+
+
+def summary_table(build_dir: str | Path) -> str:
+    m = read_manifest(build_dir)
+    ds = m["dataset"]
+    totals = m["totals"]
+    lines = [
+        f"build     {Path(build_dir)}",
+        f"dataset   {ds['name']} / {ds['category']} ({ds['split']}, {len(ds['sources'])} source images)",
+        f"samples   {totals['samples']} in {len(m['shards'])} shards, image size "
+        f"{m['config']['image_size'][0]}x{m['config']['image_size'][1]}, seed {m['seed']}",
+        "",
+        f"{'strategy':<22}{'samples':>9}{'anomalous':>11}{'normal':>8}{'redrawn':>9}{'fallback':>10}",
+    ]
+    per = strategy_label_counts(build_dir)
+    for name in sorted(totals["strategies"]):
+        anomalous, normal = per.get(name, (0, 0))
+        lines.append(
+            f"{name:<22}{totals['strategies'][name]:>9}{anomalous:>11}{normal:>8}"
+            f"{totals['redraws'].get(name, 0):>9}{totals['fallback_normal'].get(name, 0):>10}"
+        )
+    return "\n".join(lines)
+
+
+def strategy_label_counts(build_dir: str | Path) -> dict[str, tuple[int, int]]:
+    m = read_manifest(build_dir)
+    counts: dict[str, list[int]] = {}
+    for shard in m["shards"]:
+        with h5py.File(Path(build_dir) / shard["file"], "r") as f:
+            names = f["strategy"].asstr()[...]
+            labels = f["label"][...]
+        for name, label in zip(names, labels):
+            c = counts.setdefault(str(name), [0, 0])
+            c[0 if label else 1] += 1
+    return {k: (v[0], v[1]) for k, v in counts.items()}
+
+
+def write_contact_sheet(build_dir: str | Path, out_png: str | Path, per_strategy: int = 4, tile: int = 128) -> Path:
+    build_dir = Path(build_dir)
+    m = read_manifest(build_dir)
+    picks: dict[str, list[tuple[str, int]]] = {}
+    for shard in m["shards"]:
+        with h5py.File(build_dir / shard["file"], "r") as f:
+            names = f["strategy"].asstr()[...]
+            labels = f["label"][...]
+        for row, (name, label) in enumerate(zip(names, labels)):
+            if label:
+                picks.setdefault(str(name), []).append((shard["file"], row))
+    rows, row_labels = [], []
+    for name in sorted(picks):
+        chosen = _evenly(picks[name], per_strategy)
+        tiles = []
+        for file, row in chosen:
+            with h5py.File(build_dir / file, "r") as f:
+                image, mask = f["image"][row], f["mask"][row]
+            tiles += [image, overlay_mask(image, mask)]
+        rows.append(tiles)
+        row_labels.append(f"{name}  ({len(picks[name])} anomalous samples; image | mask overlay)")
+    if not rows:
+        rows, row_labels = [[np.zeros((tile, tile, 3), np.uint8)]], ["no anomalous samples in this build"]
+    return save_sheet(out_png, contact_sheet(rows, row_labels, tile=tile))
+
+
+def _evenly(items: list, k: int) -> list:
+    if len(items) <= k:
+        return items
+    idx = np.linspace(0, len(items) - 1, k).round().astype(int)
+    return [items[i] for i in idx]
