@@ -58,3 +58,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Keep the tests' caches (demo data, source stacks, maps) out of the user's ~/.cache."""
+    cache = tmp_path_factory.mktemp("synthgen-cache")
+    old = os.environ.get("SYNTHGEN_CACHE")
+    os.environ["SYNTHGEN_CACHE"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("SYNTHGEN_CACHE", None)
+    else:
+        os.environ["SYNTHGEN_CACHE"] = old

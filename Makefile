@@ -1,0 +1,48 @@
+# The two set-up commands of the README:
+#   make demo   install everything, build the embedded demo dataset, write its contact sheet
+#   make test   install everything, run the test suite (what CI runs)
+# Everything installs into .venv; nothing outside this folder is touched (but ~/.cache/synthgen).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEMO   ?= demo-out
+
+BENCH_VENV ?= .venv-bench
+
+.PHONY: install demo test test-slow bench clean
+
+$(BIN)/synthgen: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(BIN)/synthgen
+
+demo: install
+	$(BIN)/synthgen build --dataset demo --strategy draem,transparent,opaque,ndaa,cutpaste,cutpaste-scar \
+		--textures perlin --out $(DEMO) --workers 2
+	$(BIN)/synthgen verify $(DEMO)
+	$(BIN)/synthgen inspect $(DEMO) --sheet $(DEMO)/contact_sheet.png
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+# Benchmarks compare against anomalib, which lives in its own environment (not a synthgen dependency).
+$(BENCH_VENV)/bin/python: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BENCH_VENV)/bin/pip install -q -e . anomalib
+	touch $@
+
+bench: $(BENCH_VENV)/bin/python
+	$(BENCH_VENV)/bin/python benchmarks/bench_generator.py
+
+clean:
+	rm -rf $(VENV) $(BENCH_VENV) $(DEMO) out

@@ -1,0 +1,211 @@
+"""Generator benchmark (issue 2): three measurements, each side by side with its peer in one run.
+
+1. Synthesis throughput at 256x256 of every image-level strategy, through the same code path the
+   build uses (draw on the CPU + batched render + conversion to uint8), next to anomalib's
+   PerlinAnomalyGenerator on the same images with the same DTD folder and the same thread count.
+2. Trainer input: samples/s reading a built shard through synthgen's torch Dataset vs the online
+   path the anchors use (decode the PNG, resize, synthesize with anomalib's generator), same images.
+3. Peak RSS of `synthgen build` with 100 vs 1000 samples (a separate process each).
+
+Run it in an environment that has both synthgen and anomalib (``make bench`` creates one):
+
+    python benchmarks/bench_generator.py --images ../shared/data/mvtec_ad/bottle/train/good \
+        --dtd ../shared/data/dtd --threads 1
+
+Numbers are medians of ``--repeats`` timed passes after one warm-up pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+STRATEGIES = ("draem", "transparent", "opaque", "ndaa", "rotation", "cutpaste", "cutpaste-scar")
+
+
+def load_images(folder: Path) -> list[Path]:
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not paths:
+        sys.exit(f"{folder}: no images")
+    return paths
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of ``repeats`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# -- 1. synthesis throughput ------------------------------------------------------------------------
+
+
+def synthgen_synthesis(paths: list[Path], dtd: Path, n: int, batch: int, repeats: int) -> dict[str, float]:
+    from generator.imageio import read_rgb, resize_rgb
+    from generator.pipeline import SampleSpec, render_specs
+    from generator.seeding import sample_seed
+    from generator.strategies import StrategyContext
+    from generator.strategies.texture import TextureBank
+
+    size = (256, 256)
+    stack = torch.stack([torch.from_numpy(resize_rgb(read_rgb(p), size)).permute(2, 0, 1).float() / 255 for p in paths])
+    device = torch.device("cpu")
+    bank = TextureBank("dtd", size, device, dtd_root=str(dtd))
+    ctx = StrategyContext(image_size=size, device=device, dataset="bench", category="bottle", sources=list(paths),
+                          normal_image=lambda i: stack[i], texture=bank.get, texture_keys=bank.keys)
+    results = {}
+    for name in STRATEGIES:
+        specs = [SampleSpec(i, i % len(paths), i // len(paths), name, sample_seed(0, "bottle", str(i % len(paths)), i, name))
+                 for i in range(n)]
+
+        def run() -> None:
+            for start in range(0, n, batch):
+                render_specs(specs[start:start + batch], ctx, max_attempts=8)
+
+        results[name] = n / timed(run, repeats)
+    return results
+
+
+def anomalib_synthesis(paths: list[Path], dtd: Path, n: int, batch: int, repeats: int) -> float:
+    from anomalib.data.utils.generators.perlin import PerlinAnomalyGenerator
+
+    from generator.imageio import read_rgb, resize_rgb
+
+    stack = torch.stack([torch.from_numpy(resize_rgb(read_rgb(p), (256, 256))).permute(2, 0, 1).float() / 255 for p in paths])
+    generator = PerlinAnomalyGenerator(anomaly_source_path=dtd, probability=0.5)
+    torch.manual_seed(0)
+
+    def run() -> None:
+        for start in range(0, n, batch):
+            idx = [i % len(paths) for i in range(start, min(n, start + batch))]
+            images, masks = generator(stack[idx])
+            # the same final step synthgen does: to uint8 for storage
+            (images.clamp(0, 1) * 255).round().to(torch.uint8)
+            masks.to(torch.uint8)
+
+    return n / timed(run, repeats)
+
+
+# -- 2. trainer input -------------------------------------------------------------------------------
+
+
+def build_shards(dataset_args: list[str], out: Path, n: int, dtd: Path) -> None:
+    cmd = [sys.executable, "-m", "generator.cli", "build", *dataset_args, "--strategy", "draem", "--textures", str(dtd),
+           "--num-samples", str(n), "--device", "cpu", "--out", str(out), "--quiet"]
+    subprocess.run(cmd, check=True)
+
+
+def shard_reading(build: Path, repeats: int) -> float:
+    from generator.shards.reader import ShardDataset
+
+    ds = ShardDataset(build, fields=("image", "mask"))
+    order = np.random.default_rng(0).permutation(len(ds))
+
+    def run() -> None:
+        for i in order:
+            ds[int(i)]
+
+    return len(ds) / timed(run, repeats)
+
+
+def online_path(paths: list[Path], dtd: Path, n: int, repeats: int) -> float:
+    """What DRAEM/anomalib do per training sample: decode the PNG, resize, synthesize."""
+    from anomalib.data.utils.generators.perlin import PerlinAnomalyGenerator
+    from torchvision.transforms.v2 import functional as F
+
+    generator = PerlinAnomalyGenerator(anomaly_source_path=dtd, probability=0.5)
+    torch.manual_seed(0)
+
+    def run() -> None:
+        for i in range(n):
+            image = Image.open(paths[i % len(paths)]).convert("RGB")
+            tensor = F.to_dtype(F.pil_to_tensor(image), torch.float32, scale=True)
+            tensor = F.resize(tensor, [256, 256], antialias=True)
+            generator(tensor)
+
+    return n / timed(run, repeats)
+
+
+# -- 3. memory --------------------------------------------------------------------------------------
+
+
+def peak_rss_mb(dataset_args: list[str], n: int, dtd: Path) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "generator.cli", "build", *dataset_args, "--strategy", "draem", "--textures", str(dtd),
+               "--num-samples", str(n), "--device", "cpu", "--out", str(Path(tmp) / "b"), "--quiet"]
+        probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+                 "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+        out = subprocess.run([sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True)
+        return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=Path, default=SHARED / "mvtec_ad" / "bottle" / "train" / "good")
+    ap.add_argument("--dataset-args", default=f"--dataset mvtec_ad --root {SHARED / 'mvtec_ad'} --category bottle",
+                    help="how `synthgen build` reads the same images")
+    ap.add_argument("--dtd", type=Path, default=SHARED / "dtd")
+    ap.add_argument("--samples", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads for both sides")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    paths = load_images(args.images)
+    dataset_args = args.dataset_args.split()
+    report: dict = {"threads": args.threads, "samples": args.samples, "cpu_count": os.cpu_count(),
+                    "torch": torch.__version__}
+
+    print(f"# synthgen generator benchmark ({args.samples} samples, 256x256, {args.threads} thread(s), "
+          f"{len(paths)} source images from {args.images})\n")
+    ours = synthgen_synthesis(paths, args.dtd, args.samples, args.batch, args.repeats)
+    theirs = anomalib_synthesis(paths, args.dtd, args.samples, args.batch, args.repeats)
+    report["synthesis"] = {"synthgen": ours, "anomalib_perlin": theirs}
+    print("## 1. Synthesis throughput (samples/s)\n")
+    print("| strategy | synthgen | anomalib PerlinAnomalyGenerator | ratio |")
+    print("|---|---:|---:|---:|")
+    for name, value in ours.items():
+        print(f"| {name} | {value:.1f} | {theirs:.1f} | {value / theirs:.2f}x |")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        build = Path(tmp) / "shards"
+        build_shards(dataset_args, build, args.samples, args.dtd)
+        read = shard_reading(build, args.repeats)
+    online = online_path(paths, args.dtd, min(args.samples, 64), args.repeats)
+    report["trainer_input"] = {"shard_dataset": read, "online_decode_resize_synthesize": online}
+    print("\n## 2. Trainer input (samples/s)\n")
+    print("| path | samples/s |\n|---|---:|")
+    print(f"| ShardDataset (random order) | {read:.0f} |")
+    print(f"| online: PNG decode + resize + anomalib synthesis | {online:.1f} |")
+    print(f"| ratio | {read / online:.0f}x |")
+
+    small, large = peak_rss_mb(dataset_args, 100, args.dtd), peak_rss_mb(dataset_args, 1000, args.dtd)
+    report["peak_rss_mb"] = {"100": small, "1000": large}
+    print("\n## 3. Peak RSS of `synthgen build` (draem, 256x256)\n")
+    print("| samples | peak RSS (MB) |\n|---:|---:|")
+    print(f"| 100 | {small:.0f} |\n| 1000 | {large:.0f} |")
+    print(f"| change | {100 * (large - small) / small:+.1f}% |")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

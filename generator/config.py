@@ -1,0 +1,108 @@
+"""The build configuration: everything that decides what a build contains.
+
+The config's *identity* (every field that changes the bytes of the output, plus digests of the
+source images, textures and model files) is hashed into ``config_hash``. Two builds with the same
+hash are the same dataset; an output folder remembers its hash and refuses a different build.
+Fields that only change how the work is scheduled (workers, which job-array slice runs, the
+dataset's location on disk) are not part of the identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import SynthgenError
+
+#: fields that never change the output bytes; excluded from the identity hash
+SCHEDULING_FIELDS = ("root", "texture_root")
+
+TEXTURE_SOURCES = ("dtd", "normals", "perlin")
+
+
+@dataclass
+class BuildConfig:
+    dataset: str
+    category: str
+    strategies: tuple[str, ...]
+    root: str | None = None
+    split: str = "train"
+    num_samples: int | None = None  # None: one sample per (source image, strategy)
+    image_size: tuple[int, int] = (256, 256)  # (H, W), as the papers train
+    seed: int = 0
+    samples_per_shard: int = 256
+    batch_size: int = 32
+    device: str = "cpu"
+    texture_source: str | None = None  # dtd | normals | perlin
+    texture_root: str | None = None  # the DTD-style folder when texture_source == "dtd"
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    caf_table: str | None = None
+    compress_images: bool = False
+    max_attempts: int = 8  # redraws of a collapsed sample before it falls back to a counted normal
+
+    def __post_init__(self) -> None:
+        self.strategies = tuple(self.strategies)
+        self.image_size = tuple(int(v) for v in self.image_size)
+        if not self.strategies:
+            raise SynthgenError("--strategy: give at least one strategy")
+        if len(self.image_size) != 2 or min(self.image_size) < 32:
+            raise SynthgenError(f"--image-size: {self.image_size} is too small (at least 32x32)")
+        for name, value in (("samples-per-shard", self.samples_per_shard), ("batch-size", self.batch_size)):
+            if value < 1:
+                raise SynthgenError(f"--{name}: must be at least 1, got {value}")
+        if self.num_samples is not None and self.num_samples < 1:
+            raise SynthgenError(f"--num-samples: must be at least 1, got {self.num_samples}")
+        if self.texture_source is not None and self.texture_source not in TEXTURE_SOURCES:
+            raise SynthgenError(f"--textures: unknown source '{self.texture_source}' ({', '.join(TEXTURE_SOURCES)} or a folder)")
+        if self.device not in ("cpu", "cuda"):
+            raise SynthgenError(f"--device: must be cpu or cuda, got '{self.device}'")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["strategies"] = list(self.strategies)
+        d["image_size"] = list(self.image_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BuildConfig":
+        return cls(**d)
+
+    def identity(self) -> dict[str, Any]:
+        d = self.to_dict()
+        for name in SCHEDULING_FIELDS:
+            d.pop(name)
+        return d
+
+
+def digest(obj: Any) -> str:
+    """sha256 of the canonical JSON of ``obj`` (sorted keys, no whitespace)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def parse_image_size(text: str) -> tuple[int, int]:
+    """``256`` -> (256, 256); ``256x512`` -> (256, 512) as height x width."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise SynthgenError(f"--image-size: '{text}' is not N or HxW") from None
+    if len(parts) == 1:
+        return parts[0], parts[0]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    raise SynthgenError(f"--image-size: '{text}' is not N or HxW")
+
+
+def parse_option(text: str) -> tuple[str, str, Any]:
+    """``draem.beta_max=0.5`` -> ("draem", "beta_max", 0.5). Values are JSON when they parse as JSON."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise SynthgenError(f"--set: '{text}' is not STRATEGY.KEY=VALUE")
+    key, raw = text.split("=", 1)
+    strategy, name = key.split(".", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return strategy, name, value

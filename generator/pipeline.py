@@ -1,0 +1,503 @@
+"""``synthgen build``: plan the samples, render them shard by shard, write sidecars, merge the manifest.
+
+Plan. Sample ``i`` of a build uses source image ``j = i % S`` (S normal source images) as its
+``k = i // S``-th variant, with strategy ``strategies[(j + k) % len(strategies)]``, so every source
+meets every strategy and the counts per strategy are balanced. Its seed comes from
+(seed, category, source id, variant, strategy) alone (generator.seeding), so nothing about a sample
+depends on the worker that renders it, the batch it lands in, or which job-array slice runs.
+
+Shards. The plan is cut into ``ceil(N / samples_per_shard)`` shards up front. A shard is written
+atomically and followed by its JSON sidecar; a shard whose file and sidecar verify is never redone,
+so a killed build run again finishes the rest and is byte-identical to an uninterrupted one.
+``num_shards``/``shard_index`` build every ``num_shards``-th shard starting at ``shard_index`` (one
+slice of a cluster job array); the manifest is merged once every shard's sidecar is present.
+
+Determinism across worker counts. On the CPU each worker renders with one intra-op thread: torch
+reductions may sum in a different order with more threads, which could flip a rounded pixel.
+Parallelism comes from ``workers`` processes, each building whole shards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import __version__
+from .atomic import remove_stale_temps, write_json_atomic
+from .config import BuildConfig, digest
+from .datasets import DatasetIndex, load_dataset
+from .errors import SynthgenError
+from .imageio import sha256_file
+from .seeding import rng_for, sample_seed
+from .shards.format import MASK_ON, shard_name, sidecar_name
+from .shards.manifest import BUILD_FILE, MANIFEST_FILE, write_manifest
+from .shards.writer import ShardWriter
+from .sources import SourceSet, prepare_sources
+from .strategies import Rendered, Strategy, StrategyContext, get_strategy
+from .strategies.caf import caf_strategies
+from .strategies.texture import TextureBank
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """One planned sample."""
+
+    index: int
+    source_index: int
+    variant: int
+    strategy: str
+    seed: int
+
+
+@dataclass
+class BuildPlan:
+    """Everything decided before rendering starts (also what a worker process needs)."""
+
+    config: BuildConfig
+    config_hash: str
+    dataset: DatasetIndex
+    sources: SourceSet
+    strategies: tuple[str, ...]  # after expanding "caf"
+    specs: list[SampleSpec]
+    textures: dict[str, Any] = field(default_factory=dict)  # manifest record of the texture source
+    artifacts: list[dict[str, Any]] = field(default_factory=list)  # weights/generators used
+
+    @property
+    def num_shards(self) -> int:
+        return -(-len(self.specs) // self.config.samples_per_shard)
+
+    def shard_specs(self, s: int) -> list[SampleSpec]:
+        n = self.config.samples_per_shard
+        return self.specs[s * n : (s + 1) * n]
+
+    def shard_file(self, s: int) -> str:
+        c = self.config
+        return shard_name(c.dataset, c.category, c.split, s, self.num_shards)
+
+
+# --------------------------------------------------------------------------------------------------
+# planning
+
+
+def expand_strategies(names: tuple[str, ...], category: str, caf_table: str | None) -> tuple[str, ...]:
+    """Replace ``caf`` by the framework's per-class selection for ``category``; drop duplicates."""
+    out: list[str] = []
+    for name in names:
+        for expanded in caf_strategies(category, caf_table) if name == "caf" else [name]:
+            if expanded not in out:
+                out.append(expanded)
+    for name in out:
+        get_strategy(name)  # unknown names fail here, before any work
+    return tuple(out)
+
+
+def make_plan(source_ids: list[str], strategies: tuple[str, ...], num_samples: int, seed: int, category: str) -> list[SampleSpec]:
+    n_src = len(source_ids)
+    specs = []
+    for i in range(num_samples):
+        j, k = i % n_src, i // n_src
+        strategy = strategies[(j + k) % len(strategies)]
+        specs.append(SampleSpec(i, j, k, strategy, sample_seed(seed, category, source_ids[j], k, strategy)))
+    return specs
+
+
+def plan_build(config: BuildConfig, *, progress: bool = True) -> BuildPlan:
+    """Read the dataset, check and hash everything the output depends on, and lay out the samples."""
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise SynthgenError("--device cuda: no CUDA device is available on this machine")
+    index = load_dataset(config.dataset, config.root, config.category)
+    images = index.split(config.split, normal_only=True)
+    if not images:
+        raise SynthgenError(f"{index.root}: no normal images in split '{config.split}' of {config.category}")
+    strategies = expand_strategies(config.strategies, config.category, config.caf_table)
+    needs = set().union(*(get_strategy(s).needs for s in strategies))
+    if "textures" in needs and config.texture_source is None:
+        users = [s for s in strategies if "textures" in get_strategy(s).needs]
+        raise SynthgenError(
+            f"--textures: strategy {users[0]} needs an anomaly texture source: a DTD-style folder, 'normals' or 'perlin'"
+        )
+    sources = prepare_sources(images, config.image_size, gray=index.gray, progress=progress)
+    textures = _texture_record(config) if "textures" in needs else {}
+    num_samples = config.num_samples or len(images) * len(strategies)
+    specs = make_plan([s.id for s in images], strategies, num_samples, config.seed, config.category)
+    identity = {
+        "config": config.identity(),
+        "strategies": list(strategies),
+        "num_samples": num_samples,
+        "sources": list(sources.sha256),
+        "textures": textures.get("files"),
+        "synthgen_version": __version__,
+    }
+    return BuildPlan(config, digest(identity), index, sources, strategies, specs, textures)
+
+
+def _texture_record(config: BuildConfig) -> dict[str, Any]:
+    record: dict[str, Any] = {"source": config.texture_source}
+    if config.texture_source == "dtd":
+        bank = TextureBank("dtd", config.image_size, torch.device("cpu"), dtd_root=config.texture_root)
+        root = Path(config.texture_root)
+        record["root"] = str(root)
+        record["files"] = [{"key": key, "sha256": sha256_file(root / key)} for key in bank.keys()]
+    return record
+
+
+# --------------------------------------------------------------------------------------------------
+# rendering
+
+
+def make_context(plan: BuildPlan, device: torch.device) -> StrategyContext:
+    """The resources strategies read: resized sources (memory-mapped), textures, options."""
+    config = plan.config
+    stack = plan.sources.load_stack()
+
+    def normal_image(i: int) -> torch.Tensor:
+        return torch.from_numpy(np.array(stack[i])).permute(2, 0, 1).to(device).float().div_(255.0)
+
+    bank = None
+    if plan.textures:
+        bank = TextureBank(
+            config.texture_source,
+            config.image_size,
+            device,
+            dtd_root=config.texture_root,
+            normal_image=normal_image,
+            num_normals=len(plan.sources),
+        )
+    return StrategyContext(
+        image_size=config.image_size,
+        device=device,
+        dataset=config.dataset,
+        category=config.category,
+        sources=list(plan.sources.images),
+        normal_image=normal_image,
+        texture=bank.get if bank else _no_textures,
+        texture_keys=bank.keys if bank else (lambda: []),
+        options=config.options,
+    )
+
+
+def _no_textures(key: str) -> torch.Tensor:
+    raise RuntimeError("this build has no texture source")
+
+
+def _to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
+    return x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+@dataclass
+class _Sample:
+    image: np.ndarray
+    mask: np.ndarray
+    normal: np.ndarray
+    params: dict[str, Any]
+    extras: dict[str, np.ndarray]
+    redraws: int = 0
+    exhausted: bool = False
+
+
+def render_specs(specs: list[SampleSpec], ctx: StrategyContext, max_attempts: int) -> list[_Sample]:
+    """Render a batch of specs, strategy by strategy, redrawing rejected samples."""
+    out: list[_Sample | None] = [None] * len(specs)
+    for name in dict.fromkeys(s.strategy for s in specs):
+        strategy = get_strategy(name)
+        members = [k for k, s in enumerate(specs) if s.strategy == name]
+        rngs = {k: rng_for(specs[k].seed) for k in members}
+        recipes = {k: strategy.draw(rngs[k], ctx, specs[k].source_index) for k in members}
+        redraws = dict.fromkeys(members, 0)
+        pending = members
+        while pending:
+            images = torch.stack([ctx.normal_image(specs[k].source_index) for k in pending])
+            rendered = strategy.render(images, [recipes[k] for k in pending], ctx)
+            samples = _unpack(rendered, images, strategy, [recipes[k] for k in pending])
+            accepted = rendered.accepted.cpu().tolist() if rendered.accepted is not None else [True] * len(pending)
+            retry = []
+            for k, sample, ok in zip(pending, samples, accepted):
+                sample.redraws = redraws[k]
+                if ok:
+                    out[k] = sample
+                elif redraws[k] + 1 < max_attempts:
+                    redraws[k] += 1
+                    recipes[k] = strategy.draw(rngs[k], ctx, specs[k].source_index)  # continues the stream
+                    retry.append(k)
+                else:  # every attempt collapsed: keep the clean image as a normal sample, and count it
+                    sample.image, sample.mask = sample.normal.copy(), np.zeros_like(sample.mask)
+                    sample.extras, sample.exhausted = {}, True
+                    sample.params = {**sample.params, "fallback": "normal"}
+                    out[k] = sample
+            pending = retry
+    return out  # type: ignore[return-value]
+
+
+def _unpack(rendered: Rendered, inputs: torch.Tensor, strategy: Strategy, recipes) -> list[_Sample]:
+    images = _to_uint8_hwc(rendered.images)
+    normals = _to_uint8_hwc(rendered.normals if rendered.normals is not None else inputs)
+    masks = ((rendered.masks > 0.5).to(torch.uint8) * MASK_ON).cpu().numpy()
+    extras = {
+        name: (rendered.extras[name].float() * spec.scale).round().cpu().numpy().astype(spec.dtype)
+        if np.dtype(spec.dtype).kind in "ui"
+        else (rendered.extras[name].float() * spec.scale).cpu().numpy().astype(spec.dtype)
+        for name, spec in strategy.extra_fields.items()
+        if name in rendered.extras
+    }
+    notes = rendered.notes or [{} for _ in recipes]
+    return [
+        _Sample(
+            image=images[b],
+            mask=masks[b],
+            normal=normals[b],
+            params={**recipe.params, **notes[b]},
+            extras={name: arr[b] for name, arr in extras.items()},
+        )
+        for b, recipe in enumerate(recipes)
+    ]
+
+
+def _extra_fields(strategies: tuple[str, ...]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for name in strategies:
+        fields.update(get_strategy(name).extra_fields)
+    return fields
+
+
+def build_shard(plan: BuildPlan, s: int, out_dir: Path, ctx: StrategyContext, progress: tqdm | None = None) -> dict:
+    """Render shard ``s`` into ``out_dir`` (atomically), write its sidecar, return the sidecar."""
+    config = plan.config
+    specs = plan.shard_specs(s)
+    h, w = config.image_size
+    extras = _extra_fields(plan.strategies)
+    attrs = {
+        "synthgen_version": __version__,
+        "dataset": config.dataset,
+        "category": config.category,
+        "split": config.split,
+        "shard_index": s,
+        "num_shards": plan.num_shards,
+        "first_index": specs[0].index,
+        "num_samples": len(specs),
+        "image_height": h,
+        "image_width": w,
+        "config_hash": plan.config_hash,
+    }
+    stats = {"strategies": {}, "labels": {"0": 0, "1": 0}, "redraws": {}, "fallback_normal": {}}
+    path = out_dir / plan.shard_file(s)
+    with ShardWriter(path, num_samples=len(specs), height=h, width=w, extras=extras, attrs=attrs,
+                     compress_images=config.compress_images) as writer:
+        for start in range(0, len(specs), config.batch_size):
+            batch = specs[start : start + config.batch_size]
+            samples = render_specs(batch, ctx, config.max_attempts)
+            writer.write(start, _batch_arrays(plan, batch, samples, extras))
+            for spec, sample in zip(batch, samples):
+                _count(stats, spec.strategy, sample)
+            if progress is not None:
+                progress.update(len(batch))
+    sidecar = {
+        "file": path.name,
+        "sha256": writer.sha256,
+        "bytes": writer.num_bytes,
+        "shard_index": s,
+        "num_shards": plan.num_shards,
+        "first_index": specs[0].index,
+        "num_samples": len(specs),
+        "config_hash": plan.config_hash,
+        **stats,
+    }
+    write_json_atomic(out_dir / sidecar_name(path.name), sidecar)
+    return sidecar
+
+
+def _count(stats: dict, strategy: str, sample: _Sample) -> None:
+    stats["strategies"][strategy] = stats["strategies"].get(strategy, 0) + 1
+    stats["labels"][str(int(sample.mask.any()))] += 1
+    if sample.redraws:
+        stats["redraws"][strategy] = stats["redraws"].get(strategy, 0) + sample.redraws
+    if sample.exhausted:
+        stats["fallback_normal"][strategy] = stats["fallback_normal"].get(strategy, 0) + 1
+
+
+def _batch_arrays(plan: BuildPlan, specs: list[SampleSpec], samples: list[_Sample], extras: dict) -> dict[str, Any]:
+    h, w = plan.config.image_size
+    arrays: dict[str, Any] = {
+        "image": np.stack([s.image for s in samples]),
+        "mask": np.stack([s.mask for s in samples]),
+        "normal": np.stack([s.normal for s in samples]),
+        "label": np.array([int(s.mask.any()) for s in samples], dtype=np.uint8),
+        "index": np.array([p.index for p in specs], dtype=np.uint64),
+        "seed": np.array([p.seed for p in specs], dtype=np.uint64),
+        "variant": np.array([p.variant for p in specs], dtype=np.uint32),
+        "strategy": [p.strategy for p in specs],
+        "source_id": [plan.sources.images[p.source_index].id for p in specs],
+        "source_sha256": np.array([plan.sources.sha256[p.source_index] for p in specs], dtype="S64"),
+        "params": [json.dumps(s.params, sort_keys=True, separators=(",", ":"), default=_json_default) for s in samples],
+    }
+    for name, spec in extras.items():
+        shape = tuple(spec.shape(h, w))
+        arrays[name] = np.stack([s.extras.get(name, np.zeros(shape, dtype=spec.dtype)) for s in samples])
+        arrays[f"has_{name}"] = np.array([name in s.extras for s in samples], dtype=np.uint8)
+    return arrays
+
+
+# --------------------------------------------------------------------------------------------------
+# orchestration
+
+
+@dataclass
+class BuildReport:
+    out_dir: Path
+    num_shards: int
+    built: list[int]
+    skipped: list[int]
+    manifest_written: bool
+
+
+def build(
+    config: BuildConfig,
+    out_dir: str | Path,
+    *,
+    workers: int = 1,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    progress: bool = True,
+) -> BuildReport:
+    """Build (or resume) the shards of this job-array slice and merge the manifest when complete."""
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise SynthgenError(f"--shard-index {shard_index} must be in [0, --num-shards {num_shards})")
+    out_dir = Path(out_dir)
+    plan = plan_build(config, progress=progress)
+    _claim_out_dir(out_dir, plan)
+    remove_stale_temps(out_dir)
+    mine = [s for s in range(plan.num_shards) if s % num_shards == shard_index]
+    done = [s for s in mine if _shard_verified(out_dir, plan, s)]
+    todo = [s for s in mine if s not in done]
+    if todo:
+        workers = max(1, min(workers, len(todo)))
+        if workers == 1:
+            _build_in_process(plan, todo, out_dir, progress)
+        else:
+            _build_in_workers(plan, todo, out_dir, workers, progress)
+    written = _merge_manifest_if_complete(plan, out_dir)
+    return BuildReport(out_dir, plan.num_shards, todo, done, written)
+
+
+def _claim_out_dir(out_dir: Path, plan: BuildPlan) -> None:
+    """Refuse a folder that holds something else; remember this build's identity in build.json."""
+    build_file = out_dir / BUILD_FILE
+    if build_file.is_file():
+        try:
+            previous = json.loads(build_file.read_text())["config_hash"]
+        except (json.JSONDecodeError, KeyError):
+            raise SynthgenError(f"{build_file}: unreadable; delete the folder or choose another --out") from None
+        if previous != plan.config_hash:
+            raise SynthgenError(
+                f"{out_dir}: holds a different build (config hash {previous[:12]} != {plan.config_hash[:12]}); "
+                "choose another --out or delete the folder"
+            )
+        return
+    if out_dir.exists() and any(p for p in out_dir.iterdir() if not p.name.startswith(".tmp-")):
+        raise SynthgenError(f"{out_dir}: folder is not empty and is not a synthgen build; choose another --out")
+    write_json_atomic(
+        build_file,
+        {"config_hash": plan.config_hash, "config": plan.config.to_dict(), "synthgen_version": __version__},
+    )
+
+
+def _shard_verified(out_dir: Path, plan: BuildPlan, s: int) -> bool:
+    path = out_dir / plan.shard_file(s)
+    side = out_dir / sidecar_name(path.name)
+    if not (path.is_file() and side.is_file()):
+        return False
+    try:
+        sidecar = json.loads(side.read_text())
+    except json.JSONDecodeError:
+        return False
+    return sidecar.get("config_hash") == plan.config_hash and sidecar.get("sha256") == sha256_file(path)
+
+
+@contextmanager
+def _render_threads(device: str) -> Iterator[None]:
+    """One intra-op thread for CPU rendering (see module docstring); restored afterwards."""
+    if device != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _build_in_process(plan: BuildPlan, todo: list[int], out_dir: Path, progress: bool) -> None:
+    total = sum(len(plan.shard_specs(s)) for s in todo)
+    with _render_threads(plan.config.device), tqdm(total=total, desc="samples", unit="sample", disable=not progress) as bar:
+        ctx = make_context(plan, torch.device(plan.config.device))
+        for s in todo:
+            build_shard(plan, s, out_dir, ctx, bar)
+
+
+def _worker_build(plan: BuildPlan, s: int, out_dir: Path) -> int:
+    with _render_threads(plan.config.device):
+        build_shard(plan, s, out_dir, make_context(plan, torch.device(plan.config.device)))
+    return s
+
+
+def _build_in_workers(plan: BuildPlan, todo: list[int], out_dir: Path, workers: int, progress: bool) -> None:
+    from joblib import Parallel, delayed
+
+    jobs = (delayed(_worker_build)(plan, s, out_dir) for s in todo)
+    results = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")(jobs)
+    for _ in tqdm(results, total=len(todo), desc="shards", unit="shard", disable=not progress):
+        pass
+
+
+def _merge_manifest_if_complete(plan: BuildPlan, out_dir: Path) -> bool:
+    sidecars = []
+    for s in range(plan.num_shards):
+        side = out_dir / sidecar_name(plan.shard_file(s))
+        if not side.is_file():
+            return False
+        sidecar = json.loads(side.read_text())
+        if sidecar.get("config_hash") != plan.config_hash:
+            return False
+        sidecars.append(sidecar)
+    write_manifest(out_dir, plan, sidecars, environment(plan.config.device))
+    return True
+
+
+def environment(device: str) -> dict[str, str]:
+    """Library versions and hardware that produced the bytes (recorded, not hashed)."""
+    import cv2
+    import h5py
+    import PIL
+
+    env = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "h5py": h5py.__version__,
+        "hdf5": h5py.version.hdf5_version,
+        "pillow": PIL.__version__,
+        "opencv": cv2.__version__,
+        "device": device,
+    }
+    if device == "cuda":
+        env["cuda_device"] = torch.cuda.get_device_name(0)
+    env["cpu_count"] = str(os.cpu_count())
+    return env
