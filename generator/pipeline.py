@@ -70,6 +70,7 @@ class BuildPlan:
     specs: list[SampleSpec]
     textures: dict[str, Any] = field(default_factory=dict)  # manifest record of the texture source
     artifacts: list[dict[str, Any]] = field(default_factory=list)  # weights/generators used
+    maps: Any = None  # precompute.MapStore of the sources, when a strategy needs "maps"
 
     @property
     def num_shards(self) -> int:
@@ -127,6 +128,11 @@ def plan_build(config: BuildConfig, *, progress: bool = True) -> BuildPlan:
         )
     sources = prepare_sources(images, config.image_size, gray=index.gray, progress=progress)
     textures = _texture_record(config) if "textures" in needs else {}
+    maps, maps_record, artifacts = None, None, []
+    if "maps" in needs:  # edges and regions of every source, computed once and cached
+        from .precompute import precompute_sources
+
+        maps, maps_record, artifacts = precompute_sources(config, sources, progress=progress)
     num_samples = config.num_samples or len(images) * len(strategies)
     specs = make_plan([s.id for s in images], strategies, num_samples, config.seed, config.category)
     identity = {
@@ -137,7 +143,9 @@ def plan_build(config: BuildConfig, *, progress: bool = True) -> BuildPlan:
         "textures": textures.get("files"),
         "synthgen_version": __version__,
     }
-    return BuildPlan(config, digest(identity), index, sources, strategies, specs, textures)
+    if maps_record is not None:
+        identity["maps"] = maps_record  # which models (weights sha256) and parameters made the maps
+    return BuildPlan(config, digest(identity), index, sources, strategies, specs, textures, artifacts, maps)
 
 
 def _texture_record(config: BuildConfig) -> dict[str, Any]:
@@ -182,6 +190,7 @@ def make_context(plan: BuildPlan, device: torch.device) -> StrategyContext:
         texture=bank.get if bank else _no_textures,
         texture_keys=bank.keys if bank else (lambda: []),
         options=config.options,
+        maps=plan.maps,
     )
 
 
@@ -190,7 +199,8 @@ def _no_textures(key: str) -> torch.Tensor:
 
 
 def _to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
-    return x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    # channels-last first, then one allocation and in-place ops (this runs on every rendered pixel)
+    return x.permute(0, 2, 3, 1).mul(255).clamp_(0, 255).round_().to(torch.uint8).cpu().numpy()
 
 
 def _json_default(o: Any) -> Any:

@@ -26,6 +26,15 @@ from ..errors import SynthgenError
 MANIFEST = "manifest.json"
 
 _IMAGE_FIELDS = ("image", "normal")
+#: small per-sample fields returned with every sample (held in memory, see ShardDataset.__init__)
+_METADATA = ("label", "index", "strategy", "source_id")
+
+
+def _read_column(dataset: h5py.Dataset) -> np.ndarray:
+    """A whole 1-D metadata dataset; strings as a numpy array of str."""
+    if h5py.check_string_dtype(dataset.dtype) is not None:
+        return np.asarray(dataset.asstr()[...], dtype=object).astype(str)
+    return dataset[...]
 
 
 def read_manifest(build_dir: str | Path) -> dict:
@@ -65,69 +74,77 @@ class ShardDataset(Dataset):
         self.with_params = with_params
         keep = set(strategies) if strategies is not None else None
 
-        # Scan the small metadata once (in the parent process); every handle is closed again.
+        # Scan the small per-sample metadata once (in the parent process) and keep it in memory:
+        # reading four scalars from HDF5 per sample would cost more than reading the image itself.
+        # Every handle is closed again.
         file_numbers, rows_per_file = [], []
+        meta: dict[str, list[np.ndarray]] = {name: [] for name in _METADATA}
         for fi, path in enumerate(self.files):
             with h5py.File(path, "r") as f:
                 missing = [name for name in self.fields if name not in f]
                 if missing:
                     raise SynthgenError(f"{path}: shard has no field {missing[0]!r} (has: {', '.join(sorted(f))})")
-                n = f["label"].shape[0]
-                if keep is None:
-                    rows = np.arange(n)
-                else:
-                    names = f["strategy"].asstr()[...]
-                    rows = np.flatnonzero(np.isin(names, list(keep)))
+                columns = {name: _read_column(f[name]) for name in _METADATA}
+            rows = np.arange(len(columns["label"]))
+            if keep is not None:
+                rows = np.flatnonzero(np.isin(columns["strategy"], list(keep)))
+            for name in _METADATA:
+                meta[name].append(columns[name][rows])
             file_numbers.append(np.full(len(rows), fi, dtype=np.int32))
             rows_per_file.append(rows.astype(np.int64))
-        # two flat arrays (not a list of tuples): a million samples cost 12 MB, not 100
+        # flat arrays (not a list of tuples): a million samples cost tens of MB, not hundreds
         self._file_of = np.concatenate(file_numbers) if file_numbers else np.zeros(0, np.int32)
         self._row_of = np.concatenate(rows_per_file) if rows_per_file else np.zeros(0, np.int64)
-        self._handles: dict[int, h5py.File] = {}
+        self._meta = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in meta.items()}
+        self._handles: dict[int, dict[str, h5py.Dataset]] = {}
+        self._open_files: list[h5py.File] = []
         self._pid = os.getpid()
 
     def __len__(self) -> int:
         return len(self._row_of)
 
-    def _file(self, fi: int) -> h5py.File:
+    def _datasets(self, fi: int) -> dict[str, h5py.Dataset]:
+        """The requested fields of shard ``fi`` as open h5py datasets (looked up once per process)."""
         if os.getpid() != self._pid:  # we are in a forked worker: never reuse the parent's handles
-            self._handles, self._pid = {}, os.getpid()
-        handle = self._handles.get(fi)
-        if handle is None:
-            handle = h5py.File(self.files[fi], "r")
-            self._handles[fi] = handle
-        return handle
+            self._handles, self._open_files, self._pid = {}, [], os.getpid()
+        datasets = self._handles.get(fi)
+        if datasets is None:
+            f = h5py.File(self.files[fi], "r")
+            self._open_files.append(f)
+            names = self.fields + (("params",) if self.with_params else ())
+            datasets = self._handles[fi] = {name: f[name] for name in names}
+        return datasets
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         if i < 0:
             i += len(self)
         fi, row = int(self._file_of[i]), int(self._row_of[i])
-        f = self._file(fi)
+        datasets = self._datasets(fi)
         out: dict[str, Any] = {}
         for name in self.fields:
-            arr = f[name][row]
+            arr = datasets[name][row]
             if name in _IMAGE_FIELDS:
-                out[name] = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float().div_(255.0)
+                # (H, W, 3) uint8 -> (3, H, W) float32; the channels-last strides are kept (no extra copy)
+                out[name] = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
             elif name == "mask":
                 out[name] = torch.from_numpy(arr > 0).float().unsqueeze(0)
             else:
                 out[name] = torch.from_numpy(np.asarray(arr))
-        out["label"] = int(f["label"][row])
-        out["index"] = int(f["index"][row])
-        out["strategy"] = f["strategy"].asstr()[row]
-        out["source_id"] = f["source_id"].asstr()[row]
+        for name in _METADATA:
+            value = self._meta[name][i]
+            out[name] = value.item() if isinstance(value, np.generic) and name in ("label", "index") else str(value)
         if self.with_params:
-            out["params"] = json.loads(f["params"].asstr()[row])
+            out["params"] = json.loads(datasets["params"].asstr()[row])
         return self.transform(out) if self.transform else out
 
     def close(self) -> None:
-        for handle in self._handles.values():
-            handle.close()
-        self._handles = {}
+        for f in self._open_files:
+            f.close()
+        self._handles, self._open_files = {}, []
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_handles"] = {}  # handles never travel to another process
+        state["_handles"], state["_open_files"] = {}, []  # handles never travel to another process
         return state
 
     def __del__(self) -> None:

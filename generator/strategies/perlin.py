@@ -74,13 +74,20 @@ def perlin_noise(
     v = torch.arange(w, dtype=dtype, device=device) * res[:, 1:] / w  # (B, W) ... of columns
     iy, ix = u.floor(), v.floor()
     fy, fx = (u - iy)[:, :, None], (v - ix)[:, None, :]  # position inside the cell
-    iy, ix = iy.long()[:, :, None], ix.long()[:, None, :]
-    batch = torch.arange(len(angles), device=device)[:, None, None]
+    iy, ix = iy.long(), ix.long()
+    width = lattice.shape[2]
+
+    def corner(grad: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+        """grad[b, iy[b, r] + dy, ix[b, c] + dx] for every pixel (r, c): rows first, then columns.
+
+        The row index depends only on r and the column index only on c, so two small gathers replace
+        one gather with a (B, H, W) index (several times faster on the CPU)."""
+        rows = grad.gather(1, (iy + dy)[:, :, None].expand(-1, -1, width))  # (B, H, lattice width)
+        return rows.gather(2, (ix + dx)[:, None, :].expand(-1, h, -1))  # (B, H, W)
 
     def ramp(dy: int, dx: int) -> torch.Tensor:
         """Dot product of the corner (iy + dy, ix + dx)'s gradient with the offset to that corner."""
-        gy, gx = grad_y[batch, iy + dy, ix + dx], grad_x[batch, iy + dy, ix + dx]
-        return gy * (fy - dy) + gx * (fx - dx)
+        return corner(grad_y, dy, dx) * (fy - dy) + corner(grad_x, dy, dx) * (fx - dx)
 
     ty, tx = fade(fy), fade(fx)
     top = torch.lerp(ramp(0, 0), ramp(1, 0), ty)  # DRAEM interpolates along axis 0 first
