@@ -29,6 +29,30 @@ def _resolve_device(device: str) -> str:
     return device
 
 
+def _map_options(command):
+    """Options of the precompute stage (edge and region maps), shared by `build` and `precompute`."""
+    options = [
+        click.option("--edge-model", default="pidinet", show_default=True,
+                     help="PiDiNet weights: a registered name (see `synthgen weights`) or a checkpoint path."),
+        click.option("--regions", type=click.Choice(["auto", "sam", "classical"]), default="auto", show_default=True,
+                     help="Candidate regions: Segment Anything, the weight-free classical proposer, or auto "
+                          "(SAM if a checkpoint is on this machine, else classical with a warning)."),
+        click.option("--sam-model", type=click.Choice(["vit_b", "vit_l", "vit_h"]), default="vit_b", show_default=True,
+                     help="SAM architecture; must match the checkpoint."),
+        click.option("--sam-checkpoint", type=click.Path(path_type=Path),
+                     help="SAM checkpoint file. Default: sam_<model>'s file, looked up like all weights."),
+        click.option("--weights-dir", type=click.Path(path_type=Path),
+                     help="Folder holding pretrained weights (searched with its subfolders). Default: $SYNTHGEN_WEIGHTS."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"synthgen: warning: {message}", err=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="synthgen")
 def cli() -> None:
@@ -56,8 +80,12 @@ def cli() -> None:
 @click.option("--shard-index", default=0, show_default=True, help="This job's slice, 0 <= I < --num-shards.")
 @click.option("--compress-images", is_flag=True, help="gzip the image datasets too (smaller, slower to read).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@_map_options
+@click.option("--e2i", type=click.Path(path_type=Path),
+              help="Edge-to-image generator file for the LogicAL strategies (made by `synthgen train-e2i`).")
 def build(dataset, root, category, strategies, out, num_samples, image_size, seed, textures, settings, caf_table,
-          samples_per_shard, batch_size, device, workers, num_shards, shard_index, compress_images, quiet):
+          samples_per_shard, batch_size, device, workers, num_shards, shard_index, compress_images, quiet,
+          edge_model, regions, sam_model, sam_checkpoint, weights_dir, e2i):
     """Synthesize anomalies for one category and write sharded HDF5 + manifest (resumable)."""
     from .config import BuildConfig, parse_image_size, parse_option
     from .pipeline import build as run_build
@@ -91,6 +119,12 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
         options=options,
         caf_table=str(caf_table) if caf_table else None,
         compress_images=compress_images,
+        edge_model=edge_model,
+        regions=regions,
+        sam_model=sam_model,
+        sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,
+        weights_dir=str(weights_dir) if weights_dir else None,
+        e2i=str(e2i) if e2i else None,
     )
     out = out or Path("out") / f"{dataset}-{category}"
     report = run_build(config, out, workers=workers, num_shards=num_shards, shard_index=shard_index, progress=not quiet)
@@ -118,13 +152,112 @@ def verify(build_dir):
 @click.argument("build_dir", type=click.Path(path_type=Path))
 @click.option("--sheet", type=click.Path(path_type=Path), help="Contact sheet PNG. Default: BUILD_DIR/contact_sheet.png.")
 @click.option("--per-strategy", default=4, show_default=True, help="Samples per strategy on the sheet.")
-def inspect(build_dir, sheet, per_strategy):
+@click.option("--maps", "maps_sheet", is_flag=True,
+              help="Also write BUILD_DIR/maps_sheet.png: source | 4 edge scales | fused edges | regions.")
+def inspect(build_dir, sheet, per_strategy, maps_sheet):
     """Print counts per strategy and write a contact sheet (image | mask overlay)."""
     from .shards.inspect import summary_table, write_contact_sheet
 
     click.echo(summary_table(build_dir))
     path = write_contact_sheet(build_dir, sheet or Path(build_dir) / "contact_sheet.png", per_strategy=per_strategy)
     click.echo(f"contact sheet: {path}")
+    if maps_sheet:
+        from .precompute import build_maps_sheet
+
+        click.echo(f"maps sheet: {build_maps_sheet(build_dir, Path(build_dir) / 'maps_sheet.png')}")
+
+
+@cli.command()
+@click.option("--dataset", default="demo", show_default=True, help="Dataset layout (see `synthgen datasets`).")
+@click.option("--root", type=click.Path(path_type=Path), help="Dataset root (the folder holding CATEGORY/). Not needed for demo.")
+@click.option("--category", help="Category to read, e.g. juice_bottle. Default for demo: parts_box.")
+@click.option("--split", default="train", show_default=True, help="Split whose normal images get maps.")
+@click.option("--image-size", default="256", show_default=True, help="N or HxW: the build's image size.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@_map_options
+@click.option("--sheet", type=click.Path(path_type=Path), help="Also write a contact sheet PNG: image | 4 edge scales | fused | regions.")
+@click.option("--sheet-rows", default=6, show_default=True, help="Images on the sheet, spread over the split.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def precompute(dataset, root, category, split, image_size, device, edge_model, regions, sam_model, sam_checkpoint,
+               weights_dir, sheet, sheet_rows, quiet):
+    """Compute and cache the edge and region maps of a category's normal images (a build reuses them)."""
+    from .config import parse_image_size
+    from .precompute import MapSettings, precompute_category
+
+    if category is None:
+        if dataset != "demo":
+            raise SynthgenError("--category: required for this dataset (e.g. --category juice_bottle)")
+        category = "parts_box"
+    settings = MapSettings(
+        edge_model=edge_model,
+        weights_dir=str(weights_dir) if weights_dir else None,
+        regions=regions,
+        sam_model=sam_model,
+        sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,
+        device=_resolve_device(device),
+    )
+    result = precompute_category(dataset, root, category, split, parse_image_size(image_size), settings,
+                                 sheet=sheet, sheet_rows=sheet_rows, progress=not quiet)
+    for line in result:
+        click.echo(line)
+
+
+@cli.command("train-e2i")
+@click.option("--dataset", default="demo", show_default=True, help="Dataset layout (see `synthgen datasets`).")
+@click.option("--root", type=click.Path(path_type=Path), help="Dataset root (the folder holding CATEGORY/). Not needed for demo.")
+@click.option("--category", help="Category to train on, e.g. juice_bottle. Default for demo: parts_box.")
+@click.option("--split", default="train", show_default=True, help="Split whose normal images are the training pairs.")
+@click.option("--image-size", default="256", show_default=True, help="N or HxW: train at the builds' image size.")
+@click.option("--epochs", default=300, show_default=True, help="Training epochs (LogicAL sec. 4.2: 300).")
+@click.option("--batch-size", default=56, show_default=True, help="Pairs per step (LogicAL sec. 4.2: 56 on a GPU).")
+@click.option("--out", type=click.Path(path_type=Path), help="Run folder. Default: out/e2i-DATASET-CATEGORY.")
+@click.option("--seed", default=0, show_default=True, help="Seeds the weights, the data order and the TPS warps.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="cuda trains in bf16 mixed precision, cpu in float32.")
+@click.option("--tiny", is_flag=True, help="The narrow CPU smoke-test network instead of pix2pixHD's full size.")
+@click.option("--vgg19", type=click.Path(path_type=Path),
+              help="VGG19 ImageNet weights for the perceptual loss. Default: torchvision's cache, else none.")
+@click.option("--edge-model", default="pidinet", show_default=True,
+              help="PiDiNet weights: a registered name (see `synthgen weights`) or a checkpoint path.")
+@click.option("--weights-dir", type=click.Path(path_type=Path),
+              help="Folder holding pretrained weights (searched with its subfolders). Default: $SYNTHGEN_WEIGHTS.")
+@click.option("--no-resume", is_flag=True, help="Start over even if the run folder has a checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train_e2i(dataset, root, category, split, image_size, epochs, batch_size, out, seed, device, tiny, vgg19,
+              edge_model, weights_dir, no_resume, quiet):
+    """Train the edge-to-image generator of the LogicAL strategies on a category's normal images."""
+    from .config import parse_image_size
+    from .models import e2i_train
+
+    if category is None:
+        if dataset != "demo":
+            raise SynthgenError("--category: required for this dataset (e.g. --category juice_bottle)")
+        category = "parts_box"
+    size = parse_image_size(image_size)
+    device = _resolve_device(device)
+    # The precompute stage's edge maps are PiDiNet probabilities, not binary: train on them as they are.
+    overrides = {"binary_edges": False, "vgg19_weights": str(vgg19) if vgg19 else None}
+    config = e2i_train.tiny_config(**overrides) if tiny else e2i_train.TrainConfig(**overrides)
+    pairs = e2i_train.category_pairs(dataset, root, category, split, size, edge_model=edge_model,
+                                     weights_dir=weights_dir, device=device, progress=not quiet)
+    out = out or Path("out") / f"e2i-{dataset}-{category}"
+    path = e2i_train.train_e2i(pairs, out, config=config, epochs=epochs, batch_size=batch_size, image_size=size,
+                               seed=seed, device=device, resume=not no_resume, progress=not quiet)
+    click.echo(f"generator: {path}")
+    click.echo(f"use it with: synthgen build ... --strategy logical --e2i {path}")
+
+
+@cli.command()
+@click.option("--weights-dir", type=click.Path(path_type=Path),
+              help="Folder holding pretrained weights (searched with its subfolders). Default: $SYNTHGEN_WEIGHTS.")
+def weights(weights_dir):
+    """List the pretrained weights synthgen knows and where each is on this machine (sha256 checked)."""
+    from .models.weights import list_weights
+
+    for row in list_weights(weights_dir):
+        state = "ok" if row.verified else ("missing" if row.path == "missing" else "BAD HASH")
+        where = row.path if row.path != "missing" else f"get it from {row.url}"
+        click.echo(f"{row.name:<18} {row.file:<32} {state:<8} {where}")
 
 
 @cli.command()
@@ -171,6 +304,9 @@ def demo_data(to, seed):
 
 
 def main(argv: list[str] | None = None) -> None:
+    import warnings
+
+    warnings.showwarning = _one_line_warning  # a user reads one line, not a source location
     try:
         cli.main(args=argv, prog_name="synthgen", standalone_mode=False)
     except SynthgenError as e:

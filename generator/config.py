@@ -16,8 +16,9 @@ from typing import Any
 
 from .errors import SynthgenError
 
-#: fields that never change the output bytes; excluded from the identity hash
-SCHEDULING_FIELDS = ("root", "texture_root")
+#: fields that never change the output bytes; excluded from the identity hash. The weights paths are
+#: locations only: the plan identity holds the sha256 of the weights files they lead to.
+SCHEDULING_FIELDS = ("root", "texture_root", "weights_dir", "sam_checkpoint", "e2i")
 
 TEXTURE_SOURCES = ("dtd", "normals", "perlin")
 
@@ -41,6 +42,13 @@ class BuildConfig:
     caf_table: str | None = None
     compress_images: bool = False
     max_attempts: int = 8  # redraws of a collapsed sample before it falls back to a counted normal
+    # Precomputed maps (generator/precompute.py), used when a strategy needs "maps".
+    edge_model: str = "pidinet"  # PiDiNet weights name or checkpoint path
+    regions: str = "auto"  # auto | sam | classical
+    sam_model: str = "vit_b"  # vit_b | vit_l | vit_h
+    sam_checkpoint: str | None = None
+    weights_dir: str | None = None  # else $SYNTHGEN_WEIGHTS
+    e2i: str | None = None  # edge-to-image generator file (synthgen train-e2i), when a strategy needs "models"
 
     def __post_init__(self) -> None:
         self.strategies = tuple(self.strategies)

@@ -128,11 +128,13 @@ def plan_build(config: BuildConfig, *, progress: bool = True) -> BuildPlan:
         )
     sources = prepare_sources(images, config.image_size, gray=index.gray, progress=progress)
     textures = _texture_record(config) if "textures" in needs else {}
+    models_record, model_artifacts = _models_record(config, strategies, needs)  # checked before the slow maps
     maps, maps_record, artifacts = None, None, []
     if "maps" in needs:  # edges and regions of every source, computed once and cached
         from .precompute import precompute_sources
 
         maps, maps_record, artifacts = precompute_sources(config, sources, progress=progress)
+    artifacts = artifacts + model_artifacts
     num_samples = config.num_samples or len(images) * len(strategies)
     specs = make_plan([s.id for s in images], strategies, num_samples, config.seed, config.category)
     identity = {
@@ -145,7 +147,25 @@ def plan_build(config: BuildConfig, *, progress: bool = True) -> BuildPlan:
     }
     if maps_record is not None:
         identity["maps"] = maps_record  # which models (weights sha256) and parameters made the maps
+    if models_record:
+        identity["models"] = models_record  # sha256 of the generator files the strategies render with
     return BuildPlan(config, digest(identity), index, sources, strategies, specs, textures, artifacts, maps)
+
+
+def _models_record(config: BuildConfig, strategies: tuple[str, ...], needs: set[str]) -> tuple[dict, list[dict]]:
+    """Check the edge-to-image generator file of strategies that need "models" -> ({"e2i": sha256} for
+    the build identity, its manifest artifact rows); ({}, []) when no strategy needs it."""
+    if "models" not in needs:
+        return {}, []
+    from .models.e2i import check_image_size
+    from .models.e2i_train import TRAIN_HINT, generator_config
+
+    if config.e2i is None:
+        users = [s for s in strategies if "models" in get_strategy(s).needs]
+        raise SynthgenError(f"--e2i: strategy {users[0]} needs an edge-to-image generator file; {TRAIN_HINT}")
+    check_image_size(generator_config(config.e2i), *config.image_size, where=f"--e2i {config.e2i}")
+    sha = sha256_file(config.e2i)
+    return {"e2i": sha}, [{"name": "e2i", "file": str(config.e2i), "sha256": sha, "role": "edge-to-image generator"}]
 
 
 def _texture_record(config: BuildConfig) -> dict[str, Any]:
@@ -191,7 +211,17 @@ def make_context(plan: BuildPlan, device: torch.device) -> StrategyContext:
         texture_keys=bank.keys if bank else (lambda: []),
         options=config.options,
         maps=plan.maps,
+        models=_load_models(plan, device),
     )
+
+
+def _load_models(plan: BuildPlan, device: torch.device) -> dict[str, Any]:
+    """The networks the build's strategies render with (the edge-to-image generator), on ``device``."""
+    if not any("models" in get_strategy(s).needs for s in plan.strategies):
+        return {}
+    from .models.e2i_train import load_e2i_model
+
+    return {"e2i": load_e2i_model(plan.config.e2i, device)}
 
 
 def _no_textures(key: str) -> torch.Tensor:

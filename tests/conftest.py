@@ -62,12 +62,15 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
-    """Keep the tests' caches (demo data, source stacks, maps) out of the user's ~/.cache."""
+    """Keep the tests' caches (demo data, source stacks, maps) out of the user's ~/.cache, and keep
+    weight resolution from finding files in the user's torch hub cache (tests pass weights explicitly)."""
     cache = tmp_path_factory.mktemp("synthgen-cache")
-    old = os.environ.get("SYNTHGEN_CACHE")
-    os.environ["SYNTHGEN_CACHE"] = str(cache)
+    redirected = {"SYNTHGEN_CACHE": str(cache), "TORCH_HOME": str(cache / "torch")}
+    old = {name: os.environ.get(name) for name in redirected}
+    os.environ.update(redirected)
     yield cache
-    if old is None:
-        os.environ.pop("SYNTHGEN_CACHE", None)
-    else:
-        os.environ["SYNTHGEN_CACHE"] = old
+    for name, value in old.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -87,7 +87,8 @@ class StrategyContext:
     texture(key): an anomaly-source texture resized to the image size, (3, H, W) float32 on device.
         ``key`` is whatever ``texture_keys()`` listed (a DTD file path, ``normal:<i>``, ``perlin``).
     texture_keys(): the keys ``draw`` may choose from (depends on the build's texture source).
-    maps(i): precomputed per-source maps (edges, regions) as numpy arrays; later stages.
+    maps(i): precomputed per-source maps (edges, edges_fused, regions) as numpy arrays at the build
+        size, for strategies whose ``needs`` has "maps"; the contract is documented in generator/precompute.py.
     models: loaded networks (edge-to-image generator, ...), keyed by name; later stages.
     """
 
