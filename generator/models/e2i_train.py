@@ -1,0 +1,595 @@
+"""Training and running the edge-to-image generator (LogicAL sec. 3.1 / 4.2; pix2pixHD + DeepSIM TPS).
+
+- :class:`E2ITrainingModule`: a LightningModule with manual optimisation of generator and
+  discriminator (pix2pixHD: one Adam each, lr 2e-4, betas (0.5, 0.999); lr constant for the first
+  half of the epochs, then decayed linearly towards 0, as ``--niter 100 --niter_decay 100``).
+  Every training pair is TPS-warped (DeepSIM), the same warp for edge map and photo, drawn from a
+  numpy Generator seeded by (seed, epoch, batch index), so a run is reproducible and a resumed run
+  sees the same warps as an uninterrupted one.
+- :func:`train_e2i`: what ``synthgen train-e2i`` calls: trains with checkpoints, resume and a CSV
+  log, then exports the generator with :func:`save_generator`.
+- :func:`category_pairs`: the (first-scale PiDiNet edge map, photo) pairs of a dataset category,
+  read and resized as a build reads its sources (``synthgen train-e2i`` trains on these).
+- :func:`generate`: batched inference, edge maps in, uint8 RGB images out; :func:`generate_tensor`
+  the same on device tensors (bf16 on CUDA), as the LogicAL strategies render with it.
+- :func:`save_generator` / :func:`load_generator`: a generator file holding its config, its
+  weights and how it was trained, so a build can record the file's sha256;
+  :func:`load_e2i_model` loads one for a build (:class:`E2IModel`: network, edge encoding, sha256).
+
+The VGG19 perceptual loss is used only when VGG19 ImageNet weights resolve (see
+:func:`resolve_vgg19_weights`); otherwise the generator trains on LSGAN + discriminator feature
+matching alone, and ``perceptual_loss: "none"`` is recorded in the hyperparameters, the log and the
+exported generator file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+
+from ..atomic import atomic_path, write_json_atomic
+from ..errors import SynthgenError
+from ..imageio import resize_mask, resize_rgb, sha256_file, write_png
+from ..seeding import stable_hash32
+from .e2i import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    GlobalGenerator,
+    MultiscaleDiscriminator,
+    VGGPerceptualLoss,
+    check_image_size,
+    config_from_dict,
+    feature_matching_loss,
+    init_weights,
+    load_vgg19_features,
+    lsgan_loss,
+)
+from .tps import MAX_SHIFT, POINTS_PER_DIM, draw_tps, warp_pair
+
+log = logging.getLogger(__name__)
+
+#: what every "no usable generator" error tells the user to do
+TRAIN_HINT = (
+    "train one with `synthgen train-e2i --dataset DATASET --root ROOT --category CATEGORY --out DIR` "
+    "and pass DIR/e2i_generator.pt"
+)
+GENERATOR_FORMAT = "synthgen-e2i-generator"
+GENERATOR_FORMAT_VERSION = 1
+#: torchvision's file name for VGG19 ImageNet weights (``VGG19_Weights.IMAGENET1K_V1``)
+VGG19_FILE = "vgg19-dcbb9e9d.pth"
+#: samples shown in the per-epoch preview grid
+PREVIEW_SAMPLES = 4
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines an edge-to-image training run besides data, epochs and seed."""
+
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    lr: float = 2e-4  # pix2pixHD --lr
+    beta1: float = 0.5  # pix2pixHD --beta1
+    beta2: float = 0.999  # pix2pixHD Adam
+    lambda_feat: float = 10.0  # pix2pixHD --lambda_feat (feature matching, and VGG when used)
+    lr_decay_fraction: float = 0.5  # final share of epochs with linear lr decay (--niter = --niter_decay)
+    tps_points_per_dim: int = POINTS_PER_DIM
+    tps_max_shift: float = MAX_SHIFT
+    #: the edge maps are binary (thresholded); re-binarised after the TPS warp, as in DeepSIM.
+    #: False for soft edge probability maps, which are warped bilinearly and kept soft.
+    binary_edges: bool = True
+    #: VGG19 ImageNet weights for the perceptual loss; None looks in the usual caches (see
+    #: resolve_vgg19_weights) and trains without the perceptual loss when there are none.
+    vgg19_weights: str | None = None
+
+    def __post_init__(self):
+        ranges = {"lr": (0, np.inf), "lambda_feat": (0, np.inf), "tps_max_shift": (0, 0.5),
+                  "beta1": (0, 1), "beta2": (0, 1), "lr_decay_fraction": (0, 1)}  # fmt: skip
+        for name, (low, high) in ranges.items():
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and low <= value <= high):
+                raise SynthgenError(f"TrainConfig.{name}: must be in [{low}, {high}], got {value!r}")
+        if self.tps_points_per_dim < 2:
+            raise SynthgenError(f"TrainConfig.tps_points_per_dim: must be >= 2, got {self.tps_points_per_dim}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "config") -> TrainConfig:
+        values = dict(values)
+        if "generator" in values:
+            values["generator"] = config_from_dict(GeneratorConfig, values["generator"], where)
+        if "discriminator" in values:
+            values["discriminator"] = config_from_dict(DiscriminatorConfig, values["discriminator"], where)
+        return config_from_dict(cls, values, where)
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    """A CPU smoke-test configuration: the same architecture with few, narrow layers."""
+    return TrainConfig(
+        generator=GeneratorConfig(ngf=8, n_downsampling=2, n_blocks=2),
+        discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_d=2),
+        **overrides,
+    )
+
+
+def _substream_seed(seed: int, purpose: str, *keys: int) -> np.random.SeedSequence:
+    """An independent random stream per purpose (weights, shuffling, warps) from one run seed."""
+    return np.random.SeedSequence([int(seed), stable_hash32(purpose), *map(int, keys)])
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+class EdgeImagePairs(Dataset):
+    """(edge map, photo) pairs as training samples: {"edge": (1,H,W), "image": (3,H,W)} float in [0,1].
+
+    pairs: (edge (H, W) uint8, image (H, W, 3) uint8) of the same size. Pairs are resized to
+    ``image_size`` (H, W): photos with an area/bilinear filter, binary edge maps with nearest
+    neighbour (as DeepSIM resizes its edge maps; better, extract edges at the training size).
+    """
+
+    def __init__(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], image_size: tuple[int, int], *, binary_edges: bool):
+        if len(pairs) == 0:
+            raise SynthgenError("pairs: no (edge map, image) pairs to train on")
+        self.edges, self.images = [], []
+        for i, (edge, image) in enumerate(pairs):
+            edge, image = np.asarray(edge), np.asarray(image)
+            if edge.dtype != np.uint8 or edge.ndim != 2:
+                raise SynthgenError(f"pairs[{i}]: edge map must be (H, W) uint8, got {edge.shape} {edge.dtype}")
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise SynthgenError(f"pairs[{i}]: image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+            if edge.shape != image.shape[:2]:
+                raise SynthgenError(f"pairs[{i}]: edge map {edge.shape} and image {image.shape[:2]} differ in size")
+            if binary_edges and not np.isin(edge, (0, 255)).all():
+                raise SynthgenError(
+                    f"pairs[{i}]: edge map is not binary (values other than 0 and 255); "
+                    "threshold it, or train with binary_edges=False for soft edge maps"
+                )
+            self.edges.append(resize_mask(edge, image_size) if binary_edges else resize_rgb(edge, image_size))
+            self.images.append(resize_rgb(image, image_size))
+
+    def __len__(self) -> int:
+        return len(self.edges)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        edge = torch.from_numpy(self.edges[index]).float().div(255).unsqueeze(0)
+        image = torch.from_numpy(self.images[index]).float().div(255).permute(2, 0, 1)
+        return {"edge": edge, "image": image}
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """Shuffles anew each epoch from (seed, epoch) alone (Lightning calls ``set_epoch``), so the
+    order of epoch k is the same whether or not the run was interrupted and resumed before it."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        rng = np.random.default_rng(_substream_seed(self.seed, "e2i-shuffle", self.epoch))
+        return iter(rng.permutation(self.size).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+
+
+def resolve_vgg19_weights(explicit: str | Path | None) -> Path | None:
+    """Where VGG19 ImageNet weights are, or None when there are none (no download is attempted).
+
+    An explicit path must exist. Otherwise look for torchvision's file name in torch's hub cache
+    (where ``torchvision.models.vgg19(weights=...)`` stores its verified download) and in synthgen's
+    cache (``$SYNTHGEN_CACHE/weights``).
+    """
+    from ..paths import cache_root
+
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise SynthgenError(f"{path}: VGG19 weights file not found (vgg19_weights)")
+        return path
+    for folder in (Path(torch.hub.get_dir()) / "checkpoints", cache_root() / "weights"):
+        if (folder / VGG19_FILE).is_file():
+            return folder / VGG19_FILE
+    return None
+
+
+def lr_factor(epoch: int, epochs: int, decay_fraction: float) -> float:
+    """pix2pixHD's schedule: constant, then lr * (1 - k/n_decay) in the k-th of the last n_decay epochs."""
+    n_decay = round(epochs * decay_fraction)
+    k = epoch - (epochs - n_decay)
+    return 1.0 if k < 0 else 1.0 - k / n_decay
+
+
+class E2ITrainingModule(L.LightningModule):
+    """pix2pixHD training of :class:`GlobalGenerator` against :class:`MultiscaleDiscriminator`.
+
+    config: :meth:`TrainConfig.to_dict` (plain values, so Lightning stores them in checkpoints).
+    seed: initialises the weights and seeds the TPS warps and data order.
+    epochs: the planned number of epochs (defines the learning-rate schedule).
+    vgg19_weights: resolved VGG19 weights path, or None for feature matching alone.
+    """
+
+    def __init__(self, config: dict[str, Any], seed: int, epochs: int, vgg19_weights: str | None = None):
+        super().__init__()
+        self.save_hyperparameters()  # vgg19_weights=None in hparams.yaml: no perceptual loss
+        self.config = TrainConfig.from_dict(config)
+        self.automatic_optimization = False
+        self.generator = GlobalGenerator(self.config.generator)
+        self.discriminator = MultiscaleDiscriminator(self.config.discriminator)
+        init_weights(self.generator, _substream_seed(seed, "e2i-generator-init").generate_state(1)[0])
+        init_weights(self.discriminator, _substream_seed(seed, "e2i-discriminator-init").generate_state(1)[0])
+        self.perceptual = VGGPerceptualLoss(load_vgg19_features(vgg19_weights)) if vgg19_weights else None
+
+    def configure_optimizers(self):
+        betas = (self.config.beta1, self.config.beta2)
+        return (
+            torch.optim.Adam(self.generator.parameters(), lr=self.config.lr, betas=betas),
+            torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr, betas=betas),
+        )
+
+    def on_train_epoch_start(self) -> None:
+        lr = self.config.lr * lr_factor(self.current_epoch, self.hparams.epochs, self.config.lr_decay_fraction)
+        for optimizer in self.optimizers():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        self.log("lr", lr, on_step=False, on_epoch=True)
+
+    def tps_augment(self, batch: dict[str, torch.Tensor], batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """DeepSIM's augmentation: one TPS warp per sample, the same for its edge map and photo."""
+        edges, images = batch["edge"], batch["image"]
+        rng = np.random.default_rng(_substream_seed(self.hparams.seed, "e2i-tps", self.current_epoch, batch_idx))
+        shifts = np.stack(
+            [
+                draw_tps(rng, points_per_dim=self.config.tps_points_per_dim, max_shift=self.config.tps_max_shift)
+                for _ in range(edges.shape[0])
+            ]
+        )
+        return warp_pair(edges, images, shifts, binary_edges=self.config.binary_edges)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        edges, real = self.tps_augment(batch, batch_idx)
+        opt_g, opt_d = self.optimizers()
+        fake = self.generator(edges)
+
+        # Discriminator: fake (detached) -> 0, real -> 1; halved as in pix2pixHD.
+        pred_real = self.discriminator(edges, real)
+        pred_fake_detached = self.discriminator(edges, fake.detach())
+        loss_d = 0.5 * (lsgan_loss(pred_fake_detached, real=False) + lsgan_loss(pred_real, real=True))
+
+        # Generator: fool D, match D's features of the real image (and VGG's, when available).
+        # D's parameters get no gradient from this pass; its activations still pass one to G.
+        self.discriminator.requires_grad_(False)
+        pred_fake = self.discriminator(edges, fake)
+        self.discriminator.requires_grad_(True)
+        loss_g_gan = lsgan_loss(pred_fake, real=True)
+        loss_g_feat = self.config.lambda_feat * feature_matching_loss(pred_fake, pred_real)
+        loss_g = loss_g_gan + loss_g_feat
+        losses = {"loss_d": loss_d, "loss_g_gan": loss_g_gan, "loss_g_feat": loss_g_feat}
+        if self.perceptual is not None:
+            losses["loss_g_vgg"] = self.config.lambda_feat * self.perceptual(fake, real)
+            loss_g = loss_g + losses["loss_g_vgg"]
+        losses["loss_g"] = loss_g
+
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss_g)
+        opt_g.step()
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss_d)
+        opt_d.step()
+
+        losses["l1"] = F.l1_loss(fake.detach().float(), real)  # a readable progress measure, not trained on
+        self.log_dict({k: v.detach() for k, v in losses.items()}, prog_bar=True, on_step=True, on_epoch=True)
+
+    def on_train_epoch_end(self) -> None:
+        """Write a preview grid (edge | generated | real) of the first samples, without augmentation."""
+        dataset = self.trainer.train_dataloader.dataset
+        batch = default_collate([dataset[i] for i in range(min(PREVIEW_SAMPLES, len(dataset)))])
+        edges, real = batch["edge"].to(self.device), batch["image"].to(self.device)
+        with torch.no_grad():
+            fake = self.generator(edges).float()
+        path = Path(self.trainer.log_dir) / "samples" / f"epoch_{self.current_epoch:04d}.png"
+        with atomic_path(path, suffix=".png") as tmp:
+            write_png(tmp, sample_grid(edges, fake, real))
+
+
+def sample_grid(edges: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> np.ndarray:
+    """One row per sample: edge map | generated | real, as (B*H, 3*W, 3) uint8."""
+    columns = [edges.expand(-1, 3, -1, -1), fake, real]
+    rows = torch.cat(columns, dim=3)  # (B, 3, H, 3W)
+    grid = torch.cat(list(rows), dim=1)  # (3, B*H, 3W)
+    return _to_uint8(grid.permute(1, 2, 0))
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
+
+
+def _trainer_device(device: str | torch.device) -> tuple[str, list[int] | int, str]:
+    """Lightning's (accelerator, devices, precision) for a torch device; bf16 autocast on GPU only."""
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise SynthgenError(f"device: {device!r} is not a device name (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SynthgenError(f"device: {device} requested but CUDA is not available")
+        return "gpu", [device.index or 0], "bf16-mixed"
+    if device.type == "cpu":
+        return "cpu", 1, "32-true"
+    raise SynthgenError(f"device: {device} is not supported for training (use cpu or cuda)")
+
+
+def _check_resumable(checkpoint: Path, hparams: dict[str, Any]) -> None:
+    """Refuse to resume from a checkpoint of a different run (config, seed, epochs, VGG)."""
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]
+    except Exception as e:
+        raise SynthgenError(f"{checkpoint}: unreadable training checkpoint ({type(e).__name__}); delete it or pass resume=False") from None
+    differing = sorted(k for k in set(saved) | set(hparams) if saved.get(k) != hparams.get(k))
+    if differing:
+        raise SynthgenError(
+            f"{checkpoint}: was written by a run with different {', '.join(differing)}; "
+            "use the same settings, another output folder, or resume=False"
+        )
+
+
+def train_e2i(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    out_dir: str | Path,
+    *,
+    config: TrainConfig,
+    epochs: int,
+    batch_size: int,
+    image_size: int | tuple[int, int],
+    seed: int,
+    device: str | torch.device,
+    resume: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Train an edge-to-image generator on (edge map, photo) pairs; return the exported generator file.
+
+    out_dir receives ``checkpoints/last.ckpt`` (after every epoch; resumed from when ``resume`` and it
+    exists), ``logs/version_N/`` (CSV metrics, hyperparameters, per-epoch preview grids),
+    ``e2i_generator.pt`` (:func:`save_generator`) and ``e2i_generator.json`` (its training record and
+    sha256). Resuming needs the same config, seed and epochs (the learning-rate schedule depends on
+    them). On CPU the result is reproducible bit for bit from the seed; CUDA kernels used in
+    training (e.g. reflection-padding backward) are not deterministic.
+    """
+    if not isinstance(epochs, int) or epochs < 1:
+        raise SynthgenError(f"epochs: must be a positive integer, got {epochs!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise SynthgenError(f"batch_size: must be a positive integer, got {batch_size!r}")
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    check_image_size(config.generator, *size, where="image_size")
+    accelerator, devices, precision = _trainer_device(device)
+    out_dir = Path(out_dir)
+
+    dataset = EdgeImagePairs(pairs, size, binary_edges=config.binary_edges)
+    vgg19 = resolve_vgg19_weights(config.vgg19_weights)
+    if vgg19 is None:
+        log.warning("VGG19 weights not found: training with LSGAN + feature matching only (no perceptual loss)")
+    module = E2ITrainingModule(config.to_dict(), seed=seed, epochs=epochs, vgg19_weights=str(vgg19) if vgg19 else None)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=EpochShuffleSampler(len(dataset), seed))
+
+    last = out_dir / "checkpoints" / "last.ckpt"
+    resume_from = None
+    if resume and last.is_file():
+        _check_resumable(last, dict(module.hparams))
+        resume_from = last
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        precision=precision,
+        max_epochs=epochs,
+        logger=CSVLogger(out_dir, name="logs"),
+        # One rolling file: "last.ckpt", rewritten at the end of every epoch.
+        callbacks=[ModelCheckpoint(dirpath=last.parent, filename="last", enable_version_counter=False)],
+        log_every_n_steps=1,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        default_root_dir=out_dir,
+    )
+    trainer.fit(module, loader, ckpt_path=resume_from)
+
+    record = {
+        "perceptual_loss": "vgg19" if vgg19 else "none",
+        "perceptual_loss_note": (
+            "VGG19 perceptual loss (pix2pixHD)" if vgg19 else "VGG19 weights not available: LSGAN + feature matching only"
+        ),
+        "vgg19_weights_sha256": sha256_file(vgg19) if vgg19 else None,
+        "config": config.to_dict(),
+        "seed": seed,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "image_size": list(size),
+        "num_pairs": len(dataset),
+        "precision": precision,
+        "versions": {"torch": torch.__version__, "lightning": L.__version__},
+    }
+    out = out_dir / "e2i_generator.pt"
+    save_generator(module.generator, out, training=record)
+    write_json_atomic(out_dir / "e2i_generator.json", {**record, "file": out.name, "sha256": sha256_file(out)})
+    return out
+
+
+def category_pairs(
+    dataset: str,
+    root: str | Path | None,
+    category: str,
+    split: str,
+    image_size: tuple[int, int],
+    *,
+    edge_model: str,
+    weights_dir: str | Path | None,
+    device: str,
+    progress: bool = True,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(first-scale PiDiNet edge map, photo) pairs of a category's normal images, as a build sees them.
+
+    The photos are read and resized by :func:`generator.sources.prepare_sources`, like a build's
+    sources, and the edges come from the same detector and settings as the precompute stage's maps,
+    so the generator is trained on exactly the kind of edge map it is later given.
+    """
+    from ..datasets import load_dataset
+    from ..sources import prepare_sources
+    from .edges import EdgeDetector
+
+    index = load_dataset(dataset, str(root) if root else None, category)
+    images = index.split(split, normal_only=True)
+    if not images:
+        raise SynthgenError(f"{index.root}: no normal images in split '{split}' of {category}")
+    stack = np.array(prepare_sources(images, image_size, gray=index.gray, progress=progress).load_stack())
+    edges = EdgeDetector(edge_model, device, weights_dir=weights_dir)(stack)
+    return [(edges[i, 0], stack[i]) for i in range(len(stack))]
+
+
+# --------------------------------------------------------------------------------------------
+# Generator files and inference
+
+
+def save_generator(generator: GlobalGenerator, path: str | Path, *, training: dict[str, Any] | None = None) -> None:
+    """Write the generator (config + weights + training record, JSON-able) atomically to ``path``.
+
+    The file is a function of its contents alone, so equal generators have equal sha256.
+    """
+    payload = {
+        "format": GENERATOR_FORMAT,
+        "version": GENERATOR_FORMAT_VERSION,
+        "config": dataclasses.asdict(generator.config),
+        "training": json.loads(json.dumps(training or {})),  # plain values only: loadable with weights_only
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()},
+    }
+    # Serialise in memory: torch.save to a path names the archive's root folder after the (here
+    # temporary, random) file name, which would make identical generators give different files.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with atomic_path(path, suffix=".pt") as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def read_generator_file(path: str | Path) -> dict[str, Any]:
+    """The validated contents of a generator file: format, version, config, training, state_dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise SynthgenError(f"{path}: generator file not found; {TRAIN_HINT}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle with code, not a torch file at all
+        raise SynthgenError(f"{path}: not a readable generator file ({type(e).__name__}); {TRAIN_HINT}") from None
+    if not isinstance(payload, dict) or payload.get("format") != GENERATOR_FORMAT:
+        raise SynthgenError(f"{path}: not a synthgen edge-to-image generator file; {TRAIN_HINT}")
+    if payload.get("version") != GENERATOR_FORMAT_VERSION:
+        raise SynthgenError(
+            f"{path}: generator file version {payload.get('version')!r}; this synthgen reads {GENERATOR_FORMAT_VERSION}"
+        )
+    if not isinstance(payload.get("config"), dict) or not isinstance(payload.get("state_dict"), dict):
+        raise SynthgenError(f"{path}: generator file lacks its config or weights")
+    return payload
+
+
+def generator_config(path: str | Path) -> GeneratorConfig:
+    """The architecture recorded in a generator file (validated, weights not loaded)."""
+    return config_from_dict(GeneratorConfig, read_generator_file(path)["config"], str(path))
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> GlobalGenerator:
+    """The generator saved in ``path``, in eval mode on ``device``."""
+    payload = read_generator_file(path)
+    config = config_from_dict(GeneratorConfig, payload["config"], str(path))
+    with torch.device("meta"):  # no point initialising weights that are about to be replaced
+        generator = GlobalGenerator(config)
+    try:
+        generator.load_state_dict(payload["state_dict"], assign=True)
+    except RuntimeError as e:
+        raise SynthgenError(f"{path}: weights do not match the generator config ({str(e).splitlines()[0]})") from None
+    return generator.to(device).eval()
+
+
+@dataclass(frozen=True)
+class E2IModel:
+    """A generator file loaded for synthesis: the network, how it reads edges, and what identifies it.
+
+    binary_edges: the generator was trained on binary edge maps (TrainConfig.binary_edges), so edge
+    maps are binarised at one half before it sees them, as in training.
+    """
+
+    generator: GlobalGenerator
+    binary_edges: bool
+    path: Path
+    sha256: str
+
+
+def load_e2i_model(path: str | Path, device: str | torch.device = "cpu") -> E2IModel:
+    """A generator file (:func:`save_generator`) ready for :func:`generate_tensor` on ``device``."""
+    path = Path(path)
+    training = read_generator_file(path).get("training") or {}
+    binary = (training.get("config") or {}).get("binary_edges", False)
+    return E2IModel(load_generator(path, device), bool(binary), path, sha256_file(path))
+
+
+def generate_tensor(model: E2IModel, edges: torch.Tensor) -> torch.Tensor:
+    """Images (B, 3, H, W) float32 in [0, 1] from edge maps (B, 1, H, W) float in [0, 1], on the
+    generator's device; bf16 autocast on CUDA (pix2pixHD's generator is conv + instance norm, which
+    bf16 handles; the SSIM ground truth is computed from these images in float32)."""
+    if model.binary_edges:
+        edges = (edges >= 0.5).float()
+    device = next(model.generator.parameters()).device
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        return model.generator(edges.to(device, torch.float32)).float().clamp(0, 1)
+
+
+def generate(
+    generator: GlobalGenerator,
+    edges,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> np.ndarray:
+    """Images (N, H, W, 3) uint8 from edge maps (N, H, W) or (N, 1, H, W), numpy or torch.
+
+    uint8 edges are read as 0..255, float edges must be in [0, 1]. ``dtype`` other than float32
+    runs the generator under autocast at that precision (bfloat16 on GPU). Each image depends only on
+    its own edge map (instance normalisation is per sample). The generator is moved to ``device``.
+    """
+    edges = edges if isinstance(edges, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(edges))
+    if edges.ndim == 4 and edges.shape[1] == 1:
+        edges = edges[:, 0]
+    if edges.ndim != 3:
+        raise SynthgenError(f"edges: expected (N, H, W) edge maps, got shape {tuple(edges.shape)}")
+    if edges.dtype == torch.uint8:
+        edges = edges.float() / 255
+    elif edges.is_floating_point():
+        if edges.numel() and (edges.min() < 0 or edges.max() > 1):
+            raise SynthgenError("edges: float edge maps must lie in [0, 1]")
+    else:
+        raise SynthgenError(f"edges: unsupported dtype {edges.dtype} (use uint8 or float)")
+    check_image_size(generator.config, edges.shape[1], edges.shape[2], where="edges")
+    device = torch.device(device)
+    generator = generator.to(device).eval()
+    out = []
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        for start in range(0, edges.shape[0], batch_size):
+            batch = edges[start : start + batch_size].to(device=device, dtype=torch.float32).unsqueeze(1)
+            out.append(_to_uint8(generator(batch).permute(0, 2, 3, 1)))
+    return np.concatenate(out) if out else np.zeros((0, *edges.shape[1:], 3), np.uint8)

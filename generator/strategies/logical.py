@@ -1,0 +1,389 @@
+"""LogicAL: anomalies made by editing a normal image's edge map and rendering it back to a photo.
+
+LogicAL (Zhao, sec. 3.1; supp. sec. 6 and 8) selects regions of the normal edge map E_j, edits the
+edges inside them, and turns the edited map into the anomaly image with an edge-to-image generator
+(generator/models/e2i*.py) trained on the class's normal (edge, photo) pairs.
+
+Region selection (``region``):
+- semantic: one candidate region of the precomputed exclusive region map (``ctx.maps(j)["regions"]``:
+  LogicAL's refined SAM segmentation, or the classical proposer), chosen uniformly;
+- arbitrary: "three regions with different aspect ratios or shapes", here one rotated rectangle,
+  one ellipse and one star-shaped polygon, each with side U(1/16, 1/4) of the image's shorter side
+  and aspect ratio log-uniform in [1/3, 3], centred on a random edge pixel (a region on blank
+  background would edit nothing). The paper gives no sizes; these keep the union of the three well
+  below half of the image (supp. Fig. 7: "enormous" edits collapse the generator).
+
+Edge modification, Eq. 1. The paper writes edge maps as white background with dark edges (1 = no
+edge), so remove is M + (1 - M) E and merge M (A(E_i) + E_j - 1) + (1 - M) E_j. synthgen's edge maps
+are edge probabilities (1 = edge, :mod:`generator.models.edges`); with e = 1 - E the same equations
+read:
+
+    remove   e_A = (1 - M) e_j
+    replace  e_A = M A(e_i) + (1 - M) e_j
+    merge    e_A = M min(A(e_i) + e_j, 1) + (1 - M) e_j
+
+e_i is the first-scale edge map of another normal image of the class (chosen uniformly), A a random
+flip (horizontal or vertical) or resize (factor U(0.5, 1.5) about the image centre; the paper gives
+no range) with probability one half each. Only the first scale is edited: it is the one the
+generator reads (sec. 4.2) and the anomaly edge map is not stored.
+
+Controlled portion (supp. sec. 6: "a suitable portion of anomaly edges is the key"; "as the most of
+the original edges remained, the generator derives ... better anomaly images"): the changed edge
+mass sum|e_A - e_j| must be at most ``MAX_EDGE_PORTION`` = 1/2 of the normal map's edge mass, i.e.
+most of the original edges remain. ``draw`` tries up to ``REGION_TRIES`` regions for one that
+changes some edges and stays under the cap.
+
+Ground truth and rejection (sec. 3.2, :mod:`.ssim_mask`): the generator renders both e_j and e_A;
+the mask is their SSIM below one half (option ``<strategy>.ssim_threshold``). A sample is rejected
+(``accepted`` False, redrawn by the pipeline and counted) when its mask is empty (the edit changed
+nothing visible), covers more than
+half of the image (the issue's "most of the image"), or when the mean SSIM away from the edited
+region (outside M dilated by the SSIM window) is below ``MIN_NORMAL_SSIM``: the generator changed
+the image globally, i.e. collapsed (supp. Fig. 7).
+
+The anomaly image is the generator's output for e_A; the reconstruction target stays the real
+normal photo (supp. eq. 4: "I ... input normal image"). Extras stored per sample, as the LogicAL
+trainer reads them (trainers/logical/data.py): ``edge`` (1, H, W) uint8, the normal image's
+first-scale PiDiNet map (the L_edge target), and ``jnd`` (1, H, W) float16, its normalised JND map.
+
+``logical`` is the paper's best mix (Table 3: both region selections, all three edits, no TPS):
+each sample draws its region selection and its edit uniformly. Option ``<strategy>.tps=true`` warps
+the normal and anomaly edge maps, the photo and the stored maps with one DeepSIM TPS per sample
+before generation (Table 3's TPS column; it lowered AU-sPRO on LOCO, hence off by default).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import SynthgenError
+from ..models.tps import apply_tps, draw_tps
+from .base import ExtraField, Recipe, Rendered, Strategy, StrategyContext, register_strategy
+from .rotation import number_option
+from .ssim_mask import SSIM_THRESHOLD, SSIM_WINDOW, jnd_map, ssim_masks
+
+REGION_MODES = ("semantic", "arbitrary")
+EDITS = ("remove", "replace", "merge")
+#: PiDiNet side output the generator is trained on (LogicAL sec. 4.2: the first, most detailed)
+EDGE_SCALE = 0
+#: the changed edge mass may be at most this share of the normal map's (supp. sec. 6, see above)
+MAX_EDGE_PORTION = 0.5
+#: regions tried per draw before giving up (the sample then fails and is redrawn by the pipeline)
+REGION_TRIES = 16
+#: a mask covering more than this share of the image is a collapse ("most of the image")
+MAX_MASK_FRACTION = 0.5
+#: mean SSIM of the two generated images away from the edit below this = global collapse. Two renders
+#: of edge maps that agree there differ only through the generator's instance normalisation: on the
+#: demo (bench_logical.py, tiny generator) accepted edits keep 0.92-0.999 there, while a global
+#: collapse drives it towards 0 (tests/test_logical_strategies.py). 0.8 leaves a margin below the former.
+MIN_NORMAL_SSIM = 0.8
+#: arbitrary regions: side lengths as fractions of the shorter image side, aspect ratio range
+ARBITRARY_SIDE = (1 / 16, 1 / 4)
+ARBITRARY_ASPECT = 3.0
+ARBITRARY_SHAPES = ("rectangle", "ellipse", "polygon")
+#: replace/merge augmentation A: resize factor range about the image centre
+RESIZE_RANGE = (0.5, 1.5)
+#: an edge pixel for centring arbitrary regions: probability at least one half
+EDGE_PIXEL = 128
+
+EXTRA_FIELDS = {
+    "edge": ExtraField(
+        shape=lambda h, w: (1, h, w),
+        dtype="uint8",
+        scale=255.0,
+        doc="first-scale PiDiNet edge map of the normal image, round(255 p)",
+    ),
+    "jnd": ExtraField(
+        shape=lambda h, w: (1, h, w),
+        dtype="float16",
+        doc="normalised NAMM JND map of the normal image in [0, 1] (LogicAL sec. 3.2)",
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# maps and models from the context
+
+
+def source_maps(ctx: StrategyContext, index: int) -> dict[str, np.ndarray]:
+    """The precomputed maps of source ``index``, checked against the maps contract."""
+    if ctx.maps is None:
+        raise SynthgenError("LogicAL strategies need precomputed edge and region maps; this build has none")
+    maps = ctx.maps(index)
+    h, w = ctx.image_size
+    expected = {"edges": ((4, h, w), np.uint8), "edges_fused": ((h, w), np.uint8), "regions": ((h, w), np.int32)}
+    for name, (shape, dtype) in expected.items():
+        if name not in maps or maps[name].shape != shape or maps[name].dtype != dtype:
+            got = (maps[name].dtype, maps[name].shape) if name in maps else "nothing"
+            raise SynthgenError(f"maps of source {index}: '{name}' must be {np.dtype(dtype)} {shape}, got {got}")
+    return maps
+
+
+def e2i_model(ctx: StrategyContext, strategy: str):
+    """The build's edge-to-image generator (an :class:`generator.models.e2i_train.E2IModel`)."""
+    from ..models.e2i_train import TRAIN_HINT  # imported on use: e2i_train pulls in Lightning
+
+    model = ctx.models.get("e2i")
+    if model is None:
+        raise SynthgenError(f"--e2i: strategy {strategy} needs an edge-to-image generator file; {TRAIN_HINT}")
+    return model
+
+
+# --------------------------------------------------------------------------------------------------
+# region selection (CPU, numpy)
+
+
+def semantic_candidates(regions: np.ndarray) -> np.ndarray:
+    """The labels 1..K present in an exclusive region map."""
+    labels = np.unique(regions)
+    return labels[labels > 0]
+
+
+def draw_arbitrary_shapes(rng: np.random.Generator, edge: np.ndarray) -> list[dict]:
+    """Three shapes (one of each kind) centred on random edge pixels, as JSON-able parameters."""
+    h, w = edge.shape
+    ys, xs = np.nonzero(edge >= EDGE_PIXEL)
+    shorter = min(h, w)
+    shapes = []
+    for kind in ARBITRARY_SHAPES:
+        if len(ys):
+            k = int(rng.integers(len(ys)))
+            centre = (float(xs[k]), float(ys[k]))
+        else:
+            centre = (float(rng.uniform(0, w)), float(rng.uniform(0, h)))
+        side = float(rng.uniform(*ARBITRARY_SIDE)) * shorter
+        aspect = float(np.exp(rng.uniform(-np.log(ARBITRARY_ASPECT), np.log(ARBITRARY_ASPECT))))
+        shape = {"kind": kind, "centre": centre, "size": (side, side * aspect), "angle": float(rng.uniform(0, 180))}
+        if kind == "polygon":  # star-shaped: 5-8 vertices at sorted angles, radii U(0.5, 1) of the half size
+            n = int(rng.integers(5, 9))
+            shape["vertex_angles"] = np.sort(rng.uniform(0, 2 * np.pi, n)).tolist()
+            shape["vertex_radii"] = rng.uniform(0.5, 1.0, n).tolist()
+        shapes.append(shape)
+    return shapes
+
+
+def rasterize_shapes(shapes: list[dict], size: tuple[int, int]) -> np.ndarray:
+    """The union of the shapes as a bool (H, W) mask."""
+    canvas = np.zeros(size, np.uint8)
+    for s in shapes:
+        (cx, cy), (sw, sh), angle = s["centre"], s["size"], s["angle"]
+        if s["kind"] == "rectangle":
+            corners = cv2.boxPoints(((cx, cy), (sw, sh), angle))
+            cv2.fillPoly(canvas, [np.round(corners).astype(np.int32)], 1)
+        elif s["kind"] == "ellipse":
+            cv2.ellipse(canvas, (round(cx), round(cy)), (max(1, round(sw / 2)), max(1, round(sh / 2))), angle, 0, 360, 1, -1)
+        else:
+            t, r = np.asarray(s["vertex_angles"]), np.asarray(s["vertex_radii"])
+            x, y = r * sw / 2 * np.cos(t), r * sh / 2 * np.sin(t)
+            a = np.radians(angle)
+            px = cx + x * np.cos(a) - y * np.sin(a)
+            py = cy + x * np.sin(a) + y * np.cos(a)
+            cv2.fillPoly(canvas, [np.round(np.stack([px, py], 1)).astype(np.int32)], 1)
+    return canvas.astype(bool)
+
+
+def candidate_regions(rng: np.random.Generator, maps: dict[str, np.ndarray], mode: str):
+    """Up to REGION_TRIES edit regions of one source, as (bool (H, W) mask, JSON description):
+    its semantic regions in random order (description: the label), or random arbitrary shapes."""
+    normal = maps["edges"][EDGE_SCALE]
+    if mode == "semantic":
+        for label in rng.permutation(semantic_candidates(maps["regions"]))[:REGION_TRIES]:
+            yield maps["regions"] == label, int(label)
+    else:
+        for _ in range(REGION_TRIES):
+            shapes = draw_arbitrary_shapes(rng, normal)
+            yield rasterize_shapes(shapes, normal.shape), shapes
+
+
+# --------------------------------------------------------------------------------------------------
+# edge modification (Eq. 1, CPU, uint8 edge probabilities)
+
+
+def draw_augmentation(rng: np.random.Generator) -> dict:
+    """LogicAL's A: a random flip or a random resize, with probability one half each."""
+    if rng.random() < 0.5:
+        return {"op": "flip", "axis": str(rng.choice(["horizontal", "vertical"]))}
+    return {"op": "resize", "scale": float(rng.uniform(*RESIZE_RANGE))}
+
+
+def augment_edges(edge: np.ndarray, augmentation: dict) -> np.ndarray:
+    """A(e_i): the flipped, or resized about the centre (bilinear, no edges outside), edge map."""
+    if augmentation["op"] == "flip":
+        return np.ascontiguousarray(edge[:, ::-1] if augmentation["axis"] == "horizontal" else edge[::-1])
+    h, w = edge.shape
+    s = augmentation["scale"]
+    affine = np.array([[s, 0, (1 - s) * (w - 1) / 2], [0, s, (1 - s) * (h - 1) / 2]])
+    return cv2.warpAffine(edge, affine, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def edit_edges(normal: np.ndarray, region: np.ndarray, edit: str, candidate: np.ndarray | None) -> np.ndarray:
+    """Eq. 1 on uint8 edge probabilities (see the module docstring for the convention)."""
+    if edit == "remove":
+        inside = np.zeros_like(normal)
+    elif edit == "replace":
+        inside = candidate
+    else:  # merge: the union of both maps' edges, saturating at certain edge
+        inside = np.minimum(normal.astype(np.uint16) + candidate, 255).astype(np.uint8)
+    return np.where(region, inside, normal)
+
+
+def edge_portion(normal: np.ndarray, anomaly: np.ndarray) -> float:
+    """Changed edge mass as a share of the normal map's edge mass (inf when the map has no edges)."""
+    total = float(normal.sum(dtype=np.int64))
+    changed = float(np.abs(anomaly.astype(np.int16) - normal).sum(dtype=np.int64))
+    return changed / total if total > 0 else float("inf")
+
+
+# --------------------------------------------------------------------------------------------------
+# rendering helpers (device, batched)
+
+
+def dilate(masks: torch.Tensor, radius: int) -> torch.Tensor:
+    """Binary dilation of (B, H, W) masks by a (2r+1)^2 square, as a row then a column max filter
+    (separable: 2(2r+1) comparisons per pixel instead of (2r+1)^2)."""
+    k = 2 * radius + 1
+    rows = F.max_pool2d(masks[:, None].float(), (1, k), stride=1, padding=(0, radius))
+    return F.max_pool2d(rows, (k, 1), stride=1, padding=(radius, 0))[:, 0]
+
+
+def normal_region_ssim(ssim: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM (B,) outside each edited region widened by the SSIM window (1 where nothing is left)."""
+    outside = 1 - dilate(regions, SSIM_WINDOW)
+    count = outside.flatten(1).sum(1)
+    total = (ssim * outside).flatten(1).sum(1)
+    return torch.where(count > 0, total / count.clamp(min=1), torch.ones_like(total))
+
+
+def _stack(recipes: list[Recipe], name: str, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.stack([r.arrays[name] for r in recipes])).to(device)
+
+
+# --------------------------------------------------------------------------------------------------
+# the strategies
+
+
+class _LogicAL(Strategy):
+    """Region selection in ``region_modes`` and edits in ``edits``, each drawn uniformly per sample."""
+
+    needs = frozenset({"maps", "models"})
+    extra_fields = EXTRA_FIELDS
+    region_modes: ClassVar[tuple[str, ...]]
+    edits: ClassVar[tuple[str, ...]]
+
+    def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
+        mode = self.region_modes[int(rng.integers(len(self.region_modes)))]
+        edit = self.edits[int(rng.integers(len(self.edits)))]
+        maps = source_maps(ctx, source_index)
+        normal = maps["edges"][EDGE_SCALE]
+        params: dict = {"region_mode": mode, "edit": edit}
+        candidate = None
+        if edit != "remove":
+            others = [i for i in range(len(ctx.sources)) if i != source_index] or [source_index]
+            other = others[int(rng.integers(len(others)))]
+            params["candidate_source"] = ctx.sources[other].id
+            params["augmentation"] = draw_augmentation(rng)
+            candidate = augment_edges(source_maps(ctx, other)["edges"][EDGE_SCALE], params["augmentation"])
+
+        # Try regions until one changes some edges and at most MAX_EDGE_PORTION of them; a draw that
+        # finds none keeps its last try, which render rejects (the pipeline then redraws).
+        region, description, anomaly, portion = np.zeros(normal.shape, bool), None, normal, 0.0
+        for region, description in candidate_regions(rng, maps, mode):
+            anomaly = edit_edges(normal, region, edit, candidate)
+            portion = edge_portion(normal, anomaly)
+            if 0 < portion <= MAX_EDGE_PORTION:
+                break
+        params["region"] = description
+        params["edge_portion"] = portion
+        params["edit_area"] = float(region.mean())
+        if self._tps(ctx):
+            params["tps"] = draw_tps(rng).tolist()
+        return Recipe(params, {"normal_edge": normal, "anomaly_edge": anomaly, "region": region})
+
+    def _tps(self, ctx: StrategyContext) -> bool:
+        value = ctx.option(self.name, "tps", False)
+        if not isinstance(value, bool):
+            raise SynthgenError(f"option {self.name}.tps: must be true or false, got {value!r}")
+        return value
+
+    def render(self, images: torch.Tensor, recipes: list[Recipe], ctx: StrategyContext) -> Rendered:
+        from ..models.e2i_train import generate_tensor  # imported on use: e2i_train pulls in Lightning
+
+        model = e2i_model(ctx, self.name)
+        device = images.device
+        normal_edge = _stack(recipes, "normal_edge", device)[:, None].float() / 255
+        anomaly_edge = _stack(recipes, "anomaly_edge", device)[:, None].float() / 255
+        regions = _stack(recipes, "region", device).float()
+        normals = None
+        if "tps" in recipes[0].params:  # one option per build: all recipes agree
+            shifts = np.array([r.params["tps"] for r in recipes])
+            warped = apply_tps(torch.cat([normal_edge, anomaly_edge, regions[:, None], images], 1), shifts)
+            normal_edge, anomaly_edge, regions = warped[:, :1], warped[:, 1:2], (warped[:, 2] >= 0.5).float()
+            normals = images = warped[:, 3:].clamp(0, 1)
+
+        generated = generate_tensor(model, torch.cat([normal_edge, anomaly_edge]))
+        generated_normal, generated_anomaly = generated.split(len(recipes))
+        threshold = number_option(ctx, self.name, "ssim_threshold", SSIM_THRESHOLD, 0.0, 1.0)
+        masks, ssim = ssim_masks(generated_normal, generated_anomaly, threshold)
+        masks = masks.to(device)
+        area = masks.flatten(1).mean(1)
+        normal_ssim = normal_region_ssim(ssim.to(device), regions)
+        portions = torch.tensor([r.params["edge_portion"] for r in recipes], device=device)
+        accepted = (area > 0) & (area <= MAX_MASK_FRACTION) & (normal_ssim >= MIN_NORMAL_SSIM)
+        accepted &= (portions > 0) & (portions <= MAX_EDGE_PORTION)
+        notes = [
+            {"mask_area": a, "normal_ssim": s}
+            for a, s in zip(area.cpu().tolist(), normal_ssim.cpu().tolist())
+        ]
+        return Rendered(
+            images=generated_anomaly.to(device),
+            masks=masks,
+            normals=normals,
+            extras={"edge": normal_edge, "jnd": jnd_map(images)[:, None]},
+            accepted=accepted,
+            notes=notes,
+        )
+
+
+def _summary(edit: str, mode: str) -> str:
+    return f"LogicAL: {edit} edges in {mode} regions, rendered by the edge-to-image generator"
+
+
+@register_strategy
+class SemanticRemove(_LogicAL):
+    name, region_modes, edits, summary = "semantic-remove", ("semantic",), ("remove",), _summary("remove", "semantic")
+
+
+@register_strategy
+class SemanticReplace(_LogicAL):
+    name, region_modes, edits, summary = "semantic-replace", ("semantic",), ("replace",), _summary("replace", "semantic")
+
+
+@register_strategy
+class SemanticMerge(_LogicAL):
+    name, region_modes, edits, summary = "semantic-merge", ("semantic",), ("merge",), _summary("merge", "semantic")
+
+
+@register_strategy
+class ArbitraryRemove(_LogicAL):
+    name, region_modes, edits, summary = "arbitrary-remove", ("arbitrary",), ("remove",), _summary("remove", "arbitrary")
+
+
+@register_strategy
+class ArbitraryReplace(_LogicAL):
+    name, region_modes, edits, summary = "arbitrary-replace", ("arbitrary",), ("replace",), _summary("replace", "arbitrary")
+
+
+@register_strategy
+class ArbitraryMerge(_LogicAL):
+    name, region_modes, edits, summary = "arbitrary-merge", ("arbitrary",), ("merge",), _summary("merge", "arbitrary")
+
+
+@register_strategy
+class Logical(_LogicAL):
+    name, region_modes, edits = "logical", REGION_MODES, EDITS
+    summary = "LogicAL's mix (Table 3): semantic or arbitrary regions, remove/replace/merge, drawn per sample"
