@@ -39,7 +39,7 @@ from .errors import SynthgenError
 from .imageio import sha256_file
 from .seeding import rng_for, sample_seed
 from .shards.format import MASK_ON, shard_name, sidecar_name
-from .shards.manifest import BUILD_FILE, MANIFEST_FILE, write_manifest
+from .shards.manifest import BUILD_FILE, write_manifest
 from .shards.writer import ShardWriter
 from .sources import SourceSet, prepare_sources
 from .strategies import Rendered, Strategy, StrategyContext, get_strategy

@@ -18,7 +18,7 @@ SHARED_DATA = SHARED / "data"
 SHARED_WEIGHTS = SHARED / "weights"
 
 # Tests must be deterministic and fair on 2 cores.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(1)  # two threads spin against each other on a busy 2-core machine
 
 
 def _need(path: Path) -> Path:

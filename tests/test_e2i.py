@@ -20,7 +20,6 @@ import generator.models.e2i_train as e2i_train
 from generator.errors import SynthgenError
 from generator.imageio import sha256_file
 from generator.models.e2i import (
-    DiscriminatorConfig,
     GeneratorConfig,
     GlobalGenerator,
     MultiscaleDiscriminator,

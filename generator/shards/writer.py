@@ -78,7 +78,7 @@ class ShardWriter:
 
     # -- layout ----------------------------------------------------------------------------------
     def _create_datasets(self) -> None:
-        f, n, h, w = self.f, self.n, self.h, self.w
+        f, h, w = self.f, self.h, self.w
         for key, value in {"schema_version": SCHEMA_VERSION, **self.attrs}.items():
             f.attrs[key] = value
         for name, (shape_fn, dtype, compressed, doc) in CORE_FIELDS.items():

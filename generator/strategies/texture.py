@@ -50,7 +50,6 @@ cv2.resize's bilinear default.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
