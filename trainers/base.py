@@ -72,6 +72,30 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
         raise SynthgenError(f"{path}: broken JSON ({e.msg})") from None
 
 
+def write_model_file(run_dir: str | Path, method: str, version: int, blob: dict[str, Any]) -> Path:
+    """Write ``RUN/model.pt`` atomically: ``blob`` plus the method name and its model-file version."""
+    from generator.atomic import atomic_path
+
+    path = Path(run_dir) / MODEL_FILE
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save({**blob, "method": method, "format": version}, tmp)
+    return path
+
+
+def read_model_file(run_dir: str | Path, method: str, version: int) -> dict[str, Any]:
+    """The blob :func:`write_model_file` wrote, refused (one line) when missing or of another method/version."""
+    path = Path(run_dir) / MODEL_FILE
+    if not path.is_file():
+        raise SynthgenError(f"{path}: not found (the run has not finished; run the same command again to resume it)")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if blob.get("method") != method or blob.get("format") != version:
+        raise SynthgenError(
+            f"{path}: expected a {method} model file of format {version}, "
+            f"found {blob.get('method')!r} format {blob.get('format')!r}"
+        )
+    return blob
+
+
 def load_model(run_dir: str | Path, device: torch.device | str = "cpu") -> AnomalyModel:
     """Load the trained model of a run folder, whatever its method."""
     import trainers.methods  # noqa: F401  (registers every method's loader)

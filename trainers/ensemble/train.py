@@ -1,0 +1,240 @@
+"""Train the feature-level ensemble or calibrate the output-level baseline; write a run folder.
+
+Feature-level training: the extractors are frozen and no augmentation is used, so the ensembled
+features of every normal training image are computed once. The PCA block is fitted on at most
+:data:`PCA_MAX_ROWS` positions drawn without replacement (seeded) from all training positions; the
+discriminator then trains for ``epochs`` passes over the images in batches of ``batch_size``
+(SimpleNet: Adam, learning rate 2e-4, weight decay 1e-5, batch size 8, 160 epochs = its 40 meta
+epochs x 4 discriminator epochs). With the optional feature adaptor, it trains jointly with Adam,
+learning rate 1e-4, weight decay 1e-5 (the projector optimiser of PBAS, which is built on SimpleNet's
+code). The last epoch is kept.
+
+Output-level calibration: every member predicts the normal training images once (no training).
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from generator.errors import SynthgenError
+from generator.imageio import sha256_file
+
+from ..base import MODEL_FILE, load_model
+from ..lightning_utils import LOG_DIR, finish_run, resolve_device, start_run
+from ..pbas.features import EMBED_DIM, NormalImages, load_normal_images
+from .extractors import check_extractors
+from .model import (
+    MARGIN,
+    METHOD,
+    NOISE_STD,
+    OUTPUT_METHOD,
+    EnsembleConfig,
+    FeatureEnsembleModel,
+    build_extractors,
+    calibrate,
+    finest_grid,
+    gaussian_fakes,
+    map_rows,
+    member_record,
+    resize_to_grid,
+    save_feature_model,
+    save_output_model,
+    truncated_l1_loss,
+)
+from .pca import BLOCKS, TransformationBlock
+
+#: SimpleNet's discriminator optimiser and schedule.
+LR = 2e-4
+WEIGHT_DECAY = 1e-5
+ADAPTOR_LR = 1e-4
+EPOCHS = 160
+BATCH_SIZE = 8
+#: Positions used to fit the PCA (memory and time bound; 2 x 10^5 rows of 3072 floats is 2.4 GB).
+PCA_MAX_ROWS = 200_000
+METRICS_FILE = "metrics.csv"
+
+
+def default_components(block: str, channels: list[int]) -> int:
+    """Thesis: as many ensembled maps as a single extractor gives. Global: the widest extractor's
+    channel count; individual: that count shared equally among the extractors."""
+    widest = max(channels)
+    return widest if block == "global" else max(1, widest // len(channels))
+
+
+@torch.no_grad()
+def ensemble_inputs(extractors: list, normals: NormalImages, batch_size: int, device: str) -> tuple[list[torch.Tensor], tuple[int, int]]:
+    """Every extractor's features of every image on the finest grid: one (N, H * W, C_k) CPU tensor each."""
+    per_extractor: list[list[torch.Tensor]] = [[] for _ in extractors]
+    grid = None
+    for images in normals.batches(batch_size):
+        maps = [extractor(images.to(device)) for extractor in extractors]
+        grid = grid or finest_grid(maps)
+        for store, m in zip(per_extractor, resize_to_grid(maps, grid)):
+            store.append(map_rows(m).view(images.shape[0], grid[0] * grid[1], -1).cpu())
+    return [torch.cat(store) for store in per_extractor], grid
+
+
+def fit_block(block: str, features: list[torch.Tensor], components: float, seed: int) -> TransformationBlock:
+    """Fit the PCA block on a seeded subset of at most PCA_MAX_ROWS training positions."""
+    rows = [f.flatten(0, 1) for f in features]
+    n = len(rows[0])
+    if n > PCA_MAX_ROWS:
+        chosen = torch.from_numpy(np.sort(np.random.default_rng([seed, 2]).choice(n, PCA_MAX_ROWS, replace=False)))
+        rows = [r[chosen] for r in rows]
+    return TransformationBlock.fit(block, rows, components)
+
+
+def train_feature(
+    out: str | Path,
+    *,
+    extractors: tuple[str, ...],
+    block: str = "global",
+    components: float | None = None,
+    dataset: str | None = None,
+    root: str | Path | None = None,
+    category: str | None = None,
+    shards: str | Path | None = None,
+    embed_dim: int = EMBED_DIM,
+    weights: str | None = None,
+    image_size: tuple[int, int] = (256, 256),
+    epochs: int = EPOCHS,
+    batch_size: int = BATCH_SIZE,
+    lr: float = LR,
+    adaptor: bool = False,
+    noise_std: float = NOISE_STD,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = True,
+) -> Path:
+    """Train a feature-level ensemble into ``out``; returns the run folder."""
+    out = Path(out)
+    if not extractors:
+        raise SynthgenError("--extractor: give at least one (two or more make an ensemble)")
+    if block not in BLOCKS:
+        raise SynthgenError(f"--block: expected one of {', '.join(BLOCKS)}, got {block!r}")
+    if epochs < 1 or batch_size < 1 or not lr > 0 or not noise_std > 0:
+        raise SynthgenError(f"--epochs/--batch-size/--lr/--noise-std: must be positive, got {epochs}, {batch_size}, {lr}, {noise_std}")
+    device = resolve_device(device)
+    normals = load_normal_images(image_size, dataset=dataset, root=root, category=category, shards=shards)
+    draft = EnsembleConfig(tuple(extractors), block, 0.0, embed_dim=embed_dim, weights=weights, image_size=tuple(image_size))
+    nets = build_extractors(draft, device)
+    check_extractors(nets, image_size)
+
+    started = time.perf_counter()
+    features, grid = ensemble_inputs(nets, normals, batch_size, device)
+    channels = [f.shape[-1] for f in features]
+    amount = default_components(block, channels) if components is None else components
+    fitted = fit_block(block, features, amount, seed)
+    config = EnsembleConfig(
+        tuple(extractors), block, float(amount), embed_dim=embed_dim, weights=weights, image_size=tuple(image_size),
+        grid=tuple(grid), channels=tuple(channels), pca_sizes=tuple(p.n_components for p in fitted.pcas),
+        extractor_info=tuple(n.info() for n in nets), adaptor=adaptor,
+    )
+    training = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "adaptor_lr": ADAPTOR_LR, "weight_decay": WEIGHT_DECAY, "noise_std": noise_std, "margin": MARGIN, "device": device}
+    start_run(out, METHOD, {**config.to_dict(), **training}, {"seed": seed, "data": normals.provenance}, resume=False)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = FeatureEnsembleModel(config, nets, fitted).to(device)
+    with torch.no_grad():
+        ensembled = torch.stack([fitted(list(rows)) for rows in zip(*[f.unbind(0) for f in features])])
+    log_path = out / LOG_DIR / METRICS_FILE
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    _fit_discriminator(model, ensembled, training, seed, log_path, progress)
+    model_path = save_feature_model(out, model)
+    finish_run(
+        out,
+        {
+            "epochs_trained": epochs,
+            "explained_variance": [float(p.explained_variance_ratio.sum()) for p in fitted.pcas],
+            "model": {"file": MODEL_FILE, "sha256": sha256_file(model_path), "selected": "last", "epochs": epochs},
+            "train_seconds_this_session": round(time.perf_counter() - started, 1),
+        },
+        complete=True,
+    )
+    return out
+
+
+def _fit_discriminator(model: FeatureEnsembleModel, ensembled: torch.Tensor, training: dict, seed: int, log_path: Path, progress: bool) -> None:
+    """SimpleNet's discriminator training on (N, P, K) ensembled features; one CSV row per epoch."""
+    device = next(model.discriminator.parameters()).device
+    optimizers = [torch.optim.Adam(model.discriminator.parameters(), lr=training["lr"], weight_decay=training["weight_decay"])]
+    adaptor_parameters = list(model.adaptor.parameters())
+    if adaptor_parameters:
+        optimizers.append(torch.optim.Adam(adaptor_parameters, lr=training["adaptor_lr"], weight_decay=training["weight_decay"]))
+    noise = torch.Generator().manual_seed(seed)
+    batch_size = training["batch_size"]
+    with open(log_path, "w", newline="") as log:
+        writer = csv.DictWriter(log, fieldnames=["epoch", "loss", "p_true", "p_fake"])
+        writer.writeheader()
+        for epoch in range(training["epochs"]):
+            model.discriminator.train()
+            model.adaptor.train()
+            order = np.random.default_rng([seed, 1, epoch]).permutation(len(ensembled))
+            sums = {"loss": 0.0, "p_true": 0.0, "p_fake": 0.0}
+            steps = 0
+            for start in range(0, len(order), batch_size):
+                rows = model.adaptor(ensembled[order[start:start + batch_size]].flatten(0, 1).to(device))
+                fakes = gaussian_fakes(rows, noise, training["noise_std"])
+                scores = model.discriminator(torch.cat((rows, fakes)))
+                normal_scores, fake_scores = scores[: len(rows)], scores[len(rows):]
+                loss = truncated_l1_loss(normal_scores, fake_scores, training["margin"])
+                for optimizer in optimizers:
+                    optimizer.zero_grad()
+                loss.backward()
+                for optimizer in optimizers:
+                    optimizer.step()
+                sums["loss"] += loss.item()
+                sums["p_true"] += (normal_scores.detach() >= training["margin"]).float().mean().item()
+                sums["p_fake"] += (fake_scores.detach() < -training["margin"]).float().mean().item()
+                steps += 1
+            row = {"epoch": epoch + 1, **{k: round(v / steps, 6) for k, v in sums.items()}}
+            writer.writerow(row)
+            log.flush()
+            if progress:
+                print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+
+
+def train_output(
+    out: str | Path,
+    *,
+    members: tuple[str | Path, ...],
+    dataset: str | None = None,
+    root: str | Path | None = None,
+    category: str | None = None,
+    shards: str | Path | None = None,
+    batch_size: int = BATCH_SIZE,
+    device: str = "auto",
+) -> Path:
+    """Calibrate the output-level ensemble of ``members`` (run folders) on normal training images."""
+    out = Path(out)
+    if len(members) < 2:
+        raise SynthgenError("--member: an output-level ensemble needs at least two trained runs")
+    device = resolve_device(device)
+    models = [load_model(run, device) for run in members]
+    sizes = {tuple(m.image_size) for m in models}
+    if len(sizes) != 1:
+        raise SynthgenError(f"--member: the runs take different image sizes ({', '.join(f'{h}x{w}' for h, w in sorted(sizes))})")
+    image_size = sizes.pop()
+    normals = load_normal_images(image_size, dataset=dataset, root=root, category=category, shards=shards)
+    records = [member_record(Path(run)) for run in members]
+    start_run(out, OUTPUT_METHOD, {"members": [r["run"] for r in records], "image_size": list(image_size), "combine": "mean of z-scores", "device": device},
+              {"data": normals.provenance, "members": records}, resume=False)
+    started = time.perf_counter()
+    calibrations = [calibrate(m, (x.to(device) for x in normals.batches(batch_size))) for m in models]
+    model_path = save_output_model(out, records, calibrations, image_size)
+    finish_run(
+        out,
+        {
+            "model": {"file": MODEL_FILE, "sha256": sha256_file(model_path)},
+            "calibration": [c.__dict__ for c in calibrations],
+            "train_seconds_this_session": round(time.perf_counter() - started, 1),
+        },
+        complete=True,
+    )
+    return out

@@ -1,0 +1,142 @@
+"""Train LogicAL's localization network on a synthgen build and write a run folder.
+
+The run folder and its life cycle (run.json, model.pt, checkpoints/last.ckpt for ``--resume``,
+versioned CSV logs) are the ones every trainer shares (trainers/lightning_utils.py). The data are a
+build whose strategy stores the normal image's edge and JND maps (trainers/logical/data.py), read
+through trainers.data.SynthgenDataModule; a seeded share of its samples is held out as synthetic
+validation data. Model selection never looks at real test images: ``select="last"`` keeps the final
+epoch (the paper trains a fixed 300 epochs), ``select="val"`` the epoch with the lowest synthetic
+validation loss (checkpoints/best.ckpt).
+
+Reproducibility: the initial weights come from ``seed`` through an explicit generator
+(model.build_net) and the data order from (seed, epoch), so a CPU run repeats bit for bit, also
+across a resume.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from generator.errors import SynthgenError
+from generator.imageio import sha256_file
+
+from ..base import MODEL_FILE
+from ..data import DEFAULT_VAL_FRACTION, SynthgenDataModule
+from ..lightning_utils import finish_run, make_trainer, resolve_device, shard_provenance, start_run
+from .data import EXTRA_FIELDS, check_build, prepare_sample
+from .detector import METHOD, save_model
+from .losses import EDGE_BALANCE, EDGE_THRESHOLD
+from .model import PRESETS, check_input_size
+from .module import LR, LogicALModule
+
+SELECTIONS = ("last", "val")
+VAL_MONITOR = "val/loss"
+#: LogicAL Sec. 4.2: 300 epochs, batch size 15 (12 for VisA's 256x320).
+PAPER_EPOCHS = 300
+PAPER_BATCH_SIZE = 15
+
+
+def train(
+    shards: str | Path,
+    out: str | Path,
+    *,
+    epochs: int = PAPER_EPOCHS,
+    batch_size: int = PAPER_BATCH_SIZE,
+    lr: float = LR,
+    preset: str = "full",
+    edge_threshold: float = EDGE_THRESHOLD,
+    edge_balance: float = EDGE_BALANCE,
+    seed: int = 0,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    select: str = "last",
+    device: str = "auto",
+    workers: int = 2,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Sequence[Callback] = (),
+) -> Path:
+    """Train (or resume) one LogicAL run into ``out``; returns the run folder.
+
+    ``callbacks`` are extra Lightning callbacks (e.g. to stop early in tests).
+    """
+    out = Path(out)
+    if preset not in PRESETS:
+        raise SynthgenError(f"--preset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+    if select not in SELECTIONS:
+        raise SynthgenError(f"--select: expected one of {', '.join(SELECTIONS)}, got {select!r}")
+    if not lr > 0:
+        raise SynthgenError(f"--lr: must be positive, got {lr}")
+    if not 0.0 < edge_threshold <= 1.0:
+        raise SynthgenError(f"--edge-threshold: must be in (0, 1], got {edge_threshold}")
+    if edge_balance < 0:
+        raise SynthgenError(f"--edge-balance: must be 0 or more, got {edge_balance}")
+    device = resolve_device(device)
+    L.seed_everything(seed, workers=True, verbose=False)
+
+    check_build(Path(shards))
+    data = SynthgenDataModule(shards, batch_size=batch_size, val_fraction=val_fraction, seed=seed, workers=workers,
+                              extra_fields=EXTRA_FIELDS, sample_transform=prepare_sample)
+    data.setup("fit")
+    check_input_size(data.image_size)
+    has_validation = len(data.val_indices) > 0
+    if select == "val" and not has_validation:
+        raise SynthgenError("--select val: needs synthetic validation samples (--val-fraction > 0)")
+    net = PRESETS[preset]
+    config = {
+        "shards": str(Path(shards).resolve()),
+        "preset": preset,
+        "net": net.to_dict(),
+        "image_size": list(data.image_size),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "edge_threshold": edge_threshold,
+        "edge_balance": edge_balance,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "select": select,
+        "device": device,
+        "workers": workers,
+    }
+    provenance = {**shard_provenance(data), "weights": {}}  # trained from scratch: no pretrained weights
+    checkpoint_to_resume = start_run(out, METHOD, config, provenance, resume)
+
+    module = LogicALModule(net=net.to_dict(), seed=seed, epochs=epochs, lr=lr, edge_threshold=edge_threshold,
+                           edge_balance=edge_balance)
+    trainer, checkpoint = make_trainer(
+        out,
+        epochs=epochs,
+        device=device,
+        monitor=VAL_MONITOR if has_validation else None,
+        steps_per_epoch=math.ceil(len(data.train_indices) / batch_size),
+        progress=progress,
+        callbacks=callbacks,
+    )
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=checkpoint_to_resume)
+    elapsed = time.perf_counter() - started
+
+    selected_epoch = trainer.current_epoch
+    if select == "val":
+        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)  # our own file
+        module.load_state_dict(best["state_dict"])
+        selected_epoch = int(best["epoch"]) + 1  # epochs completed when it was saved
+    model_path = save_model(out, module.net, data.image_size)
+    finish_run(
+        out,
+        {
+            "epochs_trained": trainer.current_epoch,
+            "model": {"file": MODEL_FILE, "sha256": sha256_file(model_path), "selected": select, "epochs": selected_epoch},
+            "train_seconds_this_session": round(elapsed, 1),
+        },
+        complete=trainer.current_epoch >= epochs,
+    )
+    return out
+

@@ -1,0 +1,19 @@
+"""Every training method, in one list: importing this module registers each method's loader.
+
+Each method is a package under trainers/ that exposes a click ``command`` (its ``synthgen-train``
+subcommand; trainers/cli.py adds every one listed here) and registers a loader with
+``trainers.base.register_loader`` on import (``trainers.base.load_model`` imports this module).
+
+Adding a method is one line: import its package below and append it to :data:`METHODS`.
+"""
+
+from __future__ import annotations
+
+from . import ensemble, logical, pbas, reconstruction
+
+METHODS = (
+    reconstruction,
+    logical,
+    pbas,
+    ensemble,
+)

@@ -1,0 +1,209 @@
+"""Train PBAS on normal images and write a run folder (run.json, model.pt, logs/metrics.csv).
+
+Training (Sec. III and IV-B, official code for what the paper leaves open):
+
+1. E_phi is frozen and PBAS uses no augmentation, so the patch features t = E_phi(x) of every
+   training image are computed once and kept (N, H_m * W_m, D) on the CPU.
+2. Centers: projected with the freshly initialised, frozen projector, then :func:`initial_centers`.
+3. Each step takes ``batch_size`` images: u = P(t), L_c (Eq. 6), z by AFS (Eq. 7) or noise, and
+   loss = L_c + L_n + L_a, one backward pass for both networks (the official code; Eq. 10's two
+   minimisations share theta). Regularisation, as the official code applies it: gamma = 1e-5 is
+   Adam's weight decay (an L2 term in the gradient) on the projector, delta = 1e-2 is AdamW's
+   decoupled weight decay on the discriminator (AdamW's default, which the official code keeps).
+   Learning rates 1e-4 (projector) and 2e-4 (discriminator), batch size 8, 400 epochs (Sec. IV-B).
+   With ``components="abl"`` only L_c trains the projector and there is no discriminator.
+
+Model selection: the last epoch. (The official code keeps the epoch with the best *test* AUROC;
+real test images never take part in training or selection here.) There is no resume: a run is
+restarted from scratch; the logs record every epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import torch
+
+from generator.errors import SynthgenError
+from generator.imageio import sha256_file
+
+from ..backbones import Backbone
+from ..base import MODEL_FILE
+from ..lightning_utils import LOG_DIR, finish_run, resolve_device, start_run
+from .features import EMBED_DIM, LAYERS, PATCH_SIZE, NormalImages, PatchFeatureExtractor, load_normal_images
+from .model import (
+    ALPHA,
+    CENTER_METHODS,
+    COMPONENTS,
+    METHOD,
+    NOISE_STD,
+    SYNTHESES,
+    PBASConfig,
+    PBASModel,
+    adaptive_anomalies,
+    boundary_loss,
+    center_terms,
+    initial_centers,
+    noisy_anomalies,
+    order_for_epoch,
+    save_model,
+)
+
+#: Sec. IV-B: gamma and delta of Eq. 10.
+GAMMA = 1e-5
+DELTA = 1e-2
+#: Sec. IV-B: projector learning rate; the official code gives the discriminator twice this.
+LR = 1e-4
+DISCRIMINATOR_LR_FACTOR = 2.0
+EPOCHS = 400
+BATCH_SIZE = 8
+#: Official code: a probability below 0.5 counts as "normal" in its p_true / p_fake logs.
+DECISION_THRESHOLD = 0.5
+METRICS_FILE = "metrics.csv"
+
+
+@torch.no_grad()
+def extract_features(extractor: PatchFeatureExtractor, normals: NormalImages, batch_size: int, device: str) -> tuple[torch.Tensor, tuple[int, int]]:
+    """t = E_phi(x) for every training image: (N, H_m * W_m, D) on the CPU, and the grid."""
+    chunks, grid = [], None
+    for images in normals.batches(batch_size):
+        features, grid = extractor(images.to(device))
+        chunks.append(features.cpu())
+    return torch.cat(chunks), grid
+
+
+def _check_options(epochs: int, batch_size: int, lr: float, alpha: float, center: str, synthesis: str, components: str) -> None:
+    if epochs < 1:
+        raise SynthgenError(f"--epochs: must be at least 1, got {epochs}")
+    if batch_size < 1:
+        raise SynthgenError(f"--batch-size: must be at least 1, got {batch_size}")
+    if not lr > 0:
+        raise SynthgenError(f"--lr: must be positive, got {lr}")
+    if not alpha > 0:
+        raise SynthgenError(f"--alpha: must be positive, got {alpha}")
+    for option, value, allowed in (("--center", center, CENTER_METHODS), ("--synthesis", synthesis, SYNTHESES), ("--components", components, COMPONENTS)):
+        if value not in allowed:
+            raise SynthgenError(f"{option}: expected one of {', '.join(allowed)}, got {value!r}")
+
+
+def train(
+    out: str | Path,
+    *,
+    dataset: str | None = None,
+    root: str | Path | None = None,
+    category: str | None = None,
+    shards: str | Path | None = None,
+    backbone: str = "wide_resnet50_2",
+    layers: tuple[str, ...] = LAYERS,
+    weights: str | None = None,
+    weights_dir: str | Path | None = None,
+    patch_size: int = PATCH_SIZE,
+    embed_dim: int = EMBED_DIM,
+    image_size: tuple[int, int] = (256, 256),
+    epochs: int = EPOCHS,
+    batch_size: int = BATCH_SIZE,
+    lr: float = LR,
+    alpha: float = ALPHA,
+    center: str = "alignment",
+    synthesis: str = "adaptive",
+    components: str = "full",
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = True,
+) -> Path:
+    """Train one PBAS model into the run folder ``out``; returns it."""
+    out = Path(out)
+    _check_options(epochs, batch_size, lr, alpha, center, synthesis, components)
+    device = resolve_device(device)
+    normals = load_normal_images(image_size, dataset=dataset, root=root, category=category, shards=shards)
+    net = Backbone(backbone, list(layers), weights=weights, weights_dir=weights_dir, device=device)
+    config = PBASConfig(
+        backbone=backbone,
+        layers=tuple(layers),
+        weights=str(weights) if weights is not None else None,  # None: resolved by name again at load time
+        weights_sha256=net.weights_info()["sha256"],
+        patch_size=patch_size,
+        embed_dim=embed_dim,
+        image_size=tuple(image_size),
+        components=components,
+    )
+    model = PBASModel.initialised(config, net, seed).to(device)
+    training = {
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "discriminator_lr": lr * DISCRIMINATOR_LR_FACTOR,
+        "gamma": GAMMA, "delta": DELTA, "alpha": alpha, "center": center, "synthesis": synthesis,
+        "noise_std": NOISE_STD if synthesis == "noise" else None, "device": device,
+    }
+    start_run(out, METHOD, {**config.to_dict(), **training}, {"seed": seed, "data": normals.provenance, "backbone": net.weights_info()}, resume=False)
+
+    started = time.perf_counter()
+    features, grid = extract_features(model.extractor, normals, batch_size, device)
+    with torch.no_grad():
+        projected = model.projector(features.to(device).flatten(0, 1)).view(*features.shape[:2], -1)
+        model.centers = initial_centers(projected, batch_size, center)
+    del projected
+
+    log_path = out / LOG_DIR / METRICS_FILE
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    _fit(model, features, training, seed, log_path, progress)
+    model_path = save_model(out, model)
+    finish_run(
+        out,
+        {
+            "epochs_trained": epochs,
+            "feature_grid": list(grid),
+            "model": {"file": MODEL_FILE, "sha256": sha256_file(model_path), "selected": "last", "epochs": epochs},
+            "train_seconds_this_session": round(time.perf_counter() - started, 1),
+        },
+        complete=True,
+    )
+    return out
+
+
+def _fit(model: PBASModel, features: torch.Tensor, training: dict, seed: int, log_path: Path, progress: bool) -> None:
+    """The epochs of joint ABL + AFS + RBO training (or ABL alone); one CSV row per epoch."""
+    device = model.centers.device
+    full = model.config.components == "full"
+    projector_opt = torch.optim.Adam(model.projector.parameters(), lr=training["lr"], weight_decay=training["gamma"])
+    discriminator_opt = torch.optim.AdamW(model.discriminator.parameters(), lr=training["discriminator_lr"], weight_decay=training["delta"])
+    noise = torch.Generator().manual_seed(seed)
+    batch_size = training["batch_size"]
+    fields = ["epoch", "center_loss", "normal_bce", "anomaly_bce", "p_true", "p_fake"]
+    with open(log_path, "w", newline="") as log:
+        writer = csv.DictWriter(log, fieldnames=fields)
+        writer.writeheader()
+        for epoch in range(training["epochs"]):
+            model.projector.train()
+            model.discriminator.train()
+            order = order_for_epoch(len(features), seed, epoch)
+            sums = dict.fromkeys(fields[1:], 0.0)
+            steps = 0
+            for start in range(0, len(order), batch_size):
+                rows = features[order[start:start + batch_size]].flatten(0, 1).to(device)
+                u = model.projector(rows)
+                terms = center_terms(u, model.centers)
+                loss = terms.center_loss
+                projector_opt.zero_grad()
+                discriminator_opt.zero_grad()
+                if full:
+                    z = adaptive_anomalies(u, terms, training["alpha"]) if training["synthesis"] == "adaptive" else noisy_anomalies(u, noise)
+                    scores = model.discriminator(torch.cat((u, z)))
+                    normal_scores, anomaly_scores = scores[: len(u)], scores[len(u):]
+                    normal_bce, anomaly_bce = boundary_loss(normal_scores, anomaly_scores)
+                    loss = loss + normal_bce + anomaly_bce
+                    sums["normal_bce"] += normal_bce.item()
+                    sums["anomaly_bce"] += anomaly_bce.item()
+                    sums["p_true"] += float((normal_scores < DECISION_THRESHOLD).float().mean())
+                    sums["p_fake"] += float((anomaly_scores >= DECISION_THRESHOLD).float().mean())
+                loss.backward()
+                projector_opt.step()
+                if full:
+                    discriminator_opt.step()
+                sums["center_loss"] += terms.center_loss.item()
+                steps += 1
+            row = {"epoch": epoch + 1, **{k: round(v / steps, 6) for k, v in sums.items()}}
+            writer.writerow(row)
+            log.flush()
+            if progress:
+                print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
