@@ -74,3 +74,21 @@ def _isolated_cache(tmp_path_factory):
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+@pytest.fixture
+def offline_weights(tmp_path, monkeypatch):
+    """Per test: private map and weights caches, no $SYNTHGEN_WEIGHTS, and a network that always fails
+    (a test may replace ``urlopen`` again to simulate a download)."""
+    import urllib.error
+
+    from generator.models import weights
+
+    monkeypatch.setenv("SYNTHGEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
+
+    def no_network(url, timeout):
+        raise urllib.error.URLError("network unreachable (test)")
+
+    monkeypatch.setattr(weights.urllib.request, "urlopen", no_network)

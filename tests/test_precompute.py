@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-import urllib.error
 
 import h5py
 import numpy as np
@@ -40,17 +39,7 @@ TINY = MapSettings(edge_model="pidinet-tiny", regions="classical")
 SIZE = (96, 64)  # (H, W); keeps juice_bottle's 2:1 aspect
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    """Each test its own map and weights caches, and no network."""
-    monkeypatch.setenv("SYNTHGEN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
-
-    def no_network(url, timeout):
-        raise urllib.error.URLError("network unreachable (test)")
-
-    monkeypatch.setattr(weights.urllib.request, "urlopen", no_network)
+pytestmark = pytest.mark.usefixtures("offline_weights")  # conftest: private caches, no network
 
 
 @pytest.fixture

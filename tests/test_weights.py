@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,7 @@ TINY = "pidinet-tiny"
 TINY_FILE = "table5_pidinet-tiny.pth"
 
 
-@pytest.fixture(autouse=True)
-def offline_and_isolated(tmp_path, monkeypatch):
-    """A private cache, no $SYNTHGEN_WEIGHTS, and a network that always fails (unless a test replaces it)."""
-    monkeypatch.setenv("SYNTHGEN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
-
-    def no_network(url, timeout):
-        raise urllib.error.URLError("network unreachable (test)")
-
-    monkeypatch.setattr(weights.urllib.request, "urlopen", no_network)
+pytestmark = pytest.mark.usefixtures("offline_weights")  # conftest: private caches, no network
 
 
 def _link(target: Path, link: Path) -> Path:

@@ -21,8 +21,9 @@ warns there.
 from __future__ import annotations
 
 import platform
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import lightning as L
 import torch
@@ -31,8 +32,9 @@ from lightning.pytorch.loggers import CSVLogger
 
 from generator import __version__ as synthgen_version
 from generator.errors import SynthgenError
+from generator.imageio import sha256_file
 
-from .base import RUN_FILE, read_run_info, write_run_info
+from .base import MODEL_FILE, RUN_FILE, read_run_info, write_run_info
 
 if TYPE_CHECKING:
     from .data import SynthgenDataModule
@@ -43,6 +45,9 @@ BEST_NAME = "best"  # -> checkpoints/best.ckpt
 LOG_DIR = "logs"
 #: Config keys that may differ between a run and its resumption.
 RUNTIME_KEYS = frozenset({"device", "workers"})
+#: --select: keep the last epoch, or the epoch with the lowest loss on held-out synthetic samples
+SELECTIONS = ("last", "val")
+VAL_MONITOR = "val/loss"
 #: Lightning's default logging interval (steps), lowered for epochs shorter than that.
 LOG_EVERY_N_STEPS = 50
 #: DRAEM's train_DRAEM.py: MultiStepLR(milestones=[0.8 * epochs, 0.9 * epochs], gamma=0.2), used by
@@ -186,3 +191,46 @@ def make_trainer(
         enable_model_summary=progress,
     )
     return trainer, checkpoint
+
+
+def check_training_options(select: str, lr: float) -> None:
+    """The options every Lightning trainer shares, checked before any data is read."""
+    if select not in SELECTIONS:
+        raise SynthgenError(f"--select: expected one of {', '.join(SELECTIONS)}, got {select!r}")
+    if not lr > 0:
+        raise SynthgenError(f"--lr: must be positive, got {lr}")
+
+
+def fit_select_and_finish(
+    run_dir: Path,
+    trainer: L.Trainer,
+    checkpoint: ModelCheckpoint,
+    module: L.LightningModule,
+    data: "SynthgenDataModule",
+    *,
+    resume_from: Path | None,
+    select: str,
+    epochs: int,
+    save_model: Callable[[L.LightningModule], Path],
+) -> None:
+    """Train, load the selected epoch's weights (``select == "val"``: best.ckpt), write model.pt with
+    ``save_model(module)`` and record the outcome in run.json."""
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    elapsed = time.perf_counter() - started
+
+    selected_epoch = trainer.current_epoch
+    if select == "val":
+        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)  # our own file
+        module.load_state_dict(best["state_dict"])
+        selected_epoch = int(best["epoch"]) + 1  # epochs completed when it was saved
+    model_path = save_model(module)
+    finish_run(
+        run_dir,
+        {
+            "epochs_trained": trainer.current_epoch,
+            "model": {"file": MODEL_FILE, "sha256": sha256_file(model_path), "selected": select, "epochs": selected_epoch},
+            "train_seconds_this_session": round(elapsed, 1),
+        },
+        complete=trainer.current_epoch >= epochs,
+    )

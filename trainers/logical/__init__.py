@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from ..lightning_utils import SELECTIONS
 from .detector import METHOD, load  # noqa: F401  (importing .detector registers the loader)
 from .losses import EDGE_BALANCE, EDGE_THRESHOLD
 from .model import PRESETS
@@ -35,7 +36,7 @@ __all__ = ["METHOD", "command", "load"]
               help="Multiplier of the negative-pixel weight in Eq. 6 (PiDiNet's lambda, LogicAL's 1.1).")
 @click.option("--seed", default=0, show_default=True, help="Seeds initialisation, validation split and data order.")
 @click.option("--val-fraction", default=0.1, show_default=True, help="Share of shard samples held out for synthetic validation.")
-@click.option("--select", type=click.Choice(("last", "val")), default="last", show_default=True,
+@click.option("--select", type=click.Choice(SELECTIONS), default="last", show_default=True,
               help="Model to keep: the last epoch, or the lowest synthetic validation loss.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", default=2, show_default=True, help="DataLoader worker processes.")

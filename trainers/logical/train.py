@@ -16,28 +16,30 @@ across a resume.
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Sequence
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback
 
 from generator.errors import SynthgenError
-from generator.imageio import sha256_file
 
-from ..base import MODEL_FILE
 from ..data import DEFAULT_VAL_FRACTION, SynthgenDataModule
-from ..lightning_utils import finish_run, make_trainer, resolve_device, shard_provenance, start_run
+from ..lightning_utils import (
+    VAL_MONITOR,
+    check_training_options,
+    fit_select_and_finish,
+    make_trainer,
+    resolve_device,
+    shard_provenance,
+    start_run,
+)
 from .data import EXTRA_FIELDS, check_build, prepare_sample
 from .detector import METHOD, save_model
 from .losses import EDGE_BALANCE, EDGE_THRESHOLD
 from .model import PRESETS, check_input_size
 from .module import LR, LogicALModule
 
-SELECTIONS = ("last", "val")
-VAL_MONITOR = "val/loss"
 #: LogicAL Sec. 4.2: 300 epochs, batch size 15 (12 for VisA's 256x320).
 PAPER_EPOCHS = 300
 PAPER_BATCH_SIZE = 15
@@ -69,10 +71,7 @@ def train(
     out = Path(out)
     if preset not in PRESETS:
         raise SynthgenError(f"--preset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
-    if select not in SELECTIONS:
-        raise SynthgenError(f"--select: expected one of {', '.join(SELECTIONS)}, got {select!r}")
-    if not lr > 0:
-        raise SynthgenError(f"--lr: must be positive, got {lr}")
+    check_training_options(select, lr)
     if not 0.0 < edge_threshold <= 1.0:
         raise SynthgenError(f"--edge-threshold: must be in (0, 1], got {edge_threshold}")
     if edge_balance < 0:
@@ -119,24 +118,7 @@ def train(
         progress=progress,
         callbacks=callbacks,
     )
-    started = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=checkpoint_to_resume)
-    elapsed = time.perf_counter() - started
-
-    selected_epoch = trainer.current_epoch
-    if select == "val":
-        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)  # our own file
-        module.load_state_dict(best["state_dict"])
-        selected_epoch = int(best["epoch"]) + 1  # epochs completed when it was saved
-    model_path = save_model(out, module.net, data.image_size)
-    finish_run(
-        out,
-        {
-            "epochs_trained": trainer.current_epoch,
-            "model": {"file": MODEL_FILE, "sha256": sha256_file(model_path), "selected": select, "epochs": selected_epoch},
-            "train_seconds_this_session": round(elapsed, 1),
-        },
-        complete=trainer.current_epoch >= epochs,
-    )
+    fit_select_and_finish(out, trainer, checkpoint, module, data, resume_from=checkpoint_to_resume, select=select,
+                          epochs=epochs, save_model=lambda m: save_model(out, m.net, data.image_size))
     return out
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import click
 
+from ..lightning_utils import SELECTIONS
 from .model import METHOD, load  # noqa: F401  (importing .model registers the loader)
 
-__all__ = ["METHOD", "SELECTIONS", "command", "load"]
+__all__ = ["METHOD", "command", "load"]
 
 #: ``--select``: keep the last epoch (DRAEM, the paper) or the lowest synthetic validation loss.
-SELECTIONS = ("last", "val")
 
 
 @click.command(METHOD)

@@ -8,25 +8,27 @@ with the lowest loss on the held-out synthetic validation samples (checkpoints/b
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Sequence
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback
 
 from generator.errors import SynthgenError
-from generator.imageio import sha256_file
 
-from ..base import MODEL_FILE
 from ..data import DEFAULT_VAL_FRACTION, SynthgenDataModule
-from ..lightning_utils import finish_run, make_trainer, resolve_device, shard_provenance, start_run
-from . import SELECTIONS
+from ..lightning_utils import (
+    VAL_MONITOR,
+    check_training_options,
+    fit_select_and_finish,
+    make_trainer,
+    resolve_device,
+    shard_provenance,
+    start_run,
+)
 from .model import METHOD, ArchitectureConfig, check_architecture, save_model
 from .module import DRAEM_LR, ReconstructionModule, TrainingConfig
 
-VAL_MONITOR = "val/loss"
 
 
 def train(
@@ -54,10 +56,7 @@ def train(
     ``callbacks`` are extra Lightning callbacks (e.g. to stop early in tests).
     """
     out = Path(out)
-    if select not in SELECTIONS:
-        raise SynthgenError(f"--select: expected one of {', '.join(SELECTIONS)}, got {select!r}")
-    if not lr > 0:
-        raise SynthgenError(f"--lr: must be positive, got {lr}")
+    check_training_options(select, lr)
     device = resolve_device(device)
     L.seed_everything(seed, workers=True, verbose=False)
 
@@ -93,24 +92,7 @@ def train(
         progress=progress,
         callbacks=callbacks,
     )
-    started = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=checkpoint_to_resume)
-    elapsed = time.perf_counter() - started
-
-    selected_epoch = trainer.current_epoch
-    if select == "val":
-        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)  # our own file
-        module.load_state_dict(best["state_dict"])
-        selected_epoch = int(best["epoch"]) + 1  # epochs completed when it was saved
-    model_path = save_model(out, module.networks)
-    finish_run(
-        out,
-        {
-            "epochs_trained": trainer.current_epoch,
-            "model": {"file": MODEL_FILE, "sha256": sha256_file(model_path), "selected": select, "epochs": selected_epoch},
-            "train_seconds_this_session": round(elapsed, 1),
-        },
-        complete=trainer.current_epoch >= epochs,
-    )
+    fit_select_and_finish(out, trainer, checkpoint, module, data, resume_from=checkpoint_to_resume, select=select,
+                          epochs=epochs, save_model=lambda m: save_model(out, m.networks))
     return out
 
