@@ -435,6 +435,22 @@ def test_caf_override_replaces_rows_and_is_validated(tmp_path):
         caf_strategies("bottle", tmp_path / "missing.json")
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_cuda_renders_the_cpu_recipes_alike(name, images):
+    """The same recipes (drawn once, on the CPU) render alike on both devices, up to float rounding:
+    pixels next to a mask threshold may flip, nothing else may move."""
+    cpu_ctx = make_context(images, TextureBank("perlin", SIZE, "cpu", perlin_seeds=8))
+    cuda_images = [image.cuda() for image in images]
+    cuda_ctx = make_context(cuda_images, TextureBank("perlin", SIZE, "cuda", perlin_seeds=8))
+    cuda_ctx.device = torch.device("cuda")
+    strategy, recipes, batch = draw_batch(name, cpu_ctx, images)
+    cpu = strategy.render(batch, recipes, cpu_ctx)
+    cuda = strategy.render(batch.cuda(), recipes, cuda_ctx)
+    assert (cpu.masks != cuda.masks.cpu()).float().mean() < 1e-3
+    assert (cpu.images - cuda.images.cpu()).abs().mean() < 1e-3
+
+
 # --------------------------------------------------------------------------------------------------
 # real data
 
