@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,12 +159,20 @@ def _models_record(config: BuildConfig, strategies: tuple[str, ...], needs: set[
     if "models" not in needs:
         return {}, []
     from .models.e2i import check_image_size
-    from .models.e2i_train import TRAIN_HINT, generator_config
+    from .models.e2i_train import TRAIN_HINT, generator_config, generator_training_size
 
     if config.e2i is None:
         users = [s for s in strategies if "models" in get_strategy(s).needs]
         raise SynthgenError(f"--e2i: strategy {users[0]} needs an edge-to-image generator file; {TRAIN_HINT}")
     check_image_size(generator_config(config.e2i), *config.image_size, where=f"--e2i {config.e2i}")
+    trained_at = generator_training_size(config.e2i)
+    if trained_at is not None and trained_at != tuple(config.image_size):
+        # The network is fully convolutional, so it runs; but its renders at another scale are off its
+        # training distribution, and the SSIM masks then mark rendering errors, not the edits.
+        warnings.warn(
+            f"--e2i {config.e2i}: trained at {trained_at[0]}x{trained_at[1]}, this build renders at "
+            f"{config.image_size[0]}x{config.image_size[1]}; train it at the build's --image-size for faithful images and masks"
+        )
     sha = sha256_file(config.e2i)
     return {"e2i": sha}, [{"name": "e2i", "file": str(config.e2i), "sha256": sha, "role": "edge-to-image generator"}]
 

@@ -240,8 +240,7 @@ def precompute(
     size = tuple(int(v) for v in images.shape[1:3])
     edge_cache = MapCache(EDGES_KIND, cache_root)
     region_cache = MapCache(REGIONS_KIND, cache_root)
-    edge_params = {**maker.detector.cache_params(), "image_size": list(size)}
-    edge_keys = [map_key(image_id, "pidinet", edge_params) for image_id in image_ids]
+    edge_keys = _edge_keys(image_ids, maker.detector, size)
     edges_computed = _fill_edges(images, edge_keys, maker.detector, edge_cache, size, progress)
 
     region_keys, regions_computed = [], 0
@@ -255,6 +254,29 @@ def precompute(
         region_keys.append(key)
     store = MapStore(edge_cache.root, size, tuple(edge_keys), tuple(region_keys))
     return store, PrecomputeReport(len(images), edges_computed, regions_computed)
+
+
+def cached_edge_maps(
+    images: np.ndarray, image_ids: Sequence[str], detector: EdgeDetector, *, cache_root: str | Path | None = None, progress: bool = False
+) -> np.ndarray:
+    """uint8 (N, 5, H, W): the four edge scales and the fused map of each image (``images`` and
+    ``image_ids`` as for :func:`precompute`), from the precompute stage's cache, computing and caching
+    only the missing ones. ``synthgen train-e2i`` reads its edge maps here, so training and the
+    builds that follow share one computation and are certain to see the same maps."""
+    size = tuple(int(v) for v in images.shape[1:3])
+    cache = MapCache(EDGES_KIND, cache_root)
+    keys = _edge_keys(image_ids, detector, size)
+    _fill_edges(images, keys, detector, cache, size, progress)
+    maps = [_read_edges(cache, key, size) for key in keys]
+    if any(m is None for m in maps):
+        raise SynthgenError(f"{cache.root}: edge maps vanished from the cache while being read; run it again")
+    return np.stack(maps)
+
+
+def _edge_keys(image_ids: Sequence[str], detector: EdgeDetector, size: tuple[int, int]) -> list[str]:
+    """Cache keys of the edge maps: image content, detector weights and settings, size."""
+    params = {**detector.cache_params(), "image_size": list(size)}
+    return [map_key(image_id, "pidinet", params) for image_id in image_ids]
 
 
 def _fill_edges(

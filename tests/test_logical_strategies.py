@@ -9,6 +9,7 @@ untrained tiny weights, and end to end through ``synthgen build`` when the PiDiN
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import cv2
@@ -22,7 +23,7 @@ from skimage.metrics import structural_similarity
 from generator.errors import SynthgenError
 from generator.imageio import sha256_file
 from generator.models.e2i_train import E2IModel, E2ITrainingModule, save_generator, tiny_config
-from generator.pipeline import SampleSpec, build, render_specs
+from generator.pipeline import SampleSpec, build, plan_build, render_specs
 from generator.config import BuildConfig
 from generator.shards.reader import read_manifest
 from generator.strategies import get_strategy
@@ -299,6 +300,20 @@ def test_build_without_a_generator_file_says_how_to_train_one(tmp_path):
                          e2i=str(tmp_path / "missing.pt"))
     with pytest.raises(SynthgenError, match="missing.pt.*synthgen train-e2i"):
         build(config, tmp_path / "out", progress=False)
+
+
+def test_build_warns_when_the_generator_was_trained_at_another_size(tmp_path, pidinet_weights):
+    e2i = tmp_path / "e2i.pt"
+    generator = E2ITrainingModule(tiny_config().to_dict(), seed=0, epochs=1).generator
+    save_generator(generator, e2i, training={"image_size": [32, 32]})
+    config = BuildConfig(dataset="demo", category="parts_box", strategies=("semantic-remove",), image_size=(64, 64),
+                         regions="classical", weights_dir=str(pidinet_weights.parent), e2i=str(e2i))
+    with pytest.warns(UserWarning, match="trained at 32x32, this build renders at 64x64"):
+        plan_build(config, progress=False)
+    save_generator(generator, e2i, training={"image_size": [64, 64]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plan_build(config, progress=False)
 
 
 def test_build_stores_what_the_logical_trainer_reads(tmp_path, pidinet_weights):

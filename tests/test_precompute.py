@@ -292,6 +292,27 @@ def test_build_identity_follows_the_map_makers_and_reuses_the_cache(probe, demo_
     assert {r["sha256"] for r in full["artifacts"]} >= {weights.REGISTRY["pidinet"].sha256}
 
 
+def test_train_e2i_pairs_read_the_edges_a_build_precomputed(probe, demo_root, pidinet_weights, tmp_path, monkeypatch):
+    from generator.models.e2i_train import category_pairs
+
+    config = _config(demo_root, pidinet_weights)
+    build(config, tmp_path / "build", progress=False)
+    sources = [s["file"] for s in read_manifest(tmp_path / "build")["dataset"]["sources"]]
+    stack = np.stack([resize_rgb(read_rgb(demo_root / f), (64, 64)) for f in sources])
+    expected = compute_maps(stack, settings=MapSettings(edge_model="pidinet-tiny", regions="classical",
+                                                        weights_dir=str(pidinet_weights)))
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("recomputed a cached edge map")
+
+    monkeypatch.setattr(EdgeDetector, "__call__", must_not_run)
+    pairs = category_pairs("demo", demo_root, "parts_box", "train", (64, 64), edge_model="pidinet-tiny",
+                           weights_dir=str(pidinet_weights), device="cpu", progress=False)
+    assert len(pairs) == len(sources)
+    for (edge, image), maps, source in zip(pairs, expected, stack):
+        assert np.array_equal(edge, maps["edges"][0]) and np.array_equal(image, source)
+
+
 def test_build_without_weights_fails_before_any_shard(probe, demo_root, tmp_path):
     empty = tmp_path / "none"
     empty.mkdir()

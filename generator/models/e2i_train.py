@@ -448,10 +448,11 @@ def category_pairs(
     """(first-scale PiDiNet edge map, photo) pairs of a category's normal images, as a build sees them.
 
     The photos are read and resized by :func:`generator.sources.prepare_sources`, like a build's
-    sources, and the edges come from the same detector and settings as the precompute stage's maps,
-    so the generator is trained on exactly the kind of edge map it is later given.
+    sources, and the edges are the precompute stage's cached maps (computed into its cache when
+    missing), so the generator is trained on exactly the edge maps a build of the same images edits.
     """
     from ..datasets import load_dataset
+    from ..precompute import cached_edge_maps, source_image_id
     from ..sources import prepare_sources
     from .edges import EdgeDetector
 
@@ -459,8 +460,10 @@ def category_pairs(
     images = index.split(split, normal_only=True)
     if not images:
         raise SynthgenError(f"{index.root}: no normal images in split '{split}' of {category}")
-    stack = np.array(prepare_sources(images, image_size, gray=index.gray, progress=progress).load_stack())
-    edges = EdgeDetector(edge_model, device, weights_dir=weights_dir)(stack)
+    sources = prepare_sources(images, image_size, gray=index.gray, progress=progress)
+    stack = np.array(sources.load_stack())
+    ids = [source_image_id(sha) for sha in sources.sha256]
+    edges = cached_edge_maps(stack, ids, EdgeDetector(edge_model, device, weights_dir=weights_dir), progress=progress)
     return [(edges[i, 0], stack[i]) for i in range(len(stack))]
 
 
@@ -511,6 +514,12 @@ def read_generator_file(path: str | Path) -> dict[str, Any]:
 def generator_config(path: str | Path) -> GeneratorConfig:
     """The architecture recorded in a generator file (validated, weights not loaded)."""
     return config_from_dict(GeneratorConfig, read_generator_file(path)["config"], str(path))
+
+
+def generator_training_size(path: str | Path) -> tuple[int, int] | None:
+    """The (H, W) a generator file was trained at (its training record), or None if it does not say."""
+    size = (read_generator_file(path).get("training") or {}).get("image_size")
+    return (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 else None
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> GlobalGenerator:
