@@ -16,7 +16,7 @@ import click
 from generator.errors import SynthgenError
 
 from ..pbas.features import EMBED_DIM
-from .model import METHOD, OUTPUT_METHOD, load_feature_model, load_output_model  # noqa: F401  (registers the loaders)
+from .model import METHOD, NOISE_STD, OUTPUT_METHOD, load_feature_model, load_output_model  # noqa: F401  (registers the loaders)
 from .pca import BLOCKS
 
 __all__ = ["METHOD", "OUTPUT_METHOD", "command"]
@@ -66,8 +66,9 @@ def command() -> None:
 @click.option("--batch-size", default=8, show_default=True)
 @click.option("--lr", default=2e-4, show_default=True, help="Discriminator learning rate (SimpleNet: 2e-4).")
 @click.option("--adaptor", is_flag=True, help="Add SimpleNet's feature adaptor (one linear layer, trained jointly) before the discriminator.")
-@click.option("--noise-std", default=0.015, show_default=True,
-              help="Std of the Gaussian noise that makes the fake features (SimpleNet: 0.015, for its features' scale).")
+@click.option("--noise-std", default=NOISE_STD, show_default=True,
+              help="Std of the Gaussian noise that makes the fake features, in units of the ensembled features "
+                   "(scaled to unit mean variance; SimpleNet's 0.015 fits its raw features, not PCA-reduced ones).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--quiet", is_flag=True, help="No per-epoch progress lines.")

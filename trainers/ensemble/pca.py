@@ -4,6 +4,13 @@
   then one PCA keeps N maps.
 - Individual block: one PCA per extractor, then the reduced maps are concatenated.
 
+The block's output is divided by one scalar fitted with it: the root of the mean variance of its
+components on the training rows, so ensembled features have unit mean variance whatever the
+extractors' own scales. PCA is a rotation and keeps the extractors' units (efficientnet_lite0 plus
+PBAS features: component stds 0.3 to 49), in which no fixed noise std means anything; after the
+scaling, the discriminator's Gaussian noise std is a fraction of the features' typical spread
+(trainers/ensemble/model.py says which).
+
 N is either a number of components (an integer >= 1) or a share of the variance to explain (a
 fraction in (0, 1): the fewest leading components whose explained-variance ratios sum to at least it).
 
@@ -90,13 +97,17 @@ class TransformationBlock(nn.Module):
         if len(dims) != len(n_components):
             raise ValueError(f"{kind} block over {len(channels)} extractors needs {len(dims)} PCA sizes, got {len(n_components)}")
         self.pcas = nn.ModuleList(PCA(d, k) for d, k in zip(dims, n_components))
+        self.register_buffer("scale", torch.ones(()))
 
     @property
     def out_dim(self) -> int:
         return sum(p.n_components for p in self.pcas)
 
     def forward(self, rows: list[torch.Tensor]) -> torch.Tensor:
-        """One (n, C_k) row tensor per extractor -> (n, out_dim)."""
+        """One (n, C_k) row tensor per extractor -> (n, out_dim), scaled to unit mean variance."""
+        return self._project(rows) / self.scale
+
+    def _project(self, rows: list[torch.Tensor]) -> torch.Tensor:
         if self.kind == "global":
             return self.pcas[0](torch.cat(rows, dim=1))
         return torch.cat([pca(r) for pca, r in zip(self.pcas, rows)], dim=1)
@@ -109,4 +120,9 @@ class TransformationBlock(nn.Module):
         block = cls(kind, channels, [p.n_components for p in fitted])
         for target, source in zip(block.pcas, fitted):
             target.load_state_dict(source.state_dict())
+        with torch.no_grad():
+            mean_variance = block._project(rows).double().var(dim=0).mean()
+        if not mean_variance > 0:
+            raise SynthgenError("PCA: the training features do not vary (every position has the same features)")
+        block.scale.fill_(float(mean_variance.sqrt()))
         return block

@@ -135,7 +135,7 @@ def train_feature(
         grid=tuple(grid), channels=tuple(channels), pca_sizes=tuple(p.n_components for p in fitted.pcas),
         extractor_info=tuple(n.info() for n in nets), adaptor=adaptor,
     )
-    training = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "adaptor_lr": ADAPTOR_LR, "weight_decay": WEIGHT_DECAY, "noise_std": noise_std, "margin": MARGIN, "device": device}
+    training = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "adaptor_lr": ADAPTOR_LR, "weight_decay": WEIGHT_DECAY, "noise_std": noise_std, "margin": MARGIN, "seed": seed, "device": device}
     start_run(out, METHOD, {**config.to_dict(), **training}, {"seed": seed, "data": normals.provenance}, resume=False)
 
     with torch.random.fork_rng(devices=[]):
@@ -152,6 +152,7 @@ def train_feature(
         {
             "epochs_trained": epochs,
             "explained_variance": [float(p.explained_variance_ratio.sum()) for p in fitted.pcas],
+            "feature_scale": float(fitted.scale),  # the block's output is divided by it (unit mean variance)
             "model": {"file": MODEL_FILE, "sha256": sha256_file(model_path), "selected": "last", "epochs": epochs},
             "train_seconds_this_session": round(time.perf_counter() - started, 1),
         },
