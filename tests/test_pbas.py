@@ -265,6 +265,35 @@ def test_tiny_run_writes_a_loadable_deterministic_model(tiny_run, tmp_path, mvte
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
+def test_an_interrupted_run_resumes_to_the_same_model(tiny_run, tmp_path, mvtec_ad_root, monkeypatch):
+    import trainers.pbas.train as pbas_train
+
+    args = dict(dataset="mvtec_ad", root=mvtec_ad_root, category="bottle", backbone="efficientnet_lite0",
+                embed_dim=16, image_size=(64, 64), epochs=2, seed=3, device="cpu", progress=False)
+    out = tmp_path / "run"
+    order_for_epoch = pbas_train.order_for_epoch
+
+    def interrupted_in_epoch_2(n, seed, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return order_for_epoch(n, seed, epoch)
+
+    with monkeypatch.context() as m:
+        m.setattr(pbas_train, "order_for_epoch", interrupted_in_epoch_2)
+        with pytest.raises(KeyboardInterrupt):
+            train(out, **args)
+    assert not (out / MODEL_FILE).exists() and (out / "checkpoints" / "last.ckpt").is_file()
+    with pytest.raises(SynthgenError, match="already holds a training run"):
+        train(out, **args)
+    with pytest.raises(SynthgenError, match="option seed is 4 but the run was started with 3"):
+        train(out, **{**args, "seed": 4}, resume=True)
+    train(out, **args, resume=True)
+    first = torch.load(tiny_run / MODEL_FILE, weights_only=True)["state_dict"]  # the same run, uninterrupted
+    resumed = torch.load(out / MODEL_FILE, weights_only=True)["state_dict"]
+    assert all(torch.equal(first[k], resumed[k]) for k in first)
+    assert (out / "logs" / "metrics.csv").read_text() == (tiny_run / "logs" / "metrics.csv").read_text()
+
+
 def test_changed_backbone_weights_are_refused_at_load(tiny_run, tmp_path):
     import shutil
 

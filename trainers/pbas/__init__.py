@@ -49,9 +49,10 @@ def parse_layers(text: str) -> tuple[str, ...]:
               help="Table V: full (ABL + AFS + RBO) or abl (center loss only, scored by distance to the nearest center).")
 @click.option("--seed", default=0, show_default=True, help="Seeds initialisation, data order and noise.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch (same options).")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress lines.")
 def command(out, dataset, root, category, shards, backbone, layers, weights, weights_dir, embed_dim, patch_size, image_size,
-            epochs, batch_size, lr, alpha, center, synthesis, components, seed, device, quiet):
+            epochs, batch_size, lr, alpha, center, synthesis, components, seed, device, resume, quiet):
     """Train PBAS (ABL + AFS + RBO) on normal images; no shards needed."""
     from generator.config import parse_image_size
 
@@ -79,6 +80,7 @@ def command(out, dataset, root, category, shards, backbone, layers, weights, wei
         components=components,
         seed=seed,
         device=device,
+        resume=resume,
         progress=not quiet,
     )
     click.echo(f"run folder: {run} (model.pt, run.json, logs/)")

@@ -14,8 +14,11 @@ Training (Sec. III and IV-B, official code for what the paper leaves open):
    With ``components="abl"`` only L_c trains the projector and there is no discriminator.
 
 Model selection: the last epoch. (The official code keeps the epoch with the best *test* AUROC;
-real test images never take part in training or selection here.) There is no resume: a run is
-restarted from scratch; the logs record every epoch.
+real test images never take part in training or selection here.)
+
+Resume: after every epoch ``checkpoints/last.ckpt`` holds the centers, both networks, both
+optimisers, the noise generator and the log so far; ``--resume`` continues from it and gives the
+same model as an uninterrupted run (the epoch order is a function of (seed, epoch)).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from generator.imageio import sha256_file
 
 from ..backbones import Backbone
 from ..base import MODEL_FILE
-from ..lightning_utils import LOG_DIR, finish_run, resolve_device, start_run
+from ..lightning_utils import LOG_DIR, finish_run, read_epoch_checkpoint, resolve_device, start_run, write_epoch_checkpoint
 from .features import EMBED_DIM, LAYERS, PATCH_SIZE, NormalImages, PatchFeatureExtractor, load_normal_images
 from .model import (
     ALPHA,
@@ -111,9 +114,10 @@ def train(
     components: str = "full",
     seed: int = 0,
     device: str = "auto",
+    resume: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Train one PBAS model into the run folder ``out``; returns it."""
+    """Train one PBAS model into the run folder ``out`` (or continue it: ``resume``); returns it."""
     out = Path(out)
     _check_options(epochs, batch_size, lr, alpha, center, synthesis, components)
     device = resolve_device(device)
@@ -133,20 +137,24 @@ def train(
     training = {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "discriminator_lr": lr * DISCRIMINATOR_LR_FACTOR,
         "gamma": GAMMA, "delta": DELTA, "alpha": alpha, "center": center, "synthesis": synthesis,
-        "noise_std": NOISE_STD if synthesis == "noise" else None, "device": device,
+        "noise_std": NOISE_STD if synthesis == "noise" else None, "seed": seed, "device": device,
     }
-    start_run(out, METHOD, {**config.to_dict(), **training}, {"seed": seed, "data": normals.provenance, "backbone": net.weights_info()}, resume=False)
+    last = start_run(out, METHOD, {**config.to_dict(), **training}, {"seed": seed, "data": normals.provenance, "backbone": net.weights_info()}, resume=resume)
+    checkpoint = read_epoch_checkpoint(last) if last else None
 
     started = time.perf_counter()
     features, grid = extract_features(model.extractor, normals, batch_size, device)
-    with torch.no_grad():
-        projected = model.projector(features.to(device).flatten(0, 1)).view(*features.shape[:2], -1)
-        model.centers = initial_centers(projected, batch_size, center)
-    del projected
+    if checkpoint is None:
+        with torch.no_grad():
+            projected = model.projector(features.to(device).flatten(0, 1)).view(*features.shape[:2], -1)
+            model.centers = initial_centers(projected, batch_size, center)
+        del projected
+    else:
+        model.centers = checkpoint["centers"].to(device)
 
     log_path = out / LOG_DIR / METRICS_FILE
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    _fit(model, features, training, seed, log_path, progress)
+    _fit(model, features, training, seed, log_path, progress, run_dir=out, checkpoint=checkpoint)
     model_path = save_model(out, model)
     finish_run(
         out,
@@ -161,19 +169,40 @@ def train(
     return out
 
 
-def _fit(model: PBASModel, features: torch.Tensor, training: dict, seed: int, log_path: Path, progress: bool) -> None:
-    """The epochs of joint ABL + AFS + RBO training (or ABL alone); one CSV row per epoch."""
+def _fit(
+    model: PBASModel,
+    features: torch.Tensor,
+    training: dict,
+    seed: int,
+    log_path: Path,
+    progress: bool,
+    run_dir: Path | None = None,
+    checkpoint: dict | None = None,
+) -> None:
+    """The epochs of joint ABL + AFS + RBO training (or ABL alone); one CSV row per epoch.
+
+    With ``run_dir``, a checkpoint is written after every epoch; ``checkpoint`` (one read back)
+    continues from where it was written."""
     device = model.centers.device
     full = model.config.components == "full"
     projector_opt = torch.optim.Adam(model.projector.parameters(), lr=training["lr"], weight_decay=training["gamma"])
     discriminator_opt = torch.optim.AdamW(model.discriminator.parameters(), lr=training["discriminator_lr"], weight_decay=training["delta"])
     noise = torch.Generator().manual_seed(seed)
+    rows_so_far: list[dict] = []
+    if checkpoint is not None:
+        model.projector.load_state_dict(checkpoint["projector"])
+        model.discriminator.load_state_dict(checkpoint["discriminator"])
+        projector_opt.load_state_dict(checkpoint["projector_opt"])
+        discriminator_opt.load_state_dict(checkpoint["discriminator_opt"])
+        noise.set_state(checkpoint["noise"])
+        rows_so_far = list(checkpoint["log"])
     batch_size = training["batch_size"]
     fields = ["epoch", "center_loss", "normal_bce", "anomaly_bce", "p_true", "p_fake"]
     with open(log_path, "w", newline="") as log:
         writer = csv.DictWriter(log, fieldnames=fields)
         writer.writeheader()
-        for epoch in range(training["epochs"]):
+        writer.writerows(rows_so_far)
+        for epoch in range(len(rows_so_far), training["epochs"]):
             model.projector.train()
             model.discriminator.train()
             order = order_for_epoch(len(features), seed, epoch)
@@ -205,5 +234,12 @@ def _fit(model: PBASModel, features: torch.Tensor, training: dict, seed: int, lo
             row = {"epoch": epoch + 1, **{k: round(v / steps, 6) for k, v in sums.items()}}
             writer.writerow(row)
             log.flush()
+            rows_so_far.append(row)
+            if run_dir is not None:
+                write_epoch_checkpoint(run_dir, {
+                    "centers": model.centers.cpu(), "projector": model.projector.state_dict(),
+                    "discriminator": model.discriminator.state_dict(), "projector_opt": projector_opt.state_dict(),
+                    "discriminator_opt": discriminator_opt.state_dict(), "noise": noise.get_state(), "log": rows_so_far,
+                })
             if progress:
                 print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
