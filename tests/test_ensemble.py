@@ -238,6 +238,33 @@ def test_feature_ensemble_runs_record_their_blocks_and_reload(tiny_runs):
         assert torch.equal(maps, again[0]) and torch.equal(scores, again[1]), name
 
 
+def test_an_interrupted_feature_ensemble_resumes_to_the_same_model(tiny_runs, tmp_path, mvtec_ad_root, monkeypatch):
+    import trainers.ensemble.train as ensemble_train
+
+    args = dict(extractors=("efficientnet_lite0:layer3+layer4",), dataset="mvtec_ad", root=mvtec_ad_root, category="bottle",
+                embed_dim=16, image_size=(64, 64), epochs=2, device="cpu", progress=False)  # = tiny_runs["single"]
+    out = tmp_path / "run"
+    order_for_epoch = ensemble_train.order_for_epoch
+
+    def interrupted_in_epoch_2(n, seed, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return order_for_epoch(n, seed, epoch)
+
+    with monkeypatch.context() as m:
+        m.setattr(ensemble_train, "order_for_epoch", interrupted_in_epoch_2)
+        with pytest.raises(KeyboardInterrupt):
+            train_feature(out, **args)
+    assert not (out / MODEL_FILE).exists()
+    with pytest.raises(SynthgenError, match="option noise_std is 0.3 but the run was started with 0.5"):
+        train_feature(out, **args, noise_std=0.3, resume=True)
+    train_feature(out, **args, resume=True)
+    first = torch.load(tiny_runs["single"] / MODEL_FILE, weights_only=True)["state_dict"]
+    resumed = torch.load(out / MODEL_FILE, weights_only=True)["state_dict"]
+    assert first.keys() == resumed.keys() and all(torch.equal(first[k], resumed[k]) for k in first)
+    assert (out / "logs" / "metrics.csv").read_text() == (tiny_runs["single"] / "logs" / "metrics.csv").read_text()
+
+
 def test_output_ensemble_refuses_a_changed_member(tiny_runs, tmp_path):
     import shutil
 

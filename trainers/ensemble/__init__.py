@@ -71,9 +71,10 @@ def command() -> None:
                    "(scaled to unit mean variance; SimpleNet's 0.015 fits its raw features, not PCA-reduced ones).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch (same options).")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress lines.")
 def feature_command(out, extractors, block, components, dataset, root, category, shards, embed_dim, weights, image_size,
-                    epochs, batch_size, lr, adaptor, noise_std, seed, device, quiet):
+                    epochs, batch_size, lr, adaptor, noise_std, seed, device, resume, quiet):
     """Train a SimpleNet discriminator on PCA-ensembled features of several extractors."""
     from generator.config import parse_image_size
 
@@ -82,7 +83,8 @@ def feature_command(out, extractors, block, components, dataset, root, category,
     run = train_feature(
         out, extractors=tuple(extractors), block=block, components=parse_components(components), dataset=dataset, root=root,
         category=category, shards=shards, embed_dim=embed_dim, weights=weights, image_size=parse_image_size(image_size),
-        epochs=epochs, batch_size=batch_size, lr=lr, adaptor=adaptor, noise_std=noise_std, seed=seed, device=device, progress=not quiet,
+        epochs=epochs, batch_size=batch_size, lr=lr, adaptor=adaptor, noise_std=noise_std, seed=seed, device=device, resume=resume,
+        progress=not quiet,
     )
     click.echo(f"run folder: {run} (model.pt, run.json, logs/)")
 

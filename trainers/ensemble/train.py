@@ -7,7 +7,9 @@ discriminator then trains for ``epochs`` passes over the images in batches of ``
 (SimpleNet: Adam, learning rate 2e-4, weight decay 1e-5, batch size 8, 160 epochs = its 40 meta
 epochs x 4 discriminator epochs). With the optional feature adaptor, it trains jointly with Adam,
 learning rate 1e-4, weight decay 1e-5 (the projector optimiser of PBAS, which is built on SimpleNet's
-code). The last epoch is kept.
+code). The last epoch is kept. After every epoch ``checkpoints/last.ckpt`` holds the discriminator,
+the adaptor, their optimisers, the noise generator and the log; ``--resume`` continues from it to the
+same model as an uninterrupted run (the features and the PCA block are recomputed, deterministically).
 
 Output-level calibration: every member predicts the normal training images once (no training).
 """
@@ -25,8 +27,9 @@ from generator.errors import SynthgenError
 from generator.imageio import sha256_file
 
 from ..base import MODEL_FILE, load_model
-from ..lightning_utils import LOG_DIR, finish_run, resolve_device, start_run
+from ..lightning_utils import LOG_DIR, finish_run, read_epoch_checkpoint, resolve_device, start_run, write_epoch_checkpoint
 from ..pbas.features import EMBED_DIM, NormalImages, load_normal_images
+from ..pbas.model import order_for_epoch
 from .extractors import check_extractors
 from .model import (
     MARGIN,
@@ -109,9 +112,10 @@ def train_feature(
     noise_std: float = NOISE_STD,
     seed: int = 0,
     device: str = "auto",
+    resume: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Train a feature-level ensemble into ``out``; returns the run folder."""
+    """Train a feature-level ensemble into ``out`` (or continue it: ``resume``); returns the run folder."""
     out = Path(out)
     if not extractors:
         raise SynthgenError("--extractor: give at least one (two or more make an ensemble)")
@@ -136,7 +140,7 @@ def train_feature(
         extractor_info=tuple(n.info() for n in nets), adaptor=adaptor,
     )
     training = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "adaptor_lr": ADAPTOR_LR, "weight_decay": WEIGHT_DECAY, "noise_std": noise_std, "margin": MARGIN, "seed": seed, "device": device}
-    start_run(out, METHOD, {**config.to_dict(), **training}, {"seed": seed, "data": normals.provenance}, resume=False)
+    last = start_run(out, METHOD, {**config.to_dict(), **training}, {"seed": seed, "data": normals.provenance}, resume=resume)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -145,7 +149,8 @@ def train_feature(
         ensembled = torch.stack([fitted(list(rows)) for rows in zip(*[f.unbind(0) for f in features])])
     log_path = out / LOG_DIR / METRICS_FILE
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    _fit_discriminator(model, ensembled, training, seed, log_path, progress)
+    checkpoint = read_epoch_checkpoint(last) if last else None
+    _fit_discriminator(model, ensembled, training, seed, log_path, progress, run_dir=out, checkpoint=checkpoint)
     model_path = save_feature_model(out, model)
     finish_run(
         out,
@@ -161,22 +166,43 @@ def train_feature(
     return out
 
 
-def _fit_discriminator(model: FeatureEnsembleModel, ensembled: torch.Tensor, training: dict, seed: int, log_path: Path, progress: bool) -> None:
-    """SimpleNet's discriminator training on (N, P, K) ensembled features; one CSV row per epoch."""
+def _fit_discriminator(
+    model: FeatureEnsembleModel,
+    ensembled: torch.Tensor,
+    training: dict,
+    seed: int,
+    log_path: Path,
+    progress: bool,
+    run_dir: Path | None = None,
+    checkpoint: dict | None = None,
+) -> None:
+    """SimpleNet's discriminator training on (N, P, K) ensembled features; one CSV row per epoch.
+
+    With ``run_dir``, a checkpoint is written after every epoch; ``checkpoint`` (one read back)
+    continues from where it was written."""
     device = next(model.discriminator.parameters()).device
     optimizers = [torch.optim.Adam(model.discriminator.parameters(), lr=training["lr"], weight_decay=training["weight_decay"])]
     adaptor_parameters = list(model.adaptor.parameters())
     if adaptor_parameters:
         optimizers.append(torch.optim.Adam(adaptor_parameters, lr=training["adaptor_lr"], weight_decay=training["weight_decay"]))
     noise = torch.Generator().manual_seed(seed)
+    rows_so_far: list[dict] = []
+    if checkpoint is not None:
+        model.discriminator.load_state_dict(checkpoint["discriminator"])
+        model.adaptor.load_state_dict(checkpoint["adaptor"])
+        for optimizer, state in zip(optimizers, checkpoint["optimizers"]):
+            optimizer.load_state_dict(state)
+        noise.set_state(checkpoint["noise"])
+        rows_so_far = list(checkpoint["log"])
     batch_size = training["batch_size"]
     with open(log_path, "w", newline="") as log:
         writer = csv.DictWriter(log, fieldnames=["epoch", "loss", "p_true", "p_fake"])
         writer.writeheader()
-        for epoch in range(training["epochs"]):
+        writer.writerows(rows_so_far)
+        for epoch in range(len(rows_so_far), training["epochs"]):
             model.discriminator.train()
             model.adaptor.train()
-            order = np.random.default_rng([seed, 1, epoch]).permutation(len(ensembled))
+            order = order_for_epoch(len(ensembled), seed, epoch)
             sums = {"loss": 0.0, "p_true": 0.0, "p_fake": 0.0}
             steps = 0
             for start in range(0, len(order), batch_size):
@@ -197,6 +223,12 @@ def _fit_discriminator(model: FeatureEnsembleModel, ensembled: torch.Tensor, tra
             row = {"epoch": epoch + 1, **{k: round(v / steps, 6) for k, v in sums.items()}}
             writer.writerow(row)
             log.flush()
+            rows_so_far.append(row)
+            if run_dir is not None:
+                write_epoch_checkpoint(run_dir, {
+                    "discriminator": model.discriminator.state_dict(), "adaptor": model.adaptor.state_dict(),
+                    "optimizers": [optimizer.state_dict() for optimizer in optimizers], "noise": noise.get_state(), "log": rows_so_far,
+                })
             if progress:
                 print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
 
