@@ -30,7 +30,8 @@ from sklearn.metrics import roc_auc_score
 
 from generator.shards.reader import ShardDataset
 from trainers.ensemble.model import EnsembleConfig, build_extractors, map_rows, resize_to_grid
-from trainers.ensemble.train import _fit_discriminator, ensemble_inputs, fit_block
+from trainers.ensemble.train import LOG_FIELDS, _fit_discriminator, ensemble_inputs, fit_block
+from trainers.epoch_log import EpochLog
 from trainers.pbas.features import load_normal_images
 from trainers.pbas.model import MLPDiscriminator
 
@@ -92,7 +93,7 @@ def main() -> None:
         training = {"epochs": args.epochs, "batch_size": 8, "lr": 2e-4, "weight_decay": 1e-5, "noise_std": noise_std, "margin": 0.5}
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            _fit_discriminator(model, ensembled * scale, training, seed=0, log_path=Path(tmp) / "log.csv", progress=False)
+            _fit_discriminator(model, ensembled * scale, training, seed=0, epoch_log=EpochLog(Path(tmp) / "log.csv", LOG_FIELDS))
             loss = np.genfromtxt(Path(tmp) / "log.csv", delimiter=",", names=True)["loss"]
         print(json.dumps({
             "category": args.category, "noise_std": noise_std, "features": "unscaled PCA" if scale != 1.0 else "scaled",

@@ -6,6 +6,8 @@ uses the fixtures below, which skip with a reason naming the missing path when i
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from pathlib import Path
 
@@ -92,3 +94,24 @@ def offline_weights(tmp_path, monkeypatch):
         raise urllib.error.URLError("network unreachable (test)")
 
     monkeypatch.setattr(weights.urllib.request, "urlopen", no_network)
+
+
+@pytest.fixture
+def interrupt_in_epoch():
+    """``with interrupt_in_epoch(module, k):`` the plain training loop of ``module`` (PBAS, the ensemble)
+    raises KeyboardInterrupt when it asks for the order of epoch k (0-based), as Ctrl-C there would."""
+
+    @contextlib.contextmanager
+    def interrupt(module, epoch: int):
+        order_for_epoch = module.order_for_epoch
+
+        def interrupted(n, seed, e):
+            if e == epoch:
+                raise KeyboardInterrupt
+            return order_for_epoch(n, seed, e)
+
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(module, "order_for_epoch", interrupted)
+            yield
+
+    return interrupt

@@ -23,7 +23,8 @@ from trainers.ensemble.model import (
     truncated_l1_loss,
 )
 from trainers.ensemble.pca import PCA, TransformationBlock, components_for
-from trainers.ensemble.train import _fit_discriminator, default_components, train_feature, train_output
+from trainers.epoch_log import EpochLog
+from trainers.ensemble.train import LOG_FIELDS, _fit_discriminator, default_components, train_feature, train_output
 from trainers.pbas.model import MLPDiscriminator
 
 
@@ -126,7 +127,7 @@ def _discriminator_after(ensembled: torch.Tensor, noise_std: float, tmp_path, ep
         model = SimpleNamespace(discriminator=MLPDiscriminator(ensembled.shape[-1], sigmoid=False), adaptor=torch.nn.Identity())
     training = {"epochs": epochs, "batch_size": 8, "lr": 2e-4, "weight_decay": 1e-5, "noise_std": noise_std, "margin": 0.5}
     log_path = tmp_path / f"noise-{noise_std}.csv"
-    _fit_discriminator(model, ensembled, training, seed=0, log_path=log_path, progress=False)
+    _fit_discriminator(model, ensembled, training, seed=0, epoch_log=EpochLog(log_path, LOG_FIELDS))
     return model.discriminator.eval(), np.genfromtxt(log_path, delimiter=",", names=True)
 
 
@@ -238,23 +239,14 @@ def test_feature_ensemble_runs_record_their_blocks_and_reload(tiny_runs):
         assert torch.equal(maps, again[0]) and torch.equal(scores, again[1]), name
 
 
-def test_an_interrupted_feature_ensemble_resumes_to_the_same_model(tiny_runs, tmp_path, mvtec_ad_root, monkeypatch):
+def test_an_interrupted_feature_ensemble_resumes_to_the_same_model(tiny_runs, tmp_path, mvtec_ad_root, interrupt_in_epoch):
     import trainers.ensemble.train as ensemble_train
 
     args = dict(extractors=("efficientnet_lite0:layer3+layer4",), dataset="mvtec_ad", root=mvtec_ad_root, category="bottle",
                 embed_dim=16, image_size=(64, 64), epochs=2, device="cpu", progress=False)  # = tiny_runs["single"]
     out = tmp_path / "run"
-    order_for_epoch = ensemble_train.order_for_epoch
-
-    def interrupted_in_epoch_2(n, seed, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return order_for_epoch(n, seed, epoch)
-
-    with monkeypatch.context() as m:
-        m.setattr(ensemble_train, "order_for_epoch", interrupted_in_epoch_2)
-        with pytest.raises(KeyboardInterrupt):
-            train_feature(out, **args)
+    with interrupt_in_epoch(ensemble_train, 1), pytest.raises(KeyboardInterrupt):
+        train_feature(out, **args)
     assert not (out / MODEL_FILE).exists()
     with pytest.raises(SynthgenError, match="option noise_std is 0.3 but the run was started with 0.5"):
         train_feature(out, **args, noise_std=0.3, resume=True)

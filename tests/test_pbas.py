@@ -32,7 +32,8 @@ from trainers.pbas.model import (
     initial_centers,
     noisy_anomalies,
 )
-from trainers.pbas.train import _fit, train
+from trainers.epoch_log import EpochLog
+from trainers.pbas.train import LOG_FIELDS, _fit, train
 
 
 def _adaptive_pool_reference(row: np.ndarray, size: int) -> np.ndarray:
@@ -228,7 +229,7 @@ def test_training_contracts_features_and_separates_synthetic_anomalies(tmp_path)
         model.centers = initial_centers(projected, 8, "alignment")
     training = {"epochs": 60, "batch_size": 8, "lr": 1e-3, "discriminator_lr": 2e-3, "gamma": 1e-5, "delta": 1e-2,
                 "alpha": ALPHA, "synthesis": "adaptive"}
-    _fit(model, features, training, seed=0, log_path=tmp_path / "m.csv", progress=False)
+    _fit(model, features, training, seed=0, epoch_log=EpochLog(tmp_path / "m.csv", LOG_FIELDS))
     rows = np.genfromtxt(tmp_path / "m.csv", delimiter=",", names=True)
     assert rows["center_loss"][-1] < 0.8 * rows["center_loss"][0]
     model.eval()
@@ -265,23 +266,14 @@ def test_tiny_run_writes_a_loadable_deterministic_model(tiny_run, tmp_path, mvte
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
-def test_an_interrupted_run_resumes_to_the_same_model(tiny_run, tmp_path, mvtec_ad_root, monkeypatch):
+def test_an_interrupted_run_resumes_to_the_same_model(tiny_run, tmp_path, mvtec_ad_root, interrupt_in_epoch):
     import trainers.pbas.train as pbas_train
 
     args = dict(dataset="mvtec_ad", root=mvtec_ad_root, category="bottle", backbone="efficientnet_lite0",
                 embed_dim=16, image_size=(64, 64), epochs=2, seed=3, device="cpu", progress=False)
     out = tmp_path / "run"
-    order_for_epoch = pbas_train.order_for_epoch
-
-    def interrupted_in_epoch_2(n, seed, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return order_for_epoch(n, seed, epoch)
-
-    with monkeypatch.context() as m:
-        m.setattr(pbas_train, "order_for_epoch", interrupted_in_epoch_2)
-        with pytest.raises(KeyboardInterrupt):
-            train(out, **args)
+    with interrupt_in_epoch(pbas_train, 1), pytest.raises(KeyboardInterrupt):
+        train(out, **args)
     assert not (out / MODEL_FILE).exists() and (out / "checkpoints" / "last.ckpt").is_file()
     with pytest.raises(SynthgenError, match="already holds a training run"):
         train(out, **args)

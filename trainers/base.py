@@ -5,7 +5,7 @@ A training run writes a *run folder*::
     RUN/run.json          method name, full config, seed, data provenance (shard manifest hash or
                           dataset + source hashes), backbone/weights sha256, library versions
     RUN/model.pt          the trained model for inference (loaded by the method's loader)
-    RUN/checkpoints/      Lightning checkpoints (last.ckpt for resume)
+    RUN/checkpoints/      last.ckpt for --resume (Lightning's, or trainers/epoch_log.py's for PBAS and the ensemble)
     RUN/logs/             CSV logs
 
 A trained model, whatever the method, is an :class:`AnomalyModel`: images in, per-pixel anomaly

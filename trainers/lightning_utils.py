@@ -122,26 +122,6 @@ def start_run(run_dir: str | Path, method: str, config: dict, provenance: dict, 
     return None
 
 
-def write_epoch_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
-    """``checkpoints/last.ckpt`` of a plain training loop (PBAS, the ensemble's discriminator), written
-    atomically after each epoch, so an interruption leaves the previous epoch's whole checkpoint:
-    what :func:`start_run` returns on ``--resume`` and :func:`read_epoch_checkpoint` reads back."""
-    from generator.atomic import atomic_path
-
-    path = Path(run_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, suffix=".ckpt") as tmp:
-        torch.save(state, tmp)
-    return path
-
-
-def read_epoch_checkpoint(path: str | Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated or foreign file
-        raise SynthgenError(f"--resume: {path} is not a readable checkpoint ({type(e).__name__}); start the run again in a new folder") from None
-
-
 def finish_run(run_dir: str | Path, updates: dict[str, Any], complete: bool) -> None:
     """Record the saved model in run.json, adding ``updates`` (model hash, selected epoch ...).
 

@@ -16,7 +16,6 @@ Output-level calibration: every member predicts the normal training images once 
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 
@@ -27,7 +26,8 @@ from generator.errors import SynthgenError
 from generator.imageio import sha256_file
 
 from ..base import MODEL_FILE, load_model
-from ..lightning_utils import LOG_DIR, finish_run, read_epoch_checkpoint, resolve_device, start_run, write_epoch_checkpoint
+from ..epoch_log import EpochLog, read_epoch_checkpoint
+from ..lightning_utils import LOG_DIR, finish_run, resolve_device, start_run
 from ..pbas.features import EMBED_DIM, NormalImages, load_normal_images
 from ..pbas.model import order_for_epoch
 from .extractors import check_extractors
@@ -60,6 +60,7 @@ BATCH_SIZE = 8
 #: Positions used to fit the PCA (memory and time bound; 2 x 10^5 rows of 3072 floats is 2.4 GB).
 PCA_MAX_ROWS = 200_000
 METRICS_FILE = "metrics.csv"
+LOG_FIELDS = ("epoch", "loss", "p_true", "p_fake")
 
 
 def default_components(block: str, channels: list[int]) -> int:
@@ -147,10 +148,9 @@ def train_feature(
         model = FeatureEnsembleModel(config, nets, fitted).to(device)
     with torch.no_grad():
         ensembled = torch.stack([fitted(list(rows)) for rows in zip(*[f.unbind(0) for f in features])])
-    log_path = out / LOG_DIR / METRICS_FILE
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = read_epoch_checkpoint(last) if last else None
-    _fit_discriminator(model, ensembled, training, seed, log_path, progress, run_dir=out, checkpoint=checkpoint)
+    epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, LOG_FIELDS, run_dir=out, checkpoint=checkpoint, progress=progress)
+    _fit_discriminator(model, ensembled, training, seed, epoch_log, checkpoint)
     model_path = save_feature_model(out, model)
     finish_run(
         out,
@@ -166,71 +166,49 @@ def train_feature(
     return out
 
 
-def _fit_discriminator(
-    model: FeatureEnsembleModel,
-    ensembled: torch.Tensor,
-    training: dict,
-    seed: int,
-    log_path: Path,
-    progress: bool,
-    run_dir: Path | None = None,
-    checkpoint: dict | None = None,
-) -> None:
-    """SimpleNet's discriminator training on (N, P, K) ensembled features; one CSV row per epoch.
-
-    With ``run_dir``, a checkpoint is written after every epoch; ``checkpoint`` (one read back)
-    continues from where it was written."""
+def _fit_discriminator(model: FeatureEnsembleModel, ensembled: torch.Tensor, training: dict, seed: int, epoch_log: EpochLog,
+                       checkpoint: dict | None = None) -> None:
+    """SimpleNet's discriminator training on (N, P, K) ensembled features, from ``checkpoint`` when
+    resuming; ``epoch_log`` takes one row and a checkpoint per epoch."""
     device = next(model.discriminator.parameters()).device
     optimizers = [torch.optim.Adam(model.discriminator.parameters(), lr=training["lr"], weight_decay=training["weight_decay"])]
     adaptor_parameters = list(model.adaptor.parameters())
     if adaptor_parameters:
         optimizers.append(torch.optim.Adam(adaptor_parameters, lr=training["adaptor_lr"], weight_decay=training["weight_decay"]))
     noise = torch.Generator().manual_seed(seed)
-    rows_so_far: list[dict] = []
     if checkpoint is not None:
         model.discriminator.load_state_dict(checkpoint["discriminator"])
         model.adaptor.load_state_dict(checkpoint["adaptor"])
         for optimizer, state in zip(optimizers, checkpoint["optimizers"]):
             optimizer.load_state_dict(state)
         noise.set_state(checkpoint["noise"])
-        rows_so_far = list(checkpoint["log"])
     batch_size = training["batch_size"]
-    with open(log_path, "w", newline="") as log:
-        writer = csv.DictWriter(log, fieldnames=["epoch", "loss", "p_true", "p_fake"])
-        writer.writeheader()
-        writer.writerows(rows_so_far)
-        for epoch in range(len(rows_so_far), training["epochs"]):
-            model.discriminator.train()
-            model.adaptor.train()
-            order = order_for_epoch(len(ensembled), seed, epoch)
-            sums = {"loss": 0.0, "p_true": 0.0, "p_fake": 0.0}
-            steps = 0
-            for start in range(0, len(order), batch_size):
-                rows = model.adaptor(ensembled[order[start:start + batch_size]].flatten(0, 1).to(device))
-                fakes = gaussian_fakes(rows, noise, training["noise_std"])
-                scores = model.discriminator(torch.cat((rows, fakes)))
-                normal_scores, fake_scores = scores[: len(rows)], scores[len(rows):]
-                loss = truncated_l1_loss(normal_scores, fake_scores, training["margin"])
-                for optimizer in optimizers:
-                    optimizer.zero_grad()
-                loss.backward()
-                for optimizer in optimizers:
-                    optimizer.step()
-                sums["loss"] += loss.item()
-                sums["p_true"] += (normal_scores.detach() >= training["margin"]).float().mean().item()
-                sums["p_fake"] += (fake_scores.detach() < -training["margin"]).float().mean().item()
-                steps += 1
-            row = {"epoch": epoch + 1, **{k: round(v / steps, 6) for k, v in sums.items()}}
-            writer.writerow(row)
-            log.flush()
-            rows_so_far.append(row)
-            if run_dir is not None:
-                write_epoch_checkpoint(run_dir, {
-                    "discriminator": model.discriminator.state_dict(), "adaptor": model.adaptor.state_dict(),
-                    "optimizers": [optimizer.state_dict() for optimizer in optimizers], "noise": noise.get_state(), "log": rows_so_far,
-                })
-            if progress:
-                print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    for epoch in range(epoch_log.next_epoch, training["epochs"]):
+        model.discriminator.train()
+        model.adaptor.train()
+        order = order_for_epoch(len(ensembled), seed, epoch)
+        sums = dict.fromkeys(LOG_FIELDS[1:], 0.0)
+        steps = 0
+        for start in range(0, len(order), batch_size):
+            rows = model.adaptor(ensembled[order[start:start + batch_size]].flatten(0, 1).to(device))
+            fakes = gaussian_fakes(rows, noise, training["noise_std"])
+            scores = model.discriminator(torch.cat((rows, fakes)))
+            normal_scores, fake_scores = scores[: len(rows)], scores[len(rows):]
+            loss = truncated_l1_loss(normal_scores, fake_scores, training["margin"])
+            for optimizer in optimizers:
+                optimizer.zero_grad()
+            loss.backward()
+            for optimizer in optimizers:
+                optimizer.step()
+            sums["loss"] += loss.item()
+            sums["p_true"] += (normal_scores.detach() >= training["margin"]).float().mean().item()
+            sums["p_fake"] += (fake_scores.detach() < -training["margin"]).float().mean().item()
+            steps += 1
+        row = {"epoch": epoch + 1, **{k: round(v / steps, 6) for k, v in sums.items()}}
+        epoch_log.end_epoch(row, {
+            "discriminator": model.discriminator.state_dict(), "adaptor": model.adaptor.state_dict(),
+            "optimizers": [optimizer.state_dict() for optimizer in optimizers], "noise": noise.get_state(),
+        })
 
 
 def train_output(

@@ -23,7 +23,6 @@ same model as an uninterrupted run (the epoch order is a function of (seed, epoc
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 
@@ -34,7 +33,8 @@ from generator.imageio import sha256_file
 
 from ..backbones import Backbone
 from ..base import MODEL_FILE
-from ..lightning_utils import LOG_DIR, finish_run, read_epoch_checkpoint, resolve_device, start_run, write_epoch_checkpoint
+from ..epoch_log import EpochLog, read_epoch_checkpoint
+from ..lightning_utils import LOG_DIR, finish_run, resolve_device, start_run
 from .features import EMBED_DIM, LAYERS, PATCH_SIZE, NormalImages, PatchFeatureExtractor, load_normal_images
 from .model import (
     ALPHA,
@@ -65,6 +65,7 @@ BATCH_SIZE = 8
 #: Official code: a probability below 0.5 counts as "normal" in its p_true / p_fake logs.
 DECISION_THRESHOLD = 0.5
 METRICS_FILE = "metrics.csv"
+LOG_FIELDS = ("epoch", "center_loss", "normal_bce", "anomaly_bce", "p_true", "p_fake")
 
 
 @torch.no_grad()
@@ -152,9 +153,8 @@ def train(
     else:
         model.centers = checkpoint["centers"].to(device)
 
-    log_path = out / LOG_DIR / METRICS_FILE
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    _fit(model, features, training, seed, log_path, progress, run_dir=out, checkpoint=checkpoint)
+    epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, LOG_FIELDS, run_dir=out, checkpoint=checkpoint, progress=progress)
+    _fit(model, features, training, seed, epoch_log, checkpoint)
     model_path = save_model(out, model)
     finish_run(
         out,
@@ -169,77 +169,53 @@ def train(
     return out
 
 
-def _fit(
-    model: PBASModel,
-    features: torch.Tensor,
-    training: dict,
-    seed: int,
-    log_path: Path,
-    progress: bool,
-    run_dir: Path | None = None,
-    checkpoint: dict | None = None,
-) -> None:
-    """The epochs of joint ABL + AFS + RBO training (or ABL alone); one CSV row per epoch.
-
-    With ``run_dir``, a checkpoint is written after every epoch; ``checkpoint`` (one read back)
-    continues from where it was written."""
+def _fit(model: PBASModel, features: torch.Tensor, training: dict, seed: int, epoch_log: EpochLog, checkpoint: dict | None = None) -> None:
+    """The epochs of joint ABL + AFS + RBO training (or ABL alone), from ``checkpoint`` when resuming;
+    ``epoch_log`` takes one row and a checkpoint per epoch."""
     device = model.centers.device
     full = model.config.components == "full"
     projector_opt = torch.optim.Adam(model.projector.parameters(), lr=training["lr"], weight_decay=training["gamma"])
     discriminator_opt = torch.optim.AdamW(model.discriminator.parameters(), lr=training["discriminator_lr"], weight_decay=training["delta"])
     noise = torch.Generator().manual_seed(seed)
-    rows_so_far: list[dict] = []
     if checkpoint is not None:
         model.projector.load_state_dict(checkpoint["projector"])
         model.discriminator.load_state_dict(checkpoint["discriminator"])
         projector_opt.load_state_dict(checkpoint["projector_opt"])
         discriminator_opt.load_state_dict(checkpoint["discriminator_opt"])
         noise.set_state(checkpoint["noise"])
-        rows_so_far = list(checkpoint["log"])
     batch_size = training["batch_size"]
-    fields = ["epoch", "center_loss", "normal_bce", "anomaly_bce", "p_true", "p_fake"]
-    with open(log_path, "w", newline="") as log:
-        writer = csv.DictWriter(log, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows_so_far)
-        for epoch in range(len(rows_so_far), training["epochs"]):
-            model.projector.train()
-            model.discriminator.train()
-            order = order_for_epoch(len(features), seed, epoch)
-            sums = dict.fromkeys(fields[1:], 0.0)
-            steps = 0
-            for start in range(0, len(order), batch_size):
-                rows = features[order[start:start + batch_size]].flatten(0, 1).to(device)
-                u = model.projector(rows)
-                terms = center_terms(u, model.centers)
-                loss = terms.center_loss
-                projector_opt.zero_grad()
-                discriminator_opt.zero_grad()
-                if full:
-                    z = adaptive_anomalies(u, terms, training["alpha"]) if training["synthesis"] == "adaptive" else noisy_anomalies(u, noise)
-                    scores = model.discriminator(torch.cat((u, z)))
-                    normal_scores, anomaly_scores = scores[: len(u)], scores[len(u):]
-                    normal_bce, anomaly_bce = boundary_loss(normal_scores, anomaly_scores)
-                    loss = loss + normal_bce + anomaly_bce
-                    sums["normal_bce"] += normal_bce.item()
-                    sums["anomaly_bce"] += anomaly_bce.item()
-                    sums["p_true"] += float((normal_scores < DECISION_THRESHOLD).float().mean())
-                    sums["p_fake"] += float((anomaly_scores >= DECISION_THRESHOLD).float().mean())
-                loss.backward()
-                projector_opt.step()
-                if full:
-                    discriminator_opt.step()
-                sums["center_loss"] += terms.center_loss.item()
-                steps += 1
-            row = {"epoch": epoch + 1, **{k: round(v / steps, 6) for k, v in sums.items()}}
-            writer.writerow(row)
-            log.flush()
-            rows_so_far.append(row)
-            if run_dir is not None:
-                write_epoch_checkpoint(run_dir, {
-                    "centers": model.centers.cpu(), "projector": model.projector.state_dict(),
-                    "discriminator": model.discriminator.state_dict(), "projector_opt": projector_opt.state_dict(),
-                    "discriminator_opt": discriminator_opt.state_dict(), "noise": noise.get_state(), "log": rows_so_far,
-                })
-            if progress:
-                print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    for epoch in range(epoch_log.next_epoch, training["epochs"]):
+        model.projector.train()
+        model.discriminator.train()
+        order = order_for_epoch(len(features), seed, epoch)
+        sums = dict.fromkeys(LOG_FIELDS[1:], 0.0)
+        steps = 0
+        for start in range(0, len(order), batch_size):
+            rows = features[order[start:start + batch_size]].flatten(0, 1).to(device)
+            u = model.projector(rows)
+            terms = center_terms(u, model.centers)
+            loss = terms.center_loss
+            projector_opt.zero_grad()
+            discriminator_opt.zero_grad()
+            if full:
+                z = adaptive_anomalies(u, terms, training["alpha"]) if training["synthesis"] == "adaptive" else noisy_anomalies(u, noise)
+                scores = model.discriminator(torch.cat((u, z)))
+                normal_scores, anomaly_scores = scores[: len(u)], scores[len(u):]
+                normal_bce, anomaly_bce = boundary_loss(normal_scores, anomaly_scores)
+                loss = loss + normal_bce + anomaly_bce
+                sums["normal_bce"] += normal_bce.item()
+                sums["anomaly_bce"] += anomaly_bce.item()
+                sums["p_true"] += float((normal_scores < DECISION_THRESHOLD).float().mean())
+                sums["p_fake"] += float((anomaly_scores >= DECISION_THRESHOLD).float().mean())
+            loss.backward()
+            projector_opt.step()
+            if full:
+                discriminator_opt.step()
+            sums["center_loss"] += terms.center_loss.item()
+            steps += 1
+        row = {"epoch": epoch + 1, **{k: round(v / steps, 6) for k, v in sums.items()}}
+        epoch_log.end_epoch(row, {
+            "centers": model.centers.cpu(), "projector": model.projector.state_dict(),
+            "discriminator": model.discriminator.state_dict(), "projector_opt": projector_opt.state_dict(),
+            "discriminator_opt": discriminator_opt.state_dict(), "noise": noise.get_state(),
+        })

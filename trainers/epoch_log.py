@@ -1,0 +1,68 @@
+"""The log and checkpoints of the plain (non-Lightning) training loops: PBAS and the ensemble's discriminator.
+
+    epoch_log = EpochLog(log_path, fields, run_dir=out, checkpoint=checkpoint, progress=True)
+    for epoch in range(epoch_log.next_epoch, epochs):   # 0 for a fresh run, after the last logged one on resume
+        ...
+        epoch_log.end_epoch(row, state)                  # CSV row, progress line, checkpoint of state
+
+After every epoch the CSV log (all rows so far) and ``checkpoints/last.ckpt`` (``state``: networks,
+optimisers, random generator states ..., plus the rows) are rewritten atomically, so an interruption
+leaves the previous epoch's whole files. :func:`trainers.lightning_utils.start_run` returns that
+checkpoint on ``--resume``; :func:`read_epoch_checkpoint` reads it back.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from generator.atomic import atomic_path
+from generator.errors import SynthgenError
+
+from .lightning_utils import CHECKPOINT_DIR, LAST_CHECKPOINT
+
+
+def read_epoch_checkpoint(path: str | Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated or foreign file
+        raise SynthgenError(f"--resume: {path} is not a readable checkpoint ({type(e).__name__}); start the run again in a new folder") from None
+
+
+class EpochLog:
+    """One CSV row and one checkpoint per epoch; continues the log of a checkpoint it resumes from."""
+
+    def __init__(self, path: str | Path, fields: Sequence[str], *, run_dir: str | Path | None = None,
+                 checkpoint: dict[str, Any] | None = None, progress: bool = False):
+        self.path = Path(path)
+        self.fields = list(fields)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.progress = progress
+        self.rows: list[dict[str, Any]] = list(checkpoint["log"]) if checkpoint is not None else []
+        self._write_csv()
+
+    @property
+    def next_epoch(self) -> int:
+        """The 0-based epoch to train next."""
+        return len(self.rows)
+
+    def end_epoch(self, row: dict[str, Any], state: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self._write_csv()
+        if self.run_dir is not None:
+            with atomic_path(self.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT, suffix=".ckpt") as tmp:
+                torch.save({**state, "log": self.rows}, tmp)
+        if self.progress:
+            print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+
+    def _write_csv(self) -> None:
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=self.fields)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        with atomic_path(self.path, suffix=".csv") as tmp:
+            tmp.write_text(text.getvalue())
