@@ -214,7 +214,9 @@ def precompute(dataset, root, category, split, image_size, device, edge_model, r
 @click.option("--seed", default=0, show_default=True, help="Seeds the weights, the data order and the TPS warps.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="cuda trains in bf16 mixed precision, cpu in float32.")
-@click.option("--tiny", is_flag=True, help="The narrow CPU smoke-test network instead of pix2pixHD's full size.")
+@click.option("--network", type=click.Choice(["full", "small", "tiny"]), default="full", show_default=True,
+              help="full: pix2pixHD's sizes (GPU); small: half width, 3 downsamplings, 6 blocks (trainable on a CPU "
+                   "in hours); tiny: the smoke-test network.")
 @click.option("--vgg19", type=click.Path(path_type=Path),
               help="VGG19 ImageNet weights for the perceptual loss. Default: torchvision's cache, else none.")
 @click.option("--edge-model", default="pidinet", show_default=True,
@@ -223,7 +225,7 @@ def precompute(dataset, root, category, split, image_size, device, edge_model, r
               help="Folder holding pretrained weights (searched with its subfolders). Default: $SYNTHGEN_WEIGHTS.")
 @click.option("--no-resume", is_flag=True, help="Start over even if the run folder has a checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train_e2i(dataset, root, category, split, image_size, epochs, batch_size, out, seed, device, tiny, vgg19,
+def train_e2i(dataset, root, category, split, image_size, epochs, batch_size, out, seed, device, network, vgg19,
               edge_model, weights_dir, no_resume, quiet):
     """Train the edge-to-image generator of the LogicAL strategies on a category's normal images."""
     from .config import parse_image_size
@@ -237,7 +239,7 @@ def train_e2i(dataset, root, category, split, image_size, epochs, batch_size, ou
     device = _resolve_device(device)
     # The precompute stage's edge maps are PiDiNet probabilities, not binary: train on them as they are.
     overrides = {"binary_edges": False, "vgg19_weights": str(vgg19) if vgg19 else None}
-    config = e2i_train.tiny_config(**overrides) if tiny else e2i_train.TrainConfig(**overrides)
+    config = e2i_train.NETWORKS[network](**overrides)
     pairs = e2i_train.category_pairs(dataset, root, category, split, size, edge_model=edge_model,
                                      weights_dir=weights_dir, device=device, progress=not quiet)
     out = out or Path("out") / f"e2i-{dataset}-{category}"

@@ -38,6 +38,7 @@ from generator.models.e2i_train import (
     load_generator,
     lr_factor,
     save_generator,
+    small_config,
     tiny_config,
     train_e2i,
 )
@@ -108,6 +109,14 @@ def test_full_discriminator_feature_shapes():
     conv4 = lambda a, b: a * b * 16 + b  # noqa: E731
     per_scale = conv4(4, 64) + conv4(64, 128) + conv4(128, 256) + conv4(256, 512) + conv4(512, 1)
     assert count_params(discriminator) == 2 * per_scale
+
+
+def test_small_config_sits_between_tiny_and_full():
+    with torch.device("meta"):
+        sizes = [count_params(init_generator(c, seed=0)) for c in (tiny_config(), small_config(), TrainConfig())]
+    assert sizes[0] < sizes[1] < sizes[2] / 8
+    assert small_config().generator.size_multiple == 8  # 256x128 (juice_bottle's aspect) fits
+    assert set(e2i_train.NETWORKS) == {"full", "small", "tiny"}
 
 
 def test_tiny_config_forward():
@@ -336,7 +345,7 @@ def test_train_e2i_command_trains_on_the_demo_and_says_how_to_use_it(tmp_path, p
     from generator.cli import main
 
     out = tmp_path / "run"
-    main(["train-e2i", "--image-size", "64", "--epochs", "1", "--batch-size", "8", "--tiny", "--device", "cpu",
+    main(["train-e2i", "--image-size", "64", "--epochs", "1", "--batch-size", "8", "--network", "tiny", "--device", "cpu",
           "--weights-dir", str(pidinet_weights.parent), "--out", str(out), "--quiet"])
     printed = capsys.readouterr().out
     assert f"generator: {out / 'e2i_generator.pt'}" in printed and f"--e2i {out / 'e2i_generator.pt'}" in printed
