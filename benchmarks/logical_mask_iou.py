@@ -1,0 +1,78 @@
+"""Mask fidelity of a real LogicAL build: IoU of each semantic sample's SSIM mask with the region it edited.
+
+A semantic strategy records the label of the candidate region it edited (``params["region"]``); the
+region maps are the build's own precomputed maps (read back from the cache with the build's map
+settings), so the edited region of every sample is known exactly, on real images too. The region is
+an upper bound of what can change (its parts without edges render the same before and after), so
+IoU < 1 even for a perfect generator. Arbitrary-region samples are skipped (their shapes are not
+region labels).
+
+    python benchmarks/logical_mask_iou.py BUILD [--sheet iou.png]
+
+Prints one JSON line per strategy (samples, mean and median IoU) and, with --sheet, writes the
+samples as rows of: normal | anomaly | SSIM mask | edited region.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from generator.config import BuildConfig
+from generator.precompute import compute_maps, settings_from_config
+from generator.shards.reader import ShardDataset, read_manifest
+from generator.viz import contact_sheet, save_sheet
+
+
+def to_uint8(image) -> np.ndarray:
+    """A reader image tensor (3, H, W) in [0, 1] -> (H, W, 3) uint8."""
+    return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("build", type=Path)
+    parser.add_argument("--sheet", type=Path, help="PNG: normal | anomaly | SSIM mask | edited region per sample.")
+    args = parser.parse_args()
+
+    manifest = read_manifest(args.build)
+    config = BuildConfig.from_dict(manifest["config"])
+    root = Path(manifest["dataset"]["root"])
+    files = {s["id"]: root / s["file"] for s in manifest["dataset"]["sources"]}
+    data = ShardDataset(args.build, fields=("image", "normal", "mask"), with_params=True)
+    samples = [data[i] for i in range(len(data))]
+    samples = [s for s in samples if s["label"] == 1 and s["params"].get("region_mode") == "semantic"]
+    if not samples:
+        raise SystemExit(f"{args.build}: no anomalous samples of a semantic strategy")
+    ids = sorted({s["source_id"] for s in samples})
+    maps = compute_maps([files[i] for i in ids], image_size=tuple(config.image_size), settings=settings_from_config(config))
+    regions = {i: m["regions"] for i, m in zip(ids, maps)}
+
+    scores: dict[str, list[float]] = defaultdict(list)
+    rows, captions = [], []
+    for s in samples:
+        region = regions[s["source_id"]] == int(s["params"]["region"])
+        mask = s["mask"][0].numpy() > 0
+        scores[s["strategy"]].append(iou(mask, region))
+        if args.sheet:
+            rows.append([to_uint8(s["normal"]), to_uint8(s["image"]), (mask * 255).astype(np.uint8), (region * 255).astype(np.uint8)])
+            captions.append(f"{s['strategy']} {s['source_id']} IoU {scores[s['strategy']][-1]:.2f}")
+    for strategy, values in sorted(scores.items()):
+        print(json.dumps({"build": str(args.build), "strategy": strategy, "samples": len(values),
+                          "mean_iou": round(float(np.mean(values)), 3), "median_iou": round(float(np.median(values)), 3)}))
+    if args.sheet:
+        save_sheet(args.sheet, contact_sheet(rows, captions, ["normal", "anomaly", "SSIM mask", "edited region"], tile=192))
+        print(f"sheet: {args.sheet}")
+
+
+if __name__ == "__main__":
+    main()
