@@ -1,6 +1,6 @@
 """LogicAL measurements (issue 4): mask fidelity per strategy on the demo, and CPU/GPU throughput.
 
-    python benchmarks/bench_logical.py [--size 128] [--epochs 5] [--samples 16] [--device cpu] [--threads 2]
+    python benchmarks/bench_logical.py [--size 128] [--epochs 5] [--samples 16] [--device cpu] [--threads 2] [--throughput-only]
 
 1. Mask fidelity. The demo's first 24 training scenes with their exact object regions and stand-in edge
    maps (tests/logical_demo.py); a tiny edge-to-image generator trained on them for ``--epochs``;
@@ -10,8 +10,8 @@
    what can change: parts of it without edges (blank background inside an arbitrary shape) render the
    same before and after, so IoU < 1 even for a perfect generator. A sweep of the SSIM threshold on the
    same generator shows how the choice of 0.5 (generator/strategies/ssim_mask.py) compares.
-2. Throughput at 256x256: one training step of the tiny and the full (pix2pixHD) configuration,
-   generator inference images/s (full configuration, float32 on CPU, bf16 on CUDA), and LogicAL
+2. Throughput at 256x256: one training step of the tiny, small and full (pix2pixHD) configurations,
+   generator inference images/s (each configuration, float32 on CPU, bf16 on CUDA), and LogicAL
    samples/s through draw + render with the trained tiny generator.
 """
 
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from logical_demo import demo_context, demo_images, demo_maps, iou, train_demo_generator  # noqa: E402
 
 from generator.models.e2i import GeneratorConfig, GlobalGenerator  # noqa: E402
-from generator.models.e2i_train import E2IModel, E2ITrainingModule, TrainConfig, generate_tensor, tiny_config  # noqa: E402
+from generator.models.e2i_train import E2IModel, E2ITrainingModule, TrainConfig, generate_tensor, small_config, tiny_config  # noqa: E402
 from generator.pipeline import SampleSpec, render_specs  # noqa: E402
 from generator.strategies import get_strategy  # noqa: E402
 from generator.strategies.logical import rasterize_shapes  # noqa: E402
@@ -143,6 +143,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16, help="samples per strategy")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--throughput-only", action="store_true", help="skip the mask-fidelity part (1.)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"device {args.device}, {torch.get_num_threads()} threads")
@@ -152,15 +153,19 @@ def main() -> None:
     start = time.perf_counter()
     model = train_demo_generator(Path(tempfile.mkdtemp()), images, maps, epochs=args.epochs)
     print(f"tiny generator: {args.epochs} epochs on 24 pairs at {args.size}: {time.perf_counter() - start:.1f} s")
-    mask_fidelity(model, images, regions, maps, args.samples)
-    threshold_sweep(model, images, regions, maps, args.samples)
+    if not args.throughput_only:
+        mask_fidelity(model, images, regions, maps, args.samples)
+        threshold_sweep(model, images, regions, maps, args.samples)
 
     print("\nthroughput at 256x256")
     print(f"train step, tiny config, batch 8: {train_step_seconds(tiny_config(), 8, 256, args.device):.2f} s")
+    print(f"train step, small config, batch 4: {train_step_seconds(small_config(), 4, 256, args.device, steps=2):.2f} s")
     print(f"train step, full config, batch 1: {train_step_seconds(TrainConfig(), 1, 256, args.device, steps=1):.2f} s")
-    full = GlobalGenerator(GeneratorConfig())
     batch = 64 if args.device == "cuda" else 2
+    full = GlobalGenerator(GeneratorConfig())
     print(f"inference, full config: {inference_images_per_second(full, batch, 256, args.device):.2f} images/s")
+    small = GlobalGenerator(small_config().generator)
+    print(f"inference, small config: {inference_images_per_second(small, 4 * batch, 256, args.device):.2f} images/s")
     print(f"inference, tiny config: {inference_images_per_second(model.generator, 8, 256, args.device):.1f} images/s")
     print(f"logical strategy (draw + render, tiny generator): {strategy_samples_per_second(model, 256, 16):.2f} samples/s")
 
