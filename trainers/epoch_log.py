@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,8 +23,10 @@ import torch
 
 from generator.atomic import atomic_path
 from generator.errors import SynthgenError
+from generator.imageio import sha256_file
 
-from .lightning_utils import CHECKPOINT_DIR, LAST_CHECKPOINT
+from .base import MODEL_FILE
+from .lightning_utils import CHECKPOINT_DIR, LAST_CHECKPOINT, finish_run
 
 
 def read_epoch_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -66,3 +69,14 @@ class EpochLog:
         writer.writerows(self.rows)
         with atomic_path(self.path, suffix=".csv") as tmp:
             tmp.write_text(text.getvalue())
+
+
+def finish_plain_run(run_dir: str | Path, model_path: Path, epochs: int, started: float, extras: dict[str, Any]) -> None:
+    """run.json of a plain loop that ran all its epochs: the last epoch is the model (``started``: the
+    session's time.perf_counter() at its start)."""
+    finish_run(run_dir, {
+        "epochs_trained": epochs,
+        **extras,
+        "model": {"file": MODEL_FILE, "sha256": sha256_file(model_path), "selected": "last", "epochs": epochs},
+        "train_seconds_this_session": round(time.perf_counter() - started, 1),
+    }, complete=True)

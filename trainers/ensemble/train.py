@@ -26,7 +26,7 @@ from generator.errors import SynthgenError
 from generator.imageio import sha256_file
 
 from ..base import MODEL_FILE, load_model
-from ..epoch_log import EpochLog, read_epoch_checkpoint
+from ..epoch_log import EpochLog, finish_plain_run, read_epoch_checkpoint
 from ..lightning_utils import LOG_DIR, finish_run, resolve_device, start_run
 from ..pbas.features import EMBED_DIM, NormalImages, load_normal_images
 from ..pbas.model import order_for_epoch
@@ -151,18 +151,10 @@ def train_feature(
     checkpoint = read_epoch_checkpoint(last) if last else None
     epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, LOG_FIELDS, run_dir=out, checkpoint=checkpoint, progress=progress)
     _fit_discriminator(model, ensembled, training, seed, epoch_log, checkpoint)
-    model_path = save_feature_model(out, model)
-    finish_run(
-        out,
-        {
-            "epochs_trained": epochs,
-            "explained_variance": [float(p.explained_variance_ratio.sum()) for p in fitted.pcas],
-            "feature_scale": float(fitted.scale),  # the block's output is divided by it (unit mean variance)
-            "model": {"file": MODEL_FILE, "sha256": sha256_file(model_path), "selected": "last", "epochs": epochs},
-            "train_seconds_this_session": round(time.perf_counter() - started, 1),
-        },
-        complete=True,
-    )
+    finish_plain_run(out, save_feature_model(out, model), epochs, started, {
+        "explained_variance": [float(p.explained_variance_ratio.sum()) for p in fitted.pcas],
+        "feature_scale": float(fitted.scale),  # the block's output is divided by it (unit mean variance)
+    })
     return out
 
 

@@ -29,12 +29,10 @@ from pathlib import Path
 import torch
 
 from generator.errors import SynthgenError
-from generator.imageio import sha256_file
 
 from ..backbones import Backbone
-from ..base import MODEL_FILE
-from ..epoch_log import EpochLog, read_epoch_checkpoint
-from ..lightning_utils import LOG_DIR, finish_run, resolve_device, start_run
+from ..epoch_log import EpochLog, finish_plain_run, read_epoch_checkpoint
+from ..lightning_utils import LOG_DIR, resolve_device, start_run
 from .features import EMBED_DIM, LAYERS, PATCH_SIZE, NormalImages, PatchFeatureExtractor, load_normal_images
 from .model import (
     ALPHA,
@@ -155,17 +153,7 @@ def train(
 
     epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, LOG_FIELDS, run_dir=out, checkpoint=checkpoint, progress=progress)
     _fit(model, features, training, seed, epoch_log, checkpoint)
-    model_path = save_model(out, model)
-    finish_run(
-        out,
-        {
-            "epochs_trained": epochs,
-            "feature_grid": list(grid),
-            "model": {"file": MODEL_FILE, "sha256": sha256_file(model_path), "selected": "last", "epochs": epochs},
-            "train_seconds_this_session": round(time.perf_counter() - started, 1),
-        },
-        complete=True,
-    )
+    finish_plain_run(out, save_model(out, model), epochs, started, {"feature_grid": list(grid)})
     return out
 
 
