@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from PIL import Image
 from click.testing import CliRunner
 
 from generator.cli import cli
@@ -199,6 +200,17 @@ def test_inspect_and_export(built, tmp_path):
     assert result.exit_code == 0, result.output
     assert "draem" in result.output and "cutpaste" in result.output
     assert (tmp_path / "sheet.png").stat().st_size > 1000
+    from generator.shards.inspect import SAMPLES_PER_ROW, strategy_label_counts, write_contact_sheet
+    from generator.viz import PAD
+
+    # More samples than fit a row wrap onto further rows, all rows of one height.
+    anomalous = [a for a, _ in strategy_label_counts(built).values()]
+    rows = sum(-(-min(a, SAMPLES_PER_ROW + 1) // SAMPLES_PER_ROW) for a in anomalous)
+    assert rows > len(anomalous)
+    with Image.open(write_contact_sheet(built, tmp_path / "one.png", per_strategy=1, tile=32)) as one:
+        row_height = (one.height - PAD) // len(anomalous)
+    with Image.open(write_contact_sheet(built, tmp_path / "wide.png", per_strategy=SAMPLES_PER_ROW + 1, tile=32)) as wide:
+        assert wide.height == rows * row_height + PAD
     to = tmp_path / "mvtec"
     result = CliRunner().invoke(cli, ["export", str(built), "--to", str(to), "--quiet"])
     assert result.exit_code == 0, result.output

@@ -51,7 +51,13 @@ def strategy_label_counts(build_dir: str | Path) -> dict[str, tuple[int, int]]:
     return {k: (v[0], v[1]) for k, v in counts.items()}
 
 
+#: Samples (image + overlay pairs) per sheet row; a strategy with more continues on the next rows.
+SAMPLES_PER_ROW = 8
+
+
 def write_contact_sheet(build_dir: str | Path, out_png: str | Path, per_strategy: int = 4, tile: int = 128) -> Path:
+    """A PNG of ``per_strategy`` anomalous samples of each strategy (evenly spread over the build), as
+    (image | mask overlay) pairs, at most :data:`SAMPLES_PER_ROW` pairs a row."""
     build_dir = Path(build_dir)
     m = read_manifest(build_dir)
     picks: dict[str, list[tuple[str, int]]] = {}
@@ -70,8 +76,9 @@ def write_contact_sheet(build_dir: str | Path, out_png: str | Path, per_strategy
             with h5py.File(build_dir / file, "r") as f:
                 image, mask = f["image"][row], f["mask"][row]
             tiles += [image, overlay_mask(image, mask)]
-        rows.append(tiles)
-        row_labels.append(f"{name}  ({len(picks[name])} anomalous samples; image | mask overlay)")
+        for start in range(0, len(tiles), 2 * SAMPLES_PER_ROW):
+            rows.append(tiles[start:start + 2 * SAMPLES_PER_ROW])
+            row_labels.append(f"{name}  ({len(picks[name])} anomalous samples; image | mask overlay)" if start == 0 else f"{name}  (continued)")
     if not rows:
         rows, row_labels = [[np.zeros((tile, tile, 3), np.uint8)]], ["no anomalous samples in this build"]
     return save_sheet(out_png, contact_sheet(rows, row_labels, tile=tile))
