@@ -7,7 +7,7 @@ an upper bound of what can change (its parts without edges render the same befor
 IoU < 1 even for a perfect generator. Arbitrary-region samples are skipped (their shapes are not
 region labels).
 
-    python benchmarks/logical_mask_iou.py BUILD [--sheet iou.png]
+    python benchmarks/logical_mask_iou.py BUILD [--sheet iou.png [--only train/good/011,train/good/016]]
 
 Prints one JSON line per strategy (samples, mean and median IoU) and, with --sheet, writes the
 samples as rows of: normal | anomaly | SSIM mask | edited region.
@@ -42,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("build", type=Path)
     parser.add_argument("--sheet", type=Path, help="PNG: normal | anomaly | SSIM mask | edited region per sample.")
+    parser.add_argument("--only", help="Comma-separated source ids to put on the sheet (default: every sample).")
     args = parser.parse_args()
 
     manifest = read_manifest(args.build)
@@ -63,7 +64,7 @@ def main() -> None:
         region = regions[s["source_id"]] == int(s["params"]["region"])
         mask = s["mask"][0].numpy() > 0
         scores[s["strategy"]].append(iou(mask, region))
-        if args.sheet:
+        if args.sheet and (not args.only or s["source_id"] in args.only.split(",")):
             rows.append([to_uint8(s["normal"]), to_uint8(s["image"]), (mask * 255).astype(np.uint8), (region * 255).astype(np.uint8)])
             captions.append(f"{s['strategy']} {s['source_id']} IoU {scores[s['strategy']][-1]:.2f}")
     for strategy, values in sorted(scores.items()):
