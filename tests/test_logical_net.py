@@ -115,16 +115,6 @@ def write_build(folder, n: int = 8, seed: int = 0, extras=EXTRAS):
     return folder
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread while these tests train: on a loaded 2-core machine two OpenMP threads spin
-    against each other (measured here: 2 tiny epochs took 106 s with 2 threads, 5 s with 1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def build_dir(tmp_path_factory):
     return write_build(tmp_path_factory.mktemp("logical") / "build")

@@ -36,16 +36,6 @@ from trainers.reconstruction.train import train
 SIZE = 64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread while these tests train: on a loaded 2-core machine two OpenMP threads spin
-    against each other (measured here: 2 tiny epochs took 106 s with 2 threads, 5 s with 1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def demo_build(tmp_path_factory):
     """20 draem samples of the demo dataset at 64x64."""

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+import click
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
@@ -93,6 +94,23 @@ def library_versions() -> dict[str, str]:
 def _config_differences(old: dict, new: dict) -> list[str]:
     keys = (set(old) | set(new)) - RUNTIME_KEYS
     return sorted(k for k in keys if old.get(k) != new.get(k))
+
+
+def shard_run_options(command: Callable) -> Callable:
+    """The options every shard-trained Lightning command shares (``synthgen-train reconstruction`` and
+    ``logical``): --val-fraction, --select, --device, --workers, --resume, --quiet."""
+    options = [
+        click.option("--val-fraction", default=0.1, show_default=True, help="Share of shard samples held out for synthetic validation."),
+        click.option("--select", type=click.Choice(SELECTIONS), default="last", show_default=True,
+                     help="Model to keep: the last epoch, or the lowest synthetic validation loss."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--workers", default=2, show_default=True, help="DataLoader worker processes."),
+        click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.ckpt."),
+        click.option("--quiet", is_flag=True, help="No progress bar or model summary."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def start_run(run_dir: str | Path, method: str, config: dict, provenance: dict, resume: bool) -> Path | None:

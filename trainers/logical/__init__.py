@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ..lightning_utils import SELECTIONS
+from ..lightning_utils import shard_run_options
 from .detector import METHOD, load  # noqa: F401  (importing .detector registers the loader)
 from .losses import EDGE_BALANCE, EDGE_THRESHOLD
 from .model import PRESETS
@@ -35,13 +35,7 @@ __all__ = ["METHOD", "command", "load"]
 @click.option("--edge-balance", default=EDGE_BALANCE, show_default=True,
               help="Multiplier of the negative-pixel weight in Eq. 6 (PiDiNet's lambda, LogicAL's 1.1).")
 @click.option("--seed", default=0, show_default=True, help="Seeds initialisation, validation split and data order.")
-@click.option("--val-fraction", default=0.1, show_default=True, help="Share of shard samples held out for synthetic validation.")
-@click.option("--select", type=click.Choice(SELECTIONS), default="last", show_default=True,
-              help="Model to keep: the last epoch, or the lowest synthetic validation loss.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--workers", default=2, show_default=True, help="DataLoader worker processes.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.ckpt.")
-@click.option("--quiet", is_flag=True, help="No progress bar or model summary.")
+@shard_run_options
 def command(shards, out, preset, epochs, batch_size, lr, edge_threshold, edge_balance, seed, val_fraction, select,
             device, workers, resume, quiet):
     """Train the LogicAL localization network on synthetic shards."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ..lightning_utils import SELECTIONS
+from ..lightning_utils import shard_run_options
 from .model import METHOD, load  # noqa: F401  (importing .model registers the loader)
 
 __all__ = ["METHOD", "command", "load"]
@@ -33,13 +33,7 @@ __all__ = ["METHOD", "command", "load"]
 @click.option("--no-split", is_flag=True, help="DRAEM's training: every sample trains R and S (no Eq. 3 split).")
 @click.option("--rotate-normals", is_flag=True,
               help="DRAEM's rotation of normals (p 0.3, +-90 deg); never re-applied to draem-strategy samples.")
-@click.option("--val-fraction", default=0.1, show_default=True, help="Share of shard samples held out for synthetic validation.")
-@click.option("--select", type=click.Choice(SELECTIONS), default="last", show_default=True,
-              help="Model to keep: the last epoch, or the lowest synthetic validation loss.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--workers", default=2, show_default=True, help="DataLoader worker processes.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.ckpt.")
-@click.option("--quiet", is_flag=True, help="No progress bar or model summary.")
+@shard_run_options
 def command(shards, out, epochs, batch_size, lr, base_width, image_size, seed, no_split, rotate_normals, val_fraction,
             select, device, workers, resume, quiet):
     """Train the reconstructive framework (R + S) on synthetic shards, with the framework's split training."""
