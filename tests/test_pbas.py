@@ -284,6 +284,9 @@ def test_an_interrupted_run_resumes_to_the_same_model(tiny_run, tmp_path, mvtec_
     resumed = torch.load(out / MODEL_FILE, weights_only=True)["state_dict"]
     assert all(torch.equal(first[k], resumed[k]) for k in first)
     assert (out / "logs" / "metrics.csv").read_text() == (tiny_run / "logs" / "metrics.csv").read_text()
+    (out / "checkpoints" / "last.ckpt").write_bytes(b"truncated")
+    with pytest.raises(SynthgenError, match="last.ckpt is not a readable checkpoint"):
+        train(out, **args, resume=True)
 
 
 def test_changed_backbone_weights_are_refused_at_load(tiny_run, tmp_path):
