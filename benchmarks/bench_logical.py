@@ -34,7 +34,7 @@ from generator.models.e2i import GeneratorConfig, GlobalGenerator  # noqa: E402
 from generator.models.e2i_train import E2IModel, E2ITrainingModule, TrainConfig, generate_tensor, small_config, tiny_config  # noqa: E402
 from generator.pipeline import SampleSpec, render_specs  # noqa: E402
 from generator.strategies import get_strategy  # noqa: E402
-from generator.strategies.logical import rasterize_shapes  # noqa: E402
+from generator.strategies.logical import rasterize_shapes, semantic_region  # noqa: E402
 from generator.strategies.ssim_mask import ssim_map  # noqa: E402
 
 STRATEGIES = ("semantic-remove", "semantic-replace", "semantic-merge",
@@ -54,7 +54,7 @@ def mask_fidelity(model, images, regions, maps, samples: int) -> None:
             if s.exhausted:
                 continue
             p = s.params
-            region = (regions[spec.source_index] == p["region"]) if p["region_mode"] == "semantic" \
+            region = semantic_region(regions[spec.source_index], p["region"]) if p["region_mode"] == "semantic" \
                 else rasterize_shapes(p["region"], size)
             scores.append(iou(s.mask > 0, region))
             areas.append(p["mask_area"])
@@ -83,7 +83,7 @@ def threshold_sweep(model, images, regions, maps, samples: int, thresholds=(0.3,
             for i, (r, ok) in enumerate(zip(recipes, accepted)):
                 if ok:
                     p = r.params
-                    region = (regions[i % len(images)] == p["region"]) if p["region_mode"] == "semantic" \
+                    region = semantic_region(regions[i % len(images)], p["region"]) if p["region_mode"] == "semantic" \
                         else rasterize_shapes(p["region"], size)
                     scores.append(iou(ssim[i] < t, region))
             row.append(f"{np.mean(scores):.3f} " if scores else "  -    ")

@@ -1,7 +1,7 @@
 """Mask fidelity of a real LogicAL build: IoU of each semantic sample's SSIM mask with the region it edited.
 
-A semantic strategy records the label of the candidate region it edited (``params["region"]``); the
-region maps are the build's own precomputed maps (read back from the cache with the build's map
+A semantic strategy records the label of the candidate region it edited (``params["region"]``; the
+edit covers that region with its nested parts, ``semantic_region``); the region maps are the build's own precomputed maps (read back from the cache with the build's map
 settings), so the edited region of every sample is known exactly, on real images too. The region is
 an upper bound of what can change (its parts without edges render the same before and after), so
 IoU < 1 even for a perfect generator. Arbitrary-region samples are skipped (their shapes are not
@@ -25,6 +25,7 @@ import numpy as np
 from generator.config import BuildConfig
 from generator.precompute import compute_maps, settings_from_config
 from generator.shards.reader import ShardDataset, read_manifest
+from generator.strategies.logical import semantic_region
 from generator.viz import contact_sheet, save_sheet
 
 
@@ -61,7 +62,7 @@ def main() -> None:
     scores: dict[str, list[float]] = defaultdict(list)
     rows, captions = [], []
     for s in samples:
-        region = regions[s["source_id"]] == int(s["params"]["region"])
+        region = semantic_region(regions[s["source_id"]], int(s["params"]["region"]))
         mask = s["mask"][0].numpy() > 0
         scores[s["strategy"]].append(iou(mask, region))
         if args.sheet and (not args.only or s["source_id"] in args.only.split(",")):

@@ -34,6 +34,7 @@ from generator.strategies.logical import (
     edge_portion,
     edit_edges,
     rasterize_shapes,
+    semantic_region,
 )
 from generator.strategies.ssim_mask import jnd_map, ssim_map
 from logical_demo import demo_context, demo_images, demo_maps, iou
@@ -88,7 +89,7 @@ def render(ctx, name: str, n: int, seed: int = 0, max_attempts: int = 8):
 def edited_region(sample, regions: np.ndarray) -> np.ndarray:
     p = sample.params
     if p["region_mode"] == "semantic":
-        return regions == p["region"]
+        return semantic_region(regions, p["region"])
     return rasterize_shapes(p["region"], regions.shape)
 
 
@@ -255,6 +256,42 @@ def test_edit_portion_is_capped():
         recipe = get_strategy("semantic-remove").draw(np.random.default_rng(seed), ctx, 0)
         assert recipe.params["region"] == 2
         assert recipe.params["edge_portion"] == pytest.approx(edge_portion(edges[0], recipe.arrays["anomaly_edge"]))
+
+
+def test_semantic_region_takes_the_parts_nested_inside_it():
+    regions = np.zeros((40, 40), np.int32)
+    regions[5:25, 5:25] = 1  # a label ...
+    regions[10:15, 10:15] = 2  # ... with an icon on it
+    regions[18:22, 18:30] = 3  # a region that only reaches into the label
+    regions[28:38, 28:38] = 4  # a ring ...
+    regions[31:35, 31:35] = 0  # ... around background
+    label = semantic_region(regions, 1)
+    assert np.array_equal(label, np.isin(regions, [1, 2]))  # the icon joins, region 3 does not
+    assert np.array_equal(semantic_region(regions, 2), regions == 2)  # a part alone is just itself
+    assert np.array_equal(semantic_region(regions, 4), regions == 4)  # the ring's hole stays out
+
+
+def test_semantic_remove_of_a_label_removes_its_icon_too():
+    size = 32
+    edges = np.zeros((4, size, size), np.uint8)
+    edges[0, 4, 4:28] = edges[0, 27, 4:28] = 255  # a label's top and bottom border
+    edges[0, 14:18, 14:18] = 255  # its icon
+    edges[0, 30, :] = 255  # a shelf line that keeps the edit under the portion cap
+    edges[0, :, 1] = edges[0, :, 30] = 255
+    labels = np.zeros((size, size), np.int32)
+    labels[4:28, 4:28], labels[13:19, 13:19] = 1, 2
+    maps = [{"edges": edges, "edges_fused": edges.max(0), "regions": labels}]
+    ctx = demo_context(np.zeros((1, size, size, 3), np.uint8), maps, stand_in(BlurRenderer()))
+    chosen = set()
+    for seed in range(8):
+        recipe = get_strategy("semantic-remove").draw(np.random.default_rng(seed), ctx, 0)
+        anomaly = recipe.arrays["anomaly_edge"]
+        chosen.add(recipe.params["region"])
+        if recipe.params["region"] == 1:
+            assert not anomaly[4:28, 4:28].any() and anomaly[30].all()
+        else:
+            assert not anomaly[13:19, 13:19].any() and anomaly[4, 4:28].all()
+    assert chosen == {1, 2}
 
 
 def test_tps_option_warps_photo_maps_and_mask_together(demo):

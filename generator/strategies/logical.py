@@ -6,7 +6,8 @@ edges inside them, and turns the edited map into the anomaly image with an edge-
 
 Region selection (``region``):
 - semantic: one candidate region of the precomputed exclusive region map (``ctx.maps(j)["regions"]``:
-  LogicAL's refined SAM segmentation, or the classical proposer), chosen uniformly;
+  LogicAL's refined SAM segmentation, or the classical proposer), chosen uniformly, together with
+  the regions nested inside it (an object with its parts: :func:`semantic_region`);
 - arbitrary: "three regions with different aspect ratios or shapes", here one rotated rectangle,
   one ellipse and one star-shaped polygon, each with side U(1/16, 1/4) of the image's shorter side
   and aspect ratio log-uniform in [1/3, 3], centred on a random edge pixel (a region on blank
@@ -60,6 +61,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from ..errors import SynthgenError
 from ..models.tps import apply_tps, draw_tps
@@ -144,6 +146,27 @@ def semantic_candidates(regions: np.ndarray) -> np.ndarray:
     return labels[labels > 0]
 
 
+def semantic_region(regions: np.ndarray, label: int) -> np.ndarray:
+    """The bool (H, W) edit mask of candidate region ``label``: the region with the regions nested in it.
+
+    The exclusive map gives each pixel to the smallest mask covering it (generator/regions/refine.py),
+    so an object with parts drawn on it, such as a label with its fruit icon, is a region with holes
+    where the parts are. A semantic region is the object, parts included, as SAM's mask of the label
+    covers its icon: removing the label's edges but keeping the icon's would leave the generator an
+    icon to paint the label back around. So every candidate region lying wholly inside the holes of
+    the selected one joins it. Background (label 0) seen through a hole, like the inside of a ring,
+    stays out, and so does a region that only reaches into a hole.
+    """
+    selected = regions == label
+    outline = ndimage.binary_fill_holes(selected)
+    for part in np.unique(regions[outline & ~selected]):
+        if part > 0:
+            pixels = regions == part
+            if not (pixels & ~outline).any():
+                selected |= pixels
+    return selected
+
+
 def draw_arbitrary_shapes(rng: np.random.Generator, edge: np.ndarray) -> list[dict]:
     """Three shapes (one of each kind) centred on random edge pixels, as JSON-able parameters."""
     h, w = edge.shape
@@ -188,12 +211,13 @@ def rasterize_shapes(shapes: list[dict], size: tuple[int, int]) -> np.ndarray:
 
 
 def candidate_regions(rng: np.random.Generator, maps: dict[str, np.ndarray], mode: str):
-    """Up to REGION_TRIES edit regions of one source, as (bool (H, W) mask, JSON description):
-    its semantic regions in random order (description: the label), or random arbitrary shapes."""
+    """Up to REGION_TRIES edit regions of one source, as (bool (H, W) mask, JSON description): its
+    semantic regions with their nested parts in random order (description: the label), or random
+    arbitrary shapes."""
     normal = maps["edges"][EDGE_SCALE]
     if mode == "semantic":
         for label in rng.permutation(semantic_candidates(maps["regions"]))[:REGION_TRIES]:
-            yield maps["regions"] == label, int(label)
+            yield semantic_region(maps["regions"], label), int(label)
     else:
         for _ in range(REGION_TRIES):
             shapes = draw_arbitrary_shapes(rng, normal)
