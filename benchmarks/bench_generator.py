@@ -65,11 +65,13 @@ def synthgen_synthesis(paths: list[Path], dtd: Path, n: int, batch: int, repeats
     from generator.strategies.texture import TextureBank
 
     size = (256, 256)
-    stack = torch.stack([torch.from_numpy(resize_rgb(read_rgb(p), size)).permute(2, 0, 1).float() / 255 for p in paths])
+    pixels = [resize_rgb(read_rgb(p), size) for p in paths]
+    stack = torch.stack([torch.from_numpy(p).permute(2, 0, 1).float() / 255 for p in pixels])
     device = torch.device("cpu")
     bank = TextureBank("dtd", size, device, dtd_root=str(dtd))
     ctx = StrategyContext(image_size=size, device=device, dataset="bench", category="bottle", sources=list(paths),
-                          normal_image=lambda i: stack[i], texture=bank.get, texture_keys=bank.keys)
+                          normal_image=lambda i: stack[i], source_pixels=lambda i: pixels[i].copy(),
+                          texture=bank.get, texture_keys=bank.keys)
     results = {}
     for name in STRATEGIES:
         specs = [SampleSpec(i, i % len(paths), i // len(paths), name, sample_seed(0, "bottle", str(i % len(paths)), i, name))

@@ -44,6 +44,7 @@ from .shards.manifest import BUILD_FILE, write_manifest
 from .shards.writer import ShardWriter
 from .sources import SourceSet, prepare_sources
 from .strategies import Rendered, Strategy, StrategyContext, get_strategy
+from .strategies.base import to_uint8_hwc
 from .strategies.caf import caf_strategies
 from .strategies.texture import TextureBank
 
@@ -196,8 +197,11 @@ def make_context(plan: BuildPlan, device: torch.device) -> StrategyContext:
     config = plan.config
     stack = plan.sources.load_stack()
 
+    def source_pixels(i: int) -> np.ndarray:
+        return np.array(stack[i])  # a copy: samples must not alias the memory-mapped stack
+
     def normal_image(i: int) -> torch.Tensor:
-        return torch.from_numpy(np.array(stack[i])).permute(2, 0, 1).to(device).float().div_(255.0)
+        return torch.from_numpy(source_pixels(i)).permute(2, 0, 1).to(device).float().div_(255.0)
 
     bank = None
     if plan.textures:
@@ -216,6 +220,7 @@ def make_context(plan: BuildPlan, device: torch.device) -> StrategyContext:
         category=config.category,
         sources=list(plan.sources.images),
         normal_image=normal_image,
+        source_pixels=source_pixels,
         texture=bank.get if bank else _no_textures,
         texture_keys=bank.keys if bank else (lambda: []),
         options=config.options,
@@ -235,11 +240,6 @@ def _load_models(plan: BuildPlan, device: torch.device) -> dict[str, Any]:
 
 def _no_textures(key: str) -> torch.Tensor:
     raise RuntimeError("this build has no texture source")
-
-
-def _to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
-    # channels-last first, then one allocation and in-place ops (this runs on every rendered pixel)
-    return x.permute(0, 2, 3, 1).mul(255).clamp_(0, 255).round_().to(torch.uint8).cpu().numpy()
 
 
 def _json_default(o: Any) -> Any:
@@ -274,7 +274,11 @@ def render_specs(specs: list[SampleSpec], ctx: StrategyContext, max_attempts: in
         while pending:
             images = torch.stack([ctx.normal_image(specs[k].source_index) for k in pending])
             rendered = strategy.render(images, [recipes[k] for k in pending], ctx)
-            samples = _unpack(rendered, images, strategy, [recipes[k] for k in pending])
+            if rendered.normals is not None:
+                normals = list(to_uint8_hwc(rendered.normals))
+            else:  # the normals are the sources: store their pixels as read
+                normals = [ctx.source_pixels(specs[k].source_index) for k in pending]
+            samples = _unpack(rendered, normals, strategy, [recipes[k] for k in pending])
             accepted = rendered.accepted.cpu().tolist() if rendered.accepted is not None else [True] * len(pending)
             retry = []
             for k, sample, ok in zip(pending, samples, accepted):
@@ -294,9 +298,8 @@ def render_specs(specs: list[SampleSpec], ctx: StrategyContext, max_attempts: in
     return out  # type: ignore[return-value]
 
 
-def _unpack(rendered: Rendered, inputs: torch.Tensor, strategy: Strategy, recipes) -> list[_Sample]:
-    images = _to_uint8_hwc(rendered.images)
-    normals = _to_uint8_hwc(rendered.normals if rendered.normals is not None else inputs)
+def _unpack(rendered: Rendered, normals: list[np.ndarray], strategy: Strategy, recipes) -> list[_Sample]:
+    images = to_uint8_hwc(rendered.images)
     masks = ((rendered.masks > 0.5).to(torch.uint8) * MASK_ON).cpu().numpy()
     extras = {
         name: (rendered.extras[name].float() * spec.scale).round().cpu().numpy().astype(spec.dtype)

@@ -84,6 +84,10 @@ class StrategyContext:
     sources: the normal images the build samples from (the in-distribution pool).
     options: per-strategy options from the build config, ``options[strategy_name][key]``.
     normal_image(i): source ``i`` decoded and resized, (3, H, W) float32 on ``device``.
+    source_pixels(i): the same image as the (H, W, 3) uint8 array it was made from. The pipeline
+        stores it as the sample's normal when a strategy leaves the normal unchanged, instead of
+        converting the float image back (byte-identical, without the round trip). Default: derived
+        from ``normal_image``.
     texture(key): an anomaly-source texture resized to the image size, (3, H, W) float32 on device.
         ``key`` is whatever ``texture_keys()`` listed (a DTD file path, ``normal:<i>``, ``perlin``).
     texture_keys(): the keys ``draw`` may choose from (depends on the build's texture source).
@@ -106,6 +110,7 @@ class StrategyContext:
         options: dict[str, dict[str, Any]] | None = None,
         maps: Callable[[int], dict[str, np.ndarray]] | None = None,
         models: dict[str, Any] | None = None,
+        source_pixels: Callable[[int], np.ndarray] | None = None,
     ):
         self.image_size = tuple(image_size)
         self.device = device
@@ -113,6 +118,7 @@ class StrategyContext:
         self.category = category
         self.sources = sources
         self.normal_image = normal_image
+        self.source_pixels = source_pixels or (lambda i: to_uint8_hwc(normal_image(i)[None])[0])
         self.texture = texture
         self.texture_keys = texture_keys
         self.options = options or {}
@@ -144,6 +150,12 @@ class Strategy(ABC):
 
 
 _STRATEGIES: dict[str, type[Strategy]] = {}
+
+
+def to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) float images in [0, 1] -> (B, H, W, 3) uint8 numpy, rounded."""
+    # channels-last first, then one allocation and in-place ops (this runs on every rendered pixel)
+    return x.permute(0, 2, 3, 1).mul(255).clamp_(0, 255).round_().to(torch.uint8).cpu().numpy()
 
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:
