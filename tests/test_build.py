@@ -234,3 +234,22 @@ def test_torch_dataset_over_a_build(built):
     sample = ds[5]
     assert sample["image"].shape == (3, 64, 64) and sample["mask"].shape == (1, 64, 64)
     assert sample["index"] == 5
+
+
+def test_unchanged_normals_are_the_sources_pixels(built):
+    """Where a strategy leaves the normal alone (cutpaste), the shard's normal is the resized source itself."""
+    from generator.imageio import read_rgb, resize_rgb
+
+    manifest = read_manifest(built)
+    root = Path(manifest["dataset"]["root"])
+    files = {s["id"]: root / s["file"] for s in manifest["dataset"]["sources"]}
+    ds = ShardDataset(built, fields=("normal",), with_params=True)
+    checked = 0
+    for i in range(len(ds)):
+        sample = ds[i]
+        if sample["strategy"] == "cutpaste":
+            source = resize_rgb(read_rgb(files[sample["source_id"]]), (64, 64))
+            stored = (sample["normal"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            assert np.array_equal(stored, source), sample["source_id"]
+            checked += 1
+    assert checked > 0
