@@ -1,11 +1,11 @@
 """Mask fidelity of a real LogicAL build: IoU of each semantic sample's SSIM mask with the region it edited.
 
 A semantic strategy records the label of the candidate region it edited (``params["region"]``; the
-edit covers that region with its nested parts, ``semantic_region``); the region maps are the build's own precomputed maps (read back from the cache with the build's map
-settings), so the edited region of every sample is known exactly, on real images too. The region is
-an upper bound of what can change (its parts without edges render the same before and after), so
-IoU < 1 even for a perfect generator. Arbitrary-region samples are skipped (their shapes are not
-region labels).
+edit covers that region with its nested parts, ``semantic_region``); the region maps are the build's
+own precomputed maps (read back from the cache with the build's map settings), so the edited region
+of every sample is known exactly, on real images too. The region is an upper bound of what can
+change (its parts without edges render the same before and after), so IoU < 1 even for a perfect
+generator. Arbitrary-region samples are skipped (their shapes are not region labels).
 
     python benchmarks/logical_mask_iou.py BUILD [--sheet iou.png [--only train/good/011,train/good/016]]
 
