@@ -34,6 +34,7 @@ from generator.strategies.logical import (
     edge_portion,
     edit_edges,
     rasterize_shapes,
+    semantic_candidates,
     semantic_region,
 )
 from generator.strategies.ssim_mask import jnd_map, ssim_map
@@ -269,6 +270,34 @@ def test_semantic_region_takes_the_parts_nested_inside_it():
     assert np.array_equal(label, np.isin(regions, [1, 2]))  # the icon joins, region 3 does not
     assert np.array_equal(semantic_region(regions, 2), regions == 2)  # a part alone is just itself
     assert np.array_equal(semantic_region(regions, 4), regions == 4)  # the ring's hole stays out
+
+
+def test_semantic_region_matches_its_definition_on_random_maps():
+    """The windowed implementation against the definition written out over the whole image."""
+    from scipy import ndimage
+
+    def by_definition(regions, label):
+        selected = regions == label
+        outline = ndimage.binary_fill_holes(selected)
+        parts = [p for p in np.unique(regions[outline & ~selected]) if p > 0 and not ((regions == p) & ~outline).any()]
+        return selected | np.isin(regions, parts)
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.ogrid[:48, :48]
+    nested = 0
+    for _ in range(80):
+        regions = np.zeros((48, 48), np.int32)
+        for k in range(1, int(rng.integers(2, 12))):
+            y, x, h, w = (int(v) for v in rng.integers(0, 40, 2).tolist() + rng.integers(2, 30, 2).tolist())
+            if rng.random() < 0.5:
+                regions[y : y + h, x : x + w] = k
+            else:
+                regions[(yy - y) ** 2 + (xx - x) ** 2 < h * h / 2] = k
+        for label in semantic_candidates(regions):
+            expected = by_definition(regions, label)
+            assert np.array_equal(semantic_region(regions, label), expected)
+            nested += not np.array_equal(expected, regions == label)
+    assert nested > 0  # the maps did exercise nesting
 
 
 def test_semantic_remove_of_a_label_removes_its_icon_too():

@@ -158,12 +158,19 @@ def semantic_region(regions: np.ndarray, label: int) -> np.ndarray:
     stays out, and so does a region that only reaches into a hole.
     """
     selected = regions == label
-    outline = ndimage.binary_fill_holes(selected)
-    for part in np.unique(regions[outline & ~selected]):
-        if part > 0:
-            pixels = regions == part
-            if not (pixels & ~outline).any():
-                selected |= pixels
+    rows, cols = np.flatnonzero(selected.any(1)), np.flatnonzero(selected.any(0))
+    if rows.size == 0:
+        return selected
+    # Holes lie inside the region's bounding box: fill there only (the draw tries up to REGION_TRIES
+    # regions per sample, so this stays proportional to the region, not the image).
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    outline = ndimage.binary_fill_holes(selected[box])
+    inside = regions[box][outline & ~selected[box]]
+    parts, counts = np.unique(inside[inside > 0], return_counts=True)
+    if parts.size:
+        # a part is nested when all of its pixels are inside the outline
+        nested = parts[counts == np.bincount(regions.ravel(), minlength=parts.max() + 1)[parts]]
+        selected[box] |= outline & np.isin(regions[box], nested)
     return selected
 
 
