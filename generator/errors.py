@@ -4,9 +4,26 @@ The CLI prints these as a single line (``synthgen: error: ...``) and exits non-z
 traceback. Anything else that escapes is a bug in synthgen and keeps its traceback.
 """
 
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
 
 class SynthgenError(Exception):
     """A user-facing error. The message must name the file or option and the problem, on one line."""
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))  # force one line
+
+
+def read_json_file(path: str | Path, what: str) -> Any:
+    """The parsed JSON file ``path`` (a ``what``, e.g. "CAF table"), or a one-line SynthgenError naming
+    the file and the problem (missing, unreadable, not UTF-8, broken JSON)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SynthgenError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SynthgenError(f"{path}: cannot read the {what} ({e})") from None

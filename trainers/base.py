@@ -14,13 +14,12 @@ maps and per-image scores out. ``synthgen-eval`` needs nothing else.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import torch
 
-from generator.errors import SynthgenError
+from generator.errors import SynthgenError, read_json_file
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.pt"
@@ -66,10 +65,7 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
         raise SynthgenError(f"{path}: not a training run folder (no {RUN_FILE})")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise SynthgenError(f"{path}: broken JSON ({e.msg})") from None
+    return read_json_file(path, "run record")
 
 
 def write_model_file(run_dir: str | Path, method: str, version: int, blob: dict[str, Any]) -> Path:

@@ -18,12 +18,11 @@ loses 254, 253 ... (DESIGN.md section 5).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import SynthgenError
+from ..errors import SynthgenError, read_json_file
 from ..imageio import read_mask
 from ._layout import NORMAL, category_dir, finish_index, image_id, list_images, scan_splits
 from .base import DatasetIndex, DefectSpec, MaskRef, SourceImage, register_reader
@@ -33,10 +32,7 @@ DEFECTS_CONFIG = "defects_config.json"
 
 def read_defects_config(path: Path) -> tuple[DefectSpec, ...]:
     """Parse and check ``defects_config.json`` (the checks mirror the official evaluation's)."""
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SynthgenError(f"{path}: cannot read defects config ({e})") from None
+    rows = read_json_file(path, "defects config")
     if not isinstance(rows, list) or not rows:
         raise SynthgenError(f"{path}: expected a non-empty JSON list of defect entries")
     specs = [_defect_spec(path, i, row) for i, row in enumerate(rows)]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import SynthgenError
+from ..errors import SynthgenError, read_json_file
 
 MANIFEST = "manifest.json"
 
@@ -42,10 +42,7 @@ def read_manifest(build_dir: str | Path) -> dict:
     path = Path(build_dir) / MANIFEST
     if not path.is_file():
         raise SynthgenError(f"{path}: no manifest (not a synthgen build, or the build has not finished)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise SynthgenError(f"{path}: broken JSON ({e.msg} at line {e.lineno})") from None
+    return read_json_file(path, "manifest")
 
 
 class ShardDataset(Dataset):

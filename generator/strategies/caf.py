@@ -15,10 +15,9 @@ names match case-insensitively; an unknown category uses the ``default`` row.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from ..errors import SynthgenError
+from ..errors import SynthgenError, read_json_file
 from .base import strategy_names
 
 TABLE_PATH = Path(__file__).with_name("caf_table.json")
@@ -27,12 +26,7 @@ DEFAULT_ROW = "default"
 
 def _read_table(path: Path) -> dict[str, list[str]]:
     """Parse and check one table file: {category: {"strategies": [names...], "why": "..."}}."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SynthgenError(f"{path}: CAF table file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SynthgenError(f"{path}: cannot read the CAF table ({e})") from None
+    raw = read_json_file(path, "CAF table")
     if not isinstance(raw, dict):
         raise SynthgenError(f"{path}: a CAF table must be a JSON object of category rows")
     known = set(strategy_names())
