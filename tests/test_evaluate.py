@@ -119,7 +119,15 @@ def test_inverted_oracle_scores_zero_through_the_command(tmp_path, capsys):
     assert report["metrics"]["image_auroc"] == 0.0 and report["metrics"]["pixel_auroc"] < 0.03
     assert report["test_set"]["counts"]["test/structural_anomalies"] == 8
     assert not (out / "sheet.png").exists()
-    assert "| image AUROC | 0.0000 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| image AUROC | 0.0000 |" in printed
+    # LOCO block: the official image score is the map's maximum, 1 on every image here (all tied:
+    # 0.5), apart from the model's own score (the map's mean: every anomaly below every normal: 0).
+    for kind in ("logical_anomalies", "structural_anomalies", "mean"):
+        assert report["loco"][kind]["image_auroc"] == 0.5
+        assert report["loco"][kind]["image_auroc_model_score"] == 0.0
+    assert "| image AUROC (official: max of map) | 0.5000 | 0.5000 | 0.5000 |" in printed
+    assert "| image AUROC (model's image score) | 0.0000 | 0.0000 | 0.0000 |" in printed
 
     for option, value, message in (("--eval-size", "big", "--eval-size: 'big' is not a number"),
                                    ("--kinds", "scratches", "--kinds: 'scratches'")):

@@ -179,10 +179,22 @@ def compute_metrics(pred: Predictions, truth: GroundTruth, labels: np.ndarray) -
 
 
 def loco_metrics(pred: Predictions, truth: GroundTruth, defect_types: list[str]) -> dict[str, Any] | None:
-    """The official per-kind MVTec LOCO report, FPR limits as strings ("0.05"); None for non-LOCO data."""
+    """The official per-kind MVTec LOCO report, FPR limits as strings ("0.05"); None for non-LOCO data.
+
+    ``image_auroc`` is the official definition (image score = maximum of the anomaly map);
+    ``image_auroc_model_score`` is the same AUROC from the model's own image score (they differ for
+    models whose score is not the map's maximum, e.g. the reconstruction method's mean-filtered max).
+    Both count tied scores half, as sklearn does (the official script does not; see trainers/metrics.py).
+    """
     if truth.regions is None or not set(defect_types) <= {M.LOCO_GOOD, *M.LOCO_ANOMALY_KINDS}:
         return None
-    report = M.loco_report(pred.maps, defect_types, truth.regions, image_scores=pred.scores, fpr_limits=SPRO_LIMITS)
+    report = M.loco_report(pred.maps, defect_types, truth.regions, fpr_limits=SPRO_LIMITS)
+    types = np.array(defect_types)
+    for kind in M.LOCO_ANOMALY_KINDS:
+        chosen = np.isin(types, (M.LOCO_GOOD, kind))
+        report[kind]["image_auroc_model_score"] = M.image_auroc(pred.scores[chosen], types[chosen] == kind) if chosen.any() else None
+    logical, structural = (report[k]["image_auroc_model_score"] for k in M.LOCO_ANOMALY_KINDS)
+    report["mean"]["image_auroc_model_score"] = None if logical is None or structural is None else 0.5 * (logical + structural)
     for entry in report.values():
         entry["au_spro"] = {f"{limit:g}": value for limit, value in entry["au_spro"].items()}
     return report
@@ -267,11 +279,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["", "MVTec LOCO (each kind against all normal images):", "",
                   "| metric | " + " | ".join(k.replace("_anomalies", "") for k in kinds) + " |",
                   "|---|" + "---|" * len(kinds)]
-        lines.append("| image AUROC | " + " | ".join(_fmt(loco[k]["image_auroc"]) for k in kinds) + " |")
+        lines.append("| image AUROC (official: max of map) | " + " | ".join(_fmt(loco[k]["image_auroc"]) for k in kinds) + " |")
+        lines.append("| image AUROC (model's image score) | " + " | ".join(_fmt(loco[k]["image_auroc_model_score"]) for k in kinds) + " |")
         lines.append("| pixel AUROC | " + " | ".join(_fmt(loco[k]["pixel_auroc"]) for k in kinds) + " |")
         for limit in loco["mean"]["au_spro"]:
             quoted = " (quoted)" if float(limit) == QUOTED_SPRO_LIMIT else ""
             lines.append(f"| AU-sPRO FPR {limit}{quoted} | " + " | ".join(_fmt(loco[k]["au_spro"][limit]) for k in kinds) + " |")
+        lines += ["", "Tied image scores count half (sklearn's AUROC); the official script steps through tied images one by one."]
     if report["notes"]:
         lines += ["", "Notes:", *[f"- {note}" for note in report["notes"]]]
     if report["cases"]["worst"]:

@@ -47,13 +47,15 @@ MVTec LOCO AD evaluation, version 2.0 (``src/image.py``, ``src/metrics.py``, ``s
 - the area is the same trapezoid with interpolation at the limit, divided by the limit; limits reported
   by the script: 0.01, 0.05, 0.1, 0.3, 1 (0.05 is the one papers quote, e.g. LogicAL section 4.1);
 - binarisation is ``score > threshold`` and the thresholds are sampled adaptively (50 quantiles, then
-  refined until neighbouring curve points are at most 0.01 apart). That curve is a subsampling of the
+  refined until neighbouring curve points are at most 0.001 apart, the script's default step). That curve is a subsampling of the
   exact curve computed here, whose points are the limit of that refinement.
 
 Deliberate differences, for cases where the official scripts fail or give NaN:
 - AUROC and AP follow sklearn's ``roc_auc_score`` / ``average_precision_score`` exactly, ties included.
-  (MVTec LOCO's ``compute_classification_roc`` takes a curve point after the first score of each run
-  of tied scores, so its value depends on the order of tied images; MVTec AD's agrees with sklearn.)
+  (MVTec LOCO's ``compute_classification_roc`` steps through tied images one by one instead of
+  counting ties half, so the two differ where image scores tie; its value does not depend on the
+  order of tied images, since the script lists good images before anomalous ones and sorts stably.
+  MVTec AD's agrees with sklearn.)
 - A region with no pixels (e.g. one that vanished when its mask was resized) is ignored: it cannot be
   detected at that resolution. The official script refuses empty mask files.
 - A saturation area below one pixel (relative thresholds on tiny regions truncate to 0, where the
