@@ -101,7 +101,7 @@ def sample_source_ids(build_dir: str | Path) -> list[str]:
         meta.close()  # no handle may outlive this call into a forked worker
 
 
-def _resize_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
 
 
@@ -120,8 +120,8 @@ class ShardSampleTransform:
     def __call__(self, sample: dict) -> dict:
         sample["source_number"] = self.numbers[sample["source_id"]]
         if self.size is not None:
-            sample["image"] = _resize_image(sample["image"], self.size)
-            sample["normal"] = _resize_image(sample["normal"], self.size)
+            sample["image"] = resize_image(sample["image"], self.size)
+            sample["normal"] = resize_image(sample["normal"], self.size)
             sample["mask"] = F.interpolate(sample["mask"][None], size=self.size, mode="nearest")[0]
         return self.then(sample) if self.then is not None else sample
 

@@ -9,11 +9,12 @@ Adding a method is one line: import its package below and append it to :data:`ME
 
 from __future__ import annotations
 
-from . import ensemble, logical, pbas, reconstruction
+from . import ensemble, glass, logical, pbas, reconstruction
 
 METHODS = (
     reconstruction,
     logical,
     pbas,
     ensemble,
+    glass,
 )

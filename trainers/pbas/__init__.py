@@ -30,6 +30,8 @@ def parse_layers(text: str) -> tuple[str, ...]:
 @click.option("--root", type=click.Path(path_type=Path), help="Dataset root (the folder holding CATEGORY/).")
 @click.option("--category", help="Category, e.g. bottle.")
 @click.option("--shards", type=click.Path(path_type=Path), help="Instead of --dataset: a synthgen build whose normal source images train PBAS.")
+@click.option("--anomaly-shards", type=click.Path(path_type=Path),
+              help="A synthgen build whose anomalous samples the discriminator also sees, labelled by their masks (default: none, the paper's PBAS).")
 @click.option("--backbone", default="wide_resnet50_2", show_default=True, help="wide_resnet50_2 (the paper), resnet18 or efficientnet_lite0.")
 @click.option("--layers", default=",".join(LAYERS), show_default=True, help="Backbone layers, comma-separated (the paper: levels 2 and 3).")
 @click.option("--weights", help="Backbone checkpoint file (default: resolved by name), or 'none' for random weights.")
@@ -51,7 +53,7 @@ def parse_layers(text: str) -> tuple[str, ...]:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch (same options).")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress lines.")
-def command(out, dataset, root, category, shards, backbone, layers, weights, weights_dir, embed_dim, patch_size, image_size,
+def command(out, dataset, root, category, shards, anomaly_shards, backbone, layers, weights, weights_dir, embed_dim, patch_size, image_size,
             epochs, batch_size, lr, alpha, center, synthesis, components, seed, device, resume, quiet):
     """Train PBAS (ABL + AFS + RBO) on normal images; no shards needed."""
     from generator.config import parse_image_size
@@ -64,6 +66,7 @@ def command(out, dataset, root, category, shards, backbone, layers, weights, wei
         root=root,
         category=category,
         shards=shards,
+        anomaly_shards=anomaly_shards,
         backbone=backbone,
         layers=parse_layers(layers),
         weights=weights,

@@ -243,6 +243,18 @@ def build_backbone(config: PBASConfig) -> Backbone:
     return Backbone(config.backbone, list(config.layers), weights=config.weights)
 
 
+def recorded_backbone(config, run_dir: Path) -> Backbone:
+    """:func:`build_backbone` for a saved model (any config with backbone, layers, weights and
+    weights_sha256), refused when the weights resolve to another file than the run was trained with."""
+    backbone = build_backbone(config)
+    sha = backbone.weights_info()["sha256"]
+    if config.weights != RANDOM_INIT and sha != config.weights_sha256:
+        raise SynthgenError(
+            f"{Path(run_dir) / MODEL_FILE}: backbone weights resolved to sha256 {sha}, but the run was trained with {config.weights_sha256}"
+        )
+    return backbone
+
+
 class PBASModel(nn.Module):
     """E_phi, P_theta, D_psi and the centers: the trained detector (an AnomalyModel)."""
 
@@ -293,13 +305,7 @@ def load(run_dir: Path, device: torch.device) -> PBASModel:
     """The trained model of a PBAS run folder, in eval mode on ``device``."""
     blob = read_model_file(run_dir, METHOD, MODEL_FORMAT)
     config = PBASConfig.from_dict(blob["config"])
-    backbone = build_backbone(config)
-    sha = backbone.weights_info()["sha256"]
-    if config.weights != RANDOM_INIT and sha != config.weights_sha256:
-        raise SynthgenError(
-            f"{Path(run_dir) / MODEL_FILE}: backbone weights resolved to sha256 {sha}, but the run was trained with {config.weights_sha256}"
-        )
-    model = PBASModel(config, backbone)
+    model = PBASModel(config, recorded_backbone(config, run_dir))
     model.centers = torch.zeros_like(blob["state_dict"]["centers"])
     missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
     if unexpected or any(not k.startswith("extractor.") for k in missing):

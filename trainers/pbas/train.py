@@ -13,6 +13,11 @@ Training (Sec. III and IV-B, official code for what the paper leaves open):
    Learning rates 1e-4 (projector) and 2e-4 (discriminator), batch size 8, 400 epochs (Sec. IV-B).
    With ``components="abl"`` only L_c trains the projector and there is no discriminator.
 
+With ``anomaly_shards`` (``--anomaly-shards BUILD``; default off, which is the paper's PBAS) each step
+also takes ``batch_size`` anomalous samples of a synthgen build (an order that is a function of (seed,
+epoch), cycled), projects their cached patch features (trainers/shard_features.py) and adds
+BCE(D(P(t_a)), mask on the feature grid) to the loss; D sees them in the same forward pass as u and z.
+
 Model selection: the last epoch. (The official code keeps the epoch with the best *test* AUROC;
 real test images never take part in training or selection here.)
 
@@ -26,13 +31,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from generator.errors import SynthgenError
 
 from ..backbones import Backbone
 from ..epoch_log import EpochLog, finish_plain_run, read_epoch_checkpoint
 from ..lightning_utils import LOG_DIR, resolve_device, start_run
+from ..shard_features import ShardFeatures, build_provenance, shard_features
 from .features import EMBED_DIM, LAYERS, PATCH_SIZE, NormalImages, PatchFeatureExtractor, load_normal_images
 from .model import (
     ALPHA,
@@ -64,6 +72,10 @@ BATCH_SIZE = 8
 DECISION_THRESHOLD = 0.5
 METRICS_FILE = "metrics.csv"
 LOG_FIELDS = ("epoch", "center_loss", "normal_bce", "anomaly_bce", "p_true", "p_fake")
+#: Logged as well when the discriminator also sees a build's anomalous samples.
+SHARD_LOG_FIELDS = ("shard_bce",)
+#: Seed stream of the anomalous samples' order (the images' order uses stream 1).
+_SHARD_ORDER_STREAM = 2
 
 
 @torch.no_grad()
@@ -97,6 +109,7 @@ def train(
     root: str | Path | None = None,
     category: str | None = None,
     shards: str | Path | None = None,
+    anomaly_shards: str | Path | None = None,
     backbone: str = "wide_resnet50_2",
     layers: tuple[str, ...] = LAYERS,
     weights: str | None = None,
@@ -138,7 +151,13 @@ def train(
         "gamma": GAMMA, "delta": DELTA, "alpha": alpha, "center": center, "synthesis": synthesis,
         "noise_std": NOISE_STD if synthesis == "noise" else None, "seed": seed, "device": device,
     }
-    last = start_run(out, METHOD, {**config.to_dict(), **training}, {"seed": seed, "data": normals.provenance, "backbone": net.weights_info()}, resume=resume)
+    provenance = {"seed": seed, "data": normals.provenance, "backbone": net.weights_info()}
+    if anomaly_shards is not None:
+        if components != "full":
+            raise SynthgenError("--anomaly-shards: needs the discriminator (--components full)")
+        training["anomaly_shards"] = True
+        provenance["anomaly_shards"] = build_provenance(anomaly_shards)
+    last = start_run(out, METHOD, {**config.to_dict(), **training}, provenance, resume=resume)
     checkpoint = read_epoch_checkpoint(last) if last else None
 
     started = time.perf_counter()
@@ -151,15 +170,26 @@ def train(
     else:
         model.centers = checkpoint["centers"].to(device)
 
-    epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, LOG_FIELDS, run_dir=out, checkpoint=checkpoint, progress=progress)
-    _fit(model, features, training, seed, epoch_log, checkpoint)
-    finish_plain_run(out, save_model(out, model), epochs, started, {"feature_grid": list(grid)})
+    anomalies, extras = None, {"feature_grid": list(grid)}
+    if anomaly_shards is not None:
+        extractor_params = {"backbone": backbone, "layers": list(layers), "weights_sha256": config.weights_sha256,
+                            "patch_size": patch_size, "embed_dim": embed_dim}
+        anomalies = shard_features(anomaly_shards, model.extractor, extractor_params, config.image_size, batch_size=batch_size, device=device, progress=progress)
+        if anomalies.grid != tuple(grid):
+            raise SynthgenError(f"--anomaly-shards: feature grid {anomalies.grid} differs from the training images' {tuple(grid)}")
+        extras["anomaly_features"] = anomalies.counts
+    fields = LOG_FIELDS + (SHARD_LOG_FIELDS if anomalies is not None else ())
+    epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, fields, run_dir=out, checkpoint=checkpoint, progress=progress)
+    _fit(model, features, training, seed, epoch_log, checkpoint, anomalies)
+    finish_plain_run(out, save_model(out, model), epochs, started, extras)
     return out
 
 
-def _fit(model: PBASModel, features: torch.Tensor, training: dict, seed: int, epoch_log: EpochLog, checkpoint: dict | None = None) -> None:
+def _fit(model: PBASModel, features: torch.Tensor, training: dict, seed: int, epoch_log: EpochLog, checkpoint: dict | None = None,
+         anomalies: ShardFeatures | None = None) -> None:
     """The epochs of joint ABL + AFS + RBO training (or ABL alone), from ``checkpoint`` when resuming;
-    ``epoch_log`` takes one row and a checkpoint per epoch."""
+    ``epoch_log`` takes one row and a checkpoint per epoch; ``anomalies``: a build's anomalous samples
+    the discriminator also learns from (their masks on the feature grid as targets)."""
     device = model.centers.device
     full = model.config.components == "full"
     projector_opt = torch.optim.Adam(model.projector.parameters(), lr=training["lr"], weight_decay=training["gamma"])
@@ -176,8 +206,11 @@ def _fit(model: PBASModel, features: torch.Tensor, training: dict, seed: int, ep
         model.projector.train()
         model.discriminator.train()
         order = order_for_epoch(len(features), seed, epoch)
-        sums = dict.fromkeys(LOG_FIELDS[1:], 0.0)
+        sums = dict.fromkeys(epoch_log.fields[1:], 0.0)
         steps = 0
+        if anomalies is not None:  # enough of the anomalous samples' order for every step, cycled
+            shard_order = np.random.default_rng([seed, _SHARD_ORDER_STREAM, epoch]).permutation(len(anomalies.anomalous))
+            shard_order = np.resize(shard_order, -(-len(order) // batch_size) * batch_size)
         for start in range(0, len(order), batch_size):
             rows = features[order[start:start + batch_size]].flatten(0, 1).to(device)
             u = model.projector(rows)
@@ -187,10 +220,18 @@ def _fit(model: PBASModel, features: torch.Tensor, training: dict, seed: int, ep
             discriminator_opt.zero_grad()
             if full:
                 z = adaptive_anomalies(u, terms, training["alpha"]) if training["synthesis"] == "adaptive" else noisy_anomalies(u, noise)
-                scores = model.discriminator(torch.cat((u, z)))
-                normal_scores, anomaly_scores = scores[: len(u)], scores[len(u):]
+                rows_in = [u, z]
+                if anomalies is not None:
+                    chosen = shard_order[start:start + batch_size]
+                    rows_in.append(model.projector(anomalies.anomalous[chosen].flatten(0, 1).float().to(device)))
+                scores = model.discriminator(torch.cat(rows_in))
+                normal_scores, anomaly_scores = scores[: len(u)], scores[len(u):2 * len(u)]
                 normal_bce, anomaly_bce = boundary_loss(normal_scores, anomaly_scores)
                 loss = loss + normal_bce + anomaly_bce
+                if anomalies is not None:
+                    shard_bce = F.binary_cross_entropy(scores[2 * len(u):], anomalies.masks[chosen].flatten().to(device))
+                    loss = loss + shard_bce
+                    sums["shard_bce"] += shard_bce.item()
                 sums["normal_bce"] += normal_bce.item()
                 sums["anomaly_bce"] += anomaly_bce.item()
                 sums["p_true"] += float((normal_scores < DECISION_THRESHOLD).float().mean())

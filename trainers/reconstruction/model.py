@@ -250,11 +250,17 @@ def ssim_loss(reconstructions: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 def focal_loss(logits: torch.Tensor, masks: torch.Tensor, gamma: float = FOCAL_GAMMA, smooth: float = FOCAL_SMOOTH) -> torch.Tensor:
     """Mean focal loss of S's logits (B, 2, H, W) against masks (B, 1, H, W) in {0, 1}, as DRAEM computes it."""
     probs = torch.softmax(logits.float(), dim=1)
-    target = masks[:, 0].float()
-    # DRAEM clamps the one-hot target to [smooth / (classes - 1), 1 - smooth]; with two classes:
+    return two_class_focal_loss(probs[:, 0], probs[:, 1], masks[:, 0].float(), gamma, smooth)
+
+
+def two_class_focal_loss(p_normal: torch.Tensor, p_anomalous: torch.Tensor, target: torch.Tensor,
+                         gamma: float = FOCAL_GAMMA, smooth: float = FOCAL_SMOOTH) -> torch.Tensor:
+    """The focal loss DRAEM and GLASS share (both use the same FocalLoss class), from the two class
+    probabilities and targets in {0, 1} of one shape."""
+    # The one-hot target is clamped to [smooth / (classes - 1), 1 - smooth]; with two classes:
     anomalous_weight = target.clamp(smooth, 1.0 - smooth)
     normal_weight = (1.0 - target).clamp(smooth, 1.0 - smooth)
-    p_t = normal_weight * probs[:, 0] + anomalous_weight * probs[:, 1] + smooth
+    p_t = normal_weight * p_normal + anomalous_weight * p_anomalous + smooth
     return (-((1.0 - p_t) ** gamma) * torch.log(p_t)).mean()
 
 
