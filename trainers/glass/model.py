@@ -46,12 +46,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generator.errors import SynthgenError
-
 from ..backbones import Backbone
-from ..base import MODEL_FILE, read_model_file, register_loader, write_model_file
+from ..base import read_model_file, register_loader
 from ..pbas.features import EMBED_DIM, LAYERS, PATCH_SIZE, SMOOTHING_SIGMA, PatchFeatureExtractor, scores_to_maps
-from ..pbas.model import MLPDiscriminator, Projector, recorded_backbone
+from ..pbas.model import MLPDiscriminator, Projector, load_without_backbone, recorded_backbone, save_without_backbone
 from ..reconstruction.model import two_class_focal_loss
 
 METHOD = "glass"
@@ -199,9 +197,7 @@ def hardest(scores: torch.Tensor, targets: torch.Tensor, quantile: float = HARD_
 
 
 def save_model(run_dir: Path, model: GLASSModel) -> Path:
-    """Write ``run_dir/model.pt`` atomically (no backbone weights: they are resolved by name)."""
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("extractor.")}
-    return write_model_file(run_dir, METHOD, MODEL_FORMAT, {"config": model.config.to_dict(), "state_dict": state})
+    return save_without_backbone(run_dir, METHOD, MODEL_FORMAT, model)
 
 
 @register_loader(METHOD)
@@ -210,7 +206,5 @@ def load(run_dir: Path, device: torch.device) -> GLASSModel:
     blob = read_model_file(run_dir, METHOD, MODEL_FORMAT)
     config = GLASSConfig.from_dict(blob["config"])
     model = GLASSModel(config, recorded_backbone(config, run_dir))
-    missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
-    if unexpected or any(not k.startswith("extractor.") for k in missing):
-        raise SynthgenError(f"{Path(run_dir) / MODEL_FILE}: state does not fit the model ({(unexpected or missing)[0]!r})")
+    load_without_backbone(run_dir, model, blob["state_dict"])
     return model.to(device).eval()

@@ -116,6 +116,7 @@ def train(
     """Train one GLASS model on the build ``shards`` into the run folder ``out`` (or continue it)."""
     out = Path(out)
     _check_options(epochs, batch_size, lr, limit, ascent_steps, distribution)
+    data_provenance = build_provenance(shards)  # a one-line error for a missing or unfinished build, before any work
     device = resolve_device(device)
     net = Backbone(backbone, list(layers), weights=weights, weights_dir=weights_dir, device=device)
     config = GLASSConfig(
@@ -132,7 +133,7 @@ def train(
     }
     extractor_params = {"backbone": backbone, "layers": list(layers), "weights_sha256": config.weights_sha256,
                         "patch_size": patch_size, "embed_dim": embed_dim}
-    provenance = {"seed": seed, "data": build_provenance(shards), "backbone": net.weights_info()}
+    provenance = {"seed": seed, "data": data_provenance, "backbone": net.weights_info()}
     last = start_run(out, METHOD, {**config.to_dict(), **training}, provenance, resume=resume)
     checkpoint = read_epoch_checkpoint(last) if last else None
 

@@ -294,10 +294,22 @@ class PBASModel(nn.Module):
         return scores_to_maps(patch, images.shape[-2:], self.config.smoothing_sigma)
 
 
-def save_model(run_dir: Path, model: PBASModel) -> Path:
-    """Write ``run_dir/model.pt`` atomically (no backbone weights: they are resolved by name)."""
+def save_without_backbone(run_dir: Path, method: str, version: int, model: nn.Module) -> Path:
+    """Write ``run_dir/model.pt`` atomically: the model's config and state without the extractor
+    (the backbone weights are resolved by name again at load time)."""
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("extractor.")}
-    return write_model_file(run_dir, METHOD, MODEL_FORMAT, {"config": model.config.to_dict(), "state_dict": state})
+    return write_model_file(run_dir, method, version, {"config": model.config.to_dict(), "state_dict": state})
+
+
+def load_without_backbone(run_dir: Path, model: nn.Module, state: dict) -> None:
+    """Load a state :func:`save_without_backbone` wrote into ``model``, refused when it does not fit."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("extractor.") for k in missing):
+        raise SynthgenError(f"{Path(run_dir) / MODEL_FILE}: state does not fit the model ({(unexpected or missing)[0]!r})")
+
+
+def save_model(run_dir: Path, model: PBASModel) -> Path:
+    return save_without_backbone(run_dir, METHOD, MODEL_FORMAT, model)
 
 
 @register_loader(METHOD)
@@ -307,9 +319,7 @@ def load(run_dir: Path, device: torch.device) -> PBASModel:
     config = PBASConfig.from_dict(blob["config"])
     model = PBASModel(config, recorded_backbone(config, run_dir))
     model.centers = torch.zeros_like(blob["state_dict"]["centers"])
-    missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
-    if unexpected or any(not k.startswith("extractor.") for k in missing):
-        raise SynthgenError(f"{Path(run_dir) / MODEL_FILE}: state does not fit the model ({(unexpected or missing)[0]!r})")
+    load_without_backbone(run_dir, model, blob["state_dict"])
     return model.to(device).eval()
 
 
