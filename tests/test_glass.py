@@ -222,3 +222,12 @@ def test_bad_options_are_one_line_errors(demo_build, tmp_path, capsys):
         from trainers.pbas.train import train as train_pbas
         train_pbas(tmp_path / "abl", shards=demo_build, anomaly_shards=demo_build, components="abl", backbone="efficientnet_lite0",
                    embed_dim=8, image_size=(SIZE, SIZE), epochs=1, device="cpu", progress=False)
+
+
+@pytest.mark.gpu
+def test_glass_trains_and_predicts_on_cuda(demo_build, tmp_path):
+    out = tmp_path / "cuda"
+    train(out, shards=demo_build, epochs=2, seed=2, **{**TINY, "device": "cuda"})
+    model = load_model(out, "cuda")
+    maps, scores = model.predict(torch.rand(2, 3, SIZE, SIZE, device="cuda"))
+    assert maps.shape == (2, SIZE, SIZE) and scores.device.type == "cuda" and torch.isfinite(maps).all()
