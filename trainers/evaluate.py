@@ -9,6 +9,8 @@ What is measured (all metrics from trainers/metrics.py):
 - for MVTec LOCO-style data (a defects_config.json table), ``loco``: the official per-kind report
   (logical and structural anomalies each against all normal test images, and their mean) of image
   AUROC, pixel AUROC and AU-sPRO at the official script's FPR limits (0.05 is the one papers quote).
+  Its image AUROC is the official definition (image score = maximum of the anomaly map); the AUROC of
+  the model's own image score is reported beside it, labelled. Tied scores count half (sklearn).
 
 Evaluation resolution. The model sees test images resized to its own input size (e.g. 256x256).
 Its anomaly maps are upsampled bilinearly (align_corners=False) to the *evaluation size* of each
