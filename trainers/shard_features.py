@@ -92,6 +92,12 @@ def build_provenance(build: str | Path) -> dict:
     }
 
 
+def extractor_params(config) -> dict:
+    """What fixes a feature model's extractor output besides the image size (PBASConfig, GLASSConfig)."""
+    return {"backbone": config.backbone, "layers": list(config.layers), "weights_sha256": config.weights_sha256,
+            "patch_size": config.patch_size, "embed_dim": config.embed_dim}
+
+
 def cache_key(extractor_params: dict, manifest_sha256: str) -> str:
     blob = json.dumps({"format": CACHE_FORMAT, "extractor": extractor_params, "manifest": manifest_sha256}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -33,7 +33,7 @@ from ..lightning_utils import LOG_DIR, resolve_device, start_run
 from ..pbas.features import EMBED_DIM, LAYERS, PATCH_SIZE
 from ..pbas.model import order_for_epoch
 from ..reconstruction.model import two_class_focal_loss
-from ..shard_features import ShardFeatures, build_provenance, shard_features
+from ..shard_features import ShardFeatures, build_provenance, extractor_params, shard_features
 from .model import (
     ASCENT_STEPS,
     DISCRIMINATOR_HIDDEN,
@@ -131,14 +131,12 @@ def train(
         "radius_quantile": RADIUS_QUANTILE, "hard_mining_quantile": HARD_MINING_QUANTILE, "distribution": distribution,
         "seed": seed, "device": device,
     }
-    extractor_params = {"backbone": backbone, "layers": list(layers), "weights_sha256": config.weights_sha256,
-                        "patch_size": patch_size, "embed_dim": embed_dim}
     provenance = {"seed": seed, "data": data_provenance, "backbone": net.weights_info()}
     last = start_run(out, METHOD, {**config.to_dict(), **training}, provenance, resume=resume)
     checkpoint = read_epoch_checkpoint(last) if last else None
 
     started = time.perf_counter()
-    data = shard_features(shards, model.extractor, extractor_params, config.image_size, batch_size=batch_size, device=device, progress=progress)
+    data = shard_features(shards, model.extractor, extractor_params(config), config.image_size, batch_size=batch_size, device=device, progress=progress)
     epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, LOG_FIELDS, run_dir=out, checkpoint=checkpoint, progress=progress)
     _fit(model, data, training, seed, epoch_log, checkpoint)
     finish_plain_run(out, save_model(out, model), epochs, started, {"feature_grid": list(data.grid), "features": data.counts})

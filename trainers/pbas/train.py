@@ -40,7 +40,7 @@ from generator.errors import SynthgenError
 from ..backbones import Backbone
 from ..epoch_log import EpochLog, finish_plain_run, read_epoch_checkpoint
 from ..lightning_utils import LOG_DIR, resolve_device, start_run
-from ..shard_features import ShardFeatures, build_provenance, shard_features
+from ..shard_features import ShardFeatures, build_provenance, extractor_params, shard_features
 from .features import EMBED_DIM, LAYERS, PATCH_SIZE, NormalImages, PatchFeatureExtractor, load_normal_images
 from .model import (
     ALPHA,
@@ -172,9 +172,7 @@ def train(
 
     anomalies, extras = None, {"feature_grid": list(grid)}
     if anomaly_shards is not None:
-        extractor_params = {"backbone": backbone, "layers": list(layers), "weights_sha256": config.weights_sha256,
-                            "patch_size": patch_size, "embed_dim": embed_dim}
-        anomalies = shard_features(anomaly_shards, model.extractor, extractor_params, config.image_size, batch_size=batch_size, device=device, progress=progress)
+        anomalies = shard_features(anomaly_shards, model.extractor, extractor_params(config), config.image_size, batch_size=batch_size, device=device, progress=progress)
         if anomalies.grid != tuple(grid):
             raise SynthgenError(f"--anomaly-shards: feature grid {anomalies.grid} differs from the training images' {tuple(grid)}")
         extras["anomaly_features"] = anomalies.counts
