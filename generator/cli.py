@@ -277,6 +277,28 @@ def export(build_dir, fmt, to, overwrite, quiet):
 
 
 @cli.command()
+@click.argument("build_dir", type=click.Path(path_type=Path))
+@click.option("--to", "to", type=click.Path(path_type=Path), required=True, help="Publication folder (new or empty).")
+@click.option("--license", "license_id", help="Licence of the publication (hub id, e.g. cc-by-4.0). Default: the source "
+                                              "dataset's; required when it cannot be found from the dataset's files.")
+@click.option("--with-normals", is_flag=True, help="Also publish each sample's clean normal image (column `normal`).")
+@click.option("--source-root", type=click.Path(path_type=Path),
+              help="Where the source dataset is now, if it moved since the build (its licence files are read there).")
+@click.option("--rows-per-file", type=click.IntRange(min=1), help="Samples per Parquet file. Default: 2000.")
+@click.option("--push-to-hub", "repo", help="Also upload the folder to this Hugging Face dataset repo (needs network).")
+@click.option("--quiet", is_flag=True)
+def publish(build_dir, to, license_id, with_normals, source_root, rows_per_file, repo, quiet):
+    """Write a build as a dataset-hub folder: Parquet + dataset card + croissant.json + checksums."""
+    from .publish import publish_build, push_to_hub
+
+    path = publish_build(build_dir, to, license=license_id, with_normals=with_normals, source_root=source_root,
+                         rows_per_file=rows_per_file, progress=not quiet)
+    click.echo(f"published to {path} (check it with: synthgen verify {path})")
+    if repo:
+        click.echo(f"uploaded to {push_to_hub(path, repo)}")
+
+
+@cli.command()
 def strategies():
     """List the synthesis strategies."""
     from .strategies import get_strategy, strategy_names
