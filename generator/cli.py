@@ -157,9 +157,11 @@ def verify(build_dir):
 def inspect(build_dir, sheet, per_strategy, maps_sheet):
     """Print counts per strategy and write a contact sheet (image | mask overlay)."""
     from .shards.inspect import summary_table, write_contact_sheet
+    from .shards.untrusted import check_output_file
 
+    sheet = check_output_file(sheet or Path(build_dir) / "contact_sheet.png", "--sheet", ".png")  # before any output
     click.echo(summary_table(build_dir))
-    path = write_contact_sheet(build_dir, sheet or Path(build_dir) / "contact_sheet.png", per_strategy=per_strategy)
+    path = write_contact_sheet(build_dir, sheet, per_strategy=per_strategy)
     click.echo(f"contact sheet: {path}")
     if maps_sheet:
         from .precompute import build_maps_sheet

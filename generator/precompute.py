@@ -414,10 +414,10 @@ def build_maps_sheet(build_dir: str | Path, out_png: str | Path, rows: int = 6) 
     """The maps sheet of a finished build whose strategies used maps (read back from the cache, which
     recomputes nothing unless the cache was cleared)."""
     from .pipeline import plan_build
-    from .shards.reader import read_manifest
+    from .shards.untrusted import read_manifest
 
     manifest = read_manifest(build_dir)
-    plan = plan_build(BuildConfig.from_dict(manifest["config"]), progress=False)
+    plan = plan_build(BuildConfig.from_dict(manifest["config"], where=Path(build_dir) / "manifest.json"), progress=False)
     if plan.maps is None:
         raise SynthgenError(f"{build_dir}: this build's strategies use no edge or region maps")
     stack = plan.sources.load_stack()

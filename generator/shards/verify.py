@@ -5,7 +5,8 @@ checked the same way instead of the shards.
 
 Reports each shard as ok, DAMAGED (hash differs: bit rot, truncation, a flipped byte), MISSING, or
 UNLISTED (an .h5 file in the folder that the manifest does not know). A damaged manifest is itself
-reported. Nothing is modified.
+reported. Nothing is modified. The manifest is untrusted input (generator/shards/untrusted.py): a
+shard entry that names a file outside the build folder is refused before any file is opened.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..imageio import sha256_file
-from .manifest import validate_manifest
-from .reader import read_manifest
+from .untrusted import manifest_shard_paths, read_manifest, resolve_inside
 
 
 @dataclass
@@ -28,26 +28,27 @@ class VerifyReport:
         return not self.problems
 
 
+def _check_file(report: VerifyReport, name: str, path: Path, size: int, sha256: str) -> None:
+    if not path.is_file():
+        report.problems.append(f"MISSING  {name}")
+    elif path.stat().st_size != size:
+        report.problems.append(f"DAMAGED  {name}: {path.stat().st_size} bytes, manifest says {size}")
+    elif sha256_file(path) != sha256:
+        report.problems.append(f"DAMAGED  {name}: sha256 differs from the manifest")
+    else:
+        report.ok.append(name)
+
+
 def verify_build(build_dir: str | Path) -> VerifyReport:
     build_dir = Path(build_dir)
-    manifest = read_manifest(build_dir)
-    validate_manifest(manifest, where=build_dir / "manifest.json")
+    manifest = read_manifest(build_dir)  # schema-valid, names checked
     if "publication" in manifest:
         return verify_publication(build_dir, manifest["publication"]["files"])
     report = VerifyReport()
     listed = set()
-    for shard in manifest["shards"]:
-        name = shard["file"]
-        listed.add(name)
-        path = build_dir / name
-        if not path.is_file():
-            report.problems.append(f"MISSING  {name}")
-        elif path.stat().st_size != shard["bytes"]:
-            report.problems.append(f"DAMAGED  {name}: {path.stat().st_size} bytes, manifest says {shard['bytes']}")
-        elif sha256_file(path) != shard["sha256"]:
-            report.problems.append(f"DAMAGED  {name}: sha256 differs from the manifest")
-        else:
-            report.ok.append(name)
+    for shard, path in zip(manifest["shards"], manifest_shard_paths(build_dir, manifest)):
+        listed.add(shard["file"])
+        _check_file(report, shard["file"], path, shard["bytes"], shard["sha256"])
     for path in sorted(build_dir.glob("*.h5")):
         if path.name not in listed:
             report.problems.append(f"UNLISTED {path.name}: not in the manifest")
@@ -58,15 +59,8 @@ def verify_publication(folder: Path, files: dict[str, dict]) -> VerifyReport:
     """A `synthgen publish` folder: every listed file present with its size and sha256, nothing unlisted."""
     report = VerifyReport()
     for name, record in sorted(files.items()):
-        path = folder / name
-        if ".." in Path(name).parts or Path(name).is_absolute() or not path.is_file():
-            report.problems.append(f"MISSING  {name}")
-        elif path.stat().st_size != record["bytes"]:
-            report.problems.append(f"DAMAGED  {name}: {path.stat().st_size} bytes, manifest says {record['bytes']}")
-        elif sha256_file(path) != record["sha256"]:
-            report.problems.append(f"DAMAGED  {name}: sha256 differs from the manifest")
-        else:
-            report.ok.append(name)
+        path = resolve_inside(folder, name, what="published file", where=folder / "manifest.json")
+        _check_file(report, name, path, record["bytes"], record["sha256"])
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         name = path.relative_to(folder).as_posix()
         # .cache/: what huggingface_hub's download into a local folder adds beside the files
