@@ -266,15 +266,19 @@ def weights(weights_dir):
 
 @cli.command()
 @click.argument("build_dir", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", default="mvtec", show_default=True, help="Output layout.")
+@click.option("--format", "fmt", type=click.Choice(["mvtec", "anomalib", "webdataset"]), default="mvtec",
+              show_default=True, help="mvtec: MVTec AD folders (anomalib Folder/MVTecAD); anomalib: the same plus "
+                                      "samples.parquet (anomalib Tabular); webdataset: tar shards.")
 @click.option("--to", "to", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--source-root", type=click.Path(path_type=Path),
+              help="Where the source dataset is now, if it moved since the build (train/good is read from it).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
 @click.option("--quiet", is_flag=True)
-def export(build_dir, fmt, to, overwrite, quiet):
-    """Write a build as the MVTec AD folder layout (readable by anomalib's Folder datamodule)."""
+def export(build_dir, fmt, to, source_root, overwrite, quiet):
+    """Write a build in a layout third-party trainers read (see README: exports)."""
     from .shards.export import export_build
 
-    path = export_build(build_dir, to, fmt=fmt, overwrite=overwrite, progress=not quiet)
+    path = export_build(build_dir, to, fmt=fmt, overwrite=overwrite, source_root=source_root, progress=not quiet)
     click.echo(f"exported to {path}")
 
 

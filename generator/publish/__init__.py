@@ -29,8 +29,8 @@ from ..errors import SynthgenError
 from ..imageio import sha256_file
 from ..shards.inspect import write_contact_sheet
 from ..shards.manifest import MANIFEST_FILE
-from ..shards.reader import read_manifest
-from ..shards.samples import BuildSample, iter_samples
+from ..shards.samples import BuildSample, check_strategy_counts, iter_samples
+from ..shards.untrusted import check_output_apart, read_manifest
 from ..shards.verify import verify_build
 from .licence import publication_licence
 
@@ -42,11 +42,13 @@ def publish_build(build_dir: str | Path, to: str | Path, *, license: str | None 
                   source_root: str | Path | None = None, rows_per_file: int | None = None,
                   progress: bool = True) -> Path:
     """Publish ``build_dir`` into the folder ``to``; returns ``to``."""
+    _require_publish_extra()
     from .card import dataset_card
     from .croissant import croissant_metadata
     from .parquet import ROWS_PER_FILE, write_parquet_files
 
     build_dir, to = Path(build_dir), Path(to)
+    check_output_apart(to, build_dir, "--to")
     manifest = _verified_build_manifest(build_dir)
     chosen, source = publication_licence(manifest, license, source_root)
     if _already_published(to, manifest, chosen, with_normals):
@@ -71,10 +73,7 @@ def publish_build(build_dir: str | Path, to: str | Path, *, license: str | None 
                                             constant=constant, with_normals=with_normals,
                                             rows_per_file=rows_per_file or ROWS_PER_FILE)
         table = {name: {"anomalous": c["anomalous"], "normal": c["normal"]} for name, c in sorted(counts.items())}
-        published = {name: c["anomalous"] + c["normal"] for name, c in table.items()}
-        if published != manifest["totals"]["strategies"]:
-            raise SynthgenError(f"{build_dir}: shards hold {published} samples per strategy, the manifest says "
-                                f"{manifest['totals']['strategies']}")
+        check_strategy_counts(build_dir, manifest, table)
         (tmp / "images").mkdir()
         write_contact_sheet(build_dir, tmp / SHEET)
         (tmp / "README.md").write_text(dataset_card(
@@ -101,6 +100,15 @@ def publish_build(build_dir: str | Path, to: str | Path, *, license: str | None 
     return to
 
 
+def _require_publish_extra() -> None:
+    for module in ("pyarrow", "datasets", "mlcroissant", "yaml"):
+        try:
+            __import__(module)
+        except ImportError:
+            raise SynthgenError(f"synthgen publish needs the Python package {module!r}: "
+                                f"pip install 'synthgen[publish]'") from None
+
+
 def _verified_build_manifest(build_dir: Path) -> dict:
     """The manifest of a build that passes ``synthgen verify`` (a refusal naming the first problem otherwise)."""
     manifest = read_manifest(build_dir)
@@ -119,13 +127,13 @@ def _already_published(to: Path, manifest: dict, licence: str, with_normals: boo
     if not (to / MANIFEST_FILE).is_file():
         return False
     try:
-        there = json.loads((to / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        there = read_manifest(to)
+    except SynthgenError:
         return False
-    publication = there.get("publication") if isinstance(there, dict) else None
-    if not isinstance(publication, dict) or there.get("config_hash") != manifest["config_hash"]:
+    publication = there.get("publication")
+    if publication is None or there["config_hash"] != manifest["config_hash"]:
         return False
-    if publication.get("license") != licence or publication.get("with_normals") != with_normals:
+    if publication["license"] != licence or publication["with_normals"] != with_normals:
         return False
     return verify_build(to).passed
 

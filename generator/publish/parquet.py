@@ -11,13 +11,10 @@ hold :data:`ROW_GROUP` samples: a streaming reader fetches a few MB at a time, n
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-from PIL import Image
-
+from ..imageio import encode_png
 from ..shards.samples import BuildSample
 
 #: Samples per Parquet row group (about 64 x 2 PNGs: a few MB at 256 x 256, small enough for streaming).
@@ -58,13 +55,6 @@ def features(with_normals: bool):
     return datasets.Features(columns)
 
 
-def png_bytes(arr: np.ndarray) -> bytes:
-    """Deterministic PNG bytes (no timestamps; same settings as generator.imageio.write_png)."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr)).save(buffer, format="PNG", compress_level=6)
-    return buffer.getvalue()
-
-
 def write_parquet_files(samples: Iterator[BuildSample], total: int, out_dir: Path, *, split: str, constant: dict,
                         with_normals: bool, rows_per_file: int = ROWS_PER_FILE) -> list[str]:
     """Write the samples into ``out_dir/data/``; returns the files' names relative to ``out_dir``.
@@ -97,8 +87,8 @@ def write_parquet_files(samples: Iterator[BuildSample], total: int, out_dir: Pat
                 writer = pq.ParquetWriter(out_dir / names[file_number], schema,
                                           write_statistics=[c for c in schema.names if c not in ("image", "mask", "normal")])
             row = {
-                "image": {"bytes": png_bytes(sample.image), "path": f"{sample.key}.png"},
-                "mask": {"bytes": png_bytes(sample.mask), "path": f"{sample.key}_mask.png"},
+                "image": {"bytes": encode_png(sample.image), "path": f"{sample.key}.png"},
+                "mask": {"bytes": encode_png(sample.mask), "path": f"{sample.key}_mask.png"},
                 "label": sample.label,
                 "strategy": sample.strategy,
                 "source_image_id": sample.source_id,
@@ -109,7 +99,7 @@ def write_parquet_files(samples: Iterator[BuildSample], total: int, out_dir: Pat
                 **constant,
             }
             if with_normals:
-                row["normal"] = {"bytes": png_bytes(sample.normal), "path": f"{sample.key}_normal.png"}
+                row["normal"] = {"bytes": encode_png(sample.normal), "path": f"{sample.key}_normal.png"}
             for name in schema.names:
                 batch[name].append(row[name])
             in_file += 1
