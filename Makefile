@@ -16,7 +16,8 @@ $(BIN)/synthgen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e ".[dev]"
+	# the pins again, so no extra's resolver can move torch (anomalib would accept others)
+	$(BIN)/pip install -q -e ".[dev,publish,consumers]" torch==2.14.1 torchvision==0.29.1
 	touch $@
 
 install: $(BIN)/synthgen

@@ -298,7 +298,7 @@ def publish(build_dir, to, license_id, with_normals, source_root, rows_per_file,
     from .publish import publish_build, push_to_hub
 
     path = publish_build(build_dir, to, license=license_id, with_normals=with_normals, source_root=source_root,
-                         rows_per_file=rows_per_file, progress=not quiet)
+                         rows_per_file=rows_per_file, hub_repo=repo, progress=not quiet)
     click.echo(f"published to {path} (check it with: synthgen verify {path})")
     if repo:
         click.echo(f"uploaded to {push_to_hub(path, repo)}")

@@ -388,3 +388,25 @@ def test_publish_without_the_extra_is_one_line(monkeypatch, built, tmp_path):
 
     with pytest.raises(SynthgenError, match=r"synthgen\[publish\]"):
         publish_build(built, tmp_path / "p")
+
+
+def test_push_to_hub_uploads_the_folder_as_is(published, monkeypatch):
+    """No network: huggingface_hub's HfApi is replaced by a recorder; the folder goes up unchanged."""
+    import huggingface_hub
+
+    calls = []
+
+    class Recorder:
+        def create_repo(self, repo_id, **kw):
+            calls.append(("create_repo", repo_id, kw))
+
+        def upload_folder(self, **kw):
+            calls.append(("upload_folder", kw["repo_id"], kw))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Recorder)
+    from generator.publish import push_to_hub
+
+    assert push_to_hub(published, "me/parts") == "https://huggingface.co/datasets/me/parts"
+    assert [c[0] for c in calls] == ["create_repo", "upload_folder"]
+    assert calls[0][2]["repo_type"] == calls[1][2]["repo_type"] == "dataset"
+    assert calls[1][2]["folder_path"] == str(published)

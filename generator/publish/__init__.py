@@ -40,8 +40,9 @@ SHEET = "images/contact_sheet.png"
 
 def publish_build(build_dir: str | Path, to: str | Path, *, license: str | None = None, with_normals: bool = False,
                   source_root: str | Path | None = None, rows_per_file: int | None = None,
-                  progress: bool = True) -> Path:
-    """Publish ``build_dir`` into the folder ``to``; returns ``to``."""
+                  hub_repo: str | None = None, progress: bool = True) -> Path:
+    """Publish ``build_dir`` into the folder ``to``; returns ``to``. ``hub_repo``: the Hugging Face dataset
+    repo it will be uploaded to (its URL goes into croissant.json)."""
     _require_publish_extra()
     from .card import dataset_card
     from .croissant import croissant_metadata
@@ -79,8 +80,8 @@ def publish_build(build_dir: str | Path, to: str | Path, *, license: str | None 
         (tmp / "README.md").write_text(dataset_card(
             manifest, licence=chosen, source=source, split=SPLIT, counts=table, with_normals=with_normals,
             sheet=SHEET, parquet_files=parquet_files), encoding="utf-8")
-        croissant = croissant_metadata(manifest, licence=chosen, source_licence=source.id,
-                                       with_normals=with_normals, counts=table)
+        croissant = croissant_metadata(manifest, licence=chosen, source_licence=source.id, with_normals=with_normals,
+                                       counts=table, url=hub_url(hub_repo) if hub_repo else None)
         (tmp / "croissant.json").write_text(json.dumps(croissant, indent=2, default=str) + "\n", encoding="utf-8")
         _check_croissant(tmp / "croissant.json")
         files = {p.relative_to(tmp).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
@@ -160,4 +161,8 @@ def push_to_hub(folder: str | Path, repo: str, *, private: bool = False) -> str:
     api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
     api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="dataset",
                       commit_message=f"synthgen publish ({json.loads((Path(folder) / MANIFEST_FILE).read_text())['config_hash'][:12]})")
+    return hub_url(repo)
+
+
+def hub_url(repo: str) -> str:
     return f"https://huggingface.co/datasets/{repo}"

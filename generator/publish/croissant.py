@@ -28,8 +28,8 @@ def _published_date() -> dt.datetime:
 
 
 def croissant_metadata(manifest: dict, *, licence: str, source_licence: str, with_normals: bool,
-                       counts: dict[str, dict[str, int]]) -> dict[str, Any]:
-    """The Croissant JSON-LD document (a dict) of a publication."""
+                       counts: dict[str, dict[str, int]], url: str | None = None) -> dict[str, Any]:
+    """The Croissant JSON-LD document (a dict) of a publication; ``url``: where it is published, if known."""
     import mlcroissant as mlc
 
     parquet = "parquet-files"
@@ -78,7 +78,7 @@ def croissant_metadata(manifest: dict, *, licence: str, source_licence: str, wit
         conforms_to=[CROISSANT_1_0, RAI_1_0],
         cite_as="; ".join(method_citations(manifest)),
         license=[LICENCES[licence].url],
-        url="https://huggingface.co/datasets",  # where such folders are published; the card names the copy
+        url=url,
         version="1.0.0",
         date_published=_published_date(),
         keywords=["anomaly detection", "synthetic data", "industrial inspection", *manifest["strategies"]],
