@@ -138,13 +138,13 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
 @cli.command()
 @click.argument("build_dir", type=click.Path(path_type=Path))
 def verify(build_dir):
-    """Recompute every shard's sha256; report damaged, missing or unlisted shards (exit 1 if any)."""
+    """Recompute every shard's (or published file's) sha256; report damaged, missing or unlisted ones (exit 1 if any)."""
     from .shards.verify import verify_build
 
     report = verify_build(build_dir)
     for line in report.problems:
         click.echo(line)
-    click.echo(f"{len(report.ok)} shard(s) ok, {len(report.problems)} problem(s)")
+    click.echo(f"{len(report.ok)} {report.unit}(s) ok, {len(report.problems)} problem(s)")
     sys.exit(0 if report.passed else 1)
 
 

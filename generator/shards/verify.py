@@ -22,6 +22,7 @@ from .untrusted import manifest_shard_paths, read_manifest, resolve_inside
 class VerifyReport:
     ok: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    unit: str = "shard"  # what ``ok`` counts: shards of a build, files of a publication
 
     @property
     def passed(self) -> bool:
@@ -57,7 +58,7 @@ def verify_build(build_dir: str | Path) -> VerifyReport:
 
 def verify_publication(folder: Path, files: dict[str, dict]) -> VerifyReport:
     """A `synthgen publish` folder: every listed file present with its size and sha256, nothing unlisted."""
-    report = VerifyReport()
+    report = VerifyReport(unit="file")
     for name, record in sorted(files.items()):
         path = resolve_inside(folder, name, what="published file", where=folder / "manifest.json")
         _check_file(report, name, path, record["bytes"], record["sha256"])
