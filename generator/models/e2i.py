@@ -276,8 +276,9 @@ def load_vgg19_features(path: str | Path) -> nn.Sequential:
     path = Path(path)
     if not path.is_file():
         raise SynthgenError(f"{path}: VGG19 weights file not found")
+    state = load_torch_file(path, "VGG19 weights file")  # before building the 140M-parameter network
     model = vgg19()
-    load_state_dict_checked(model, load_torch_file(path, "VGG19 weights file"), path, "VGG19 weights file")
+    load_state_dict_checked(model, state, path, "VGG19 weights file")
     return model.features.eval()
 
 
