@@ -37,10 +37,16 @@ def verify_build(build_dir: str | Path) -> VerifyReport:
             report.problems.append(f"MISSING  {name}")
         elif path.stat().st_size != shard["bytes"]:
             report.problems.append(f"DAMAGED  {name}: {path.stat().st_size} bytes, manifest says {shard['bytes']}")
-        elif sha256_file(path) != shard["sha256"]:
-            report.problems.append(f"DAMAGED  {name}: sha256 differs from the manifest")
         else:
-            report.ok.append(name)
+            try:
+                digest = sha256_file(path)
+            except OSError as e:  # no permission, an I/O error on a failing disk
+                report.problems.append(f"UNREADABLE {name}: {e.strerror or e}")
+                continue
+            if digest != shard["sha256"]:
+                report.problems.append(f"DAMAGED  {name}: sha256 differs from the manifest")
+            else:
+                report.ok.append(name)
     for path in sorted(build_dir.glob("*.h5")):
         if path.name not in listed:
             report.problems.append(f"UNLISTED {path.name}: not in the manifest")
