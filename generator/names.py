@@ -38,8 +38,6 @@ def name_problem(name: Any) -> str | None:
         return f"is a {type(name).__name__}, not a string"
     if not name:
         return "is empty"
-    if len(name) > NAME_MAX_LEN:
-        return f"is longer than {NAME_MAX_LEN} characters"
     if not name.isprintable():
         return "contains a control or other non-printable character"
     bad = sorted(set(name) & FORBIDDEN_CHARACTERS)
@@ -51,6 +49,8 @@ def name_problem(name: Any) -> str | None:
         return f"starts with {name[0]!r}"
     if name != name.strip():
         return "starts or ends with white space"
+    if len(name) > NAME_MAX_LEN:
+        return f"is longer than {NAME_MAX_LEN} characters"
     return None
 
 

@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from ..atomic import atomic_path, write_json_atomic
 from ..errors import SynthgenError
 from ..imageio import resize_mask, resize_rgb, sha256_file, write_png
+from ..safe_load import LIGHTNING_WEIGHTS_ONLY, check_lightning_checkpoint, load_torch_file, require_dict
 from ..seeding import stable_hash32
 from .e2i import (
     DiscriminatorConfig,
@@ -356,10 +357,8 @@ def _trainer_device(device: str | torch.device) -> tuple[str, list[int] | int, s
 
 def _check_resumable(checkpoint: Path, hparams: dict[str, Any]) -> None:
     """Refuse to resume from a checkpoint of a different run (config, seed, epochs, VGG)."""
-    try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]
-    except Exception as e:
-        raise SynthgenError(f"{checkpoint}: unreadable training checkpoint ({type(e).__name__}); delete it or pass resume=False") from None
+    saved = require_dict(load_torch_file(checkpoint, "training checkpoint"), checkpoint, "training checkpoint",
+                         ("hyper_parameters",))["hyper_parameters"]
     differing = sorted(k for k in set(saved) | set(hparams) if saved.get(k) != hparams.get(k))
     if differing:
         raise SynthgenError(
@@ -424,7 +423,9 @@ def train_e2i(
         enable_model_summary=False,
         default_root_dir=out_dir,
     )
-    trainer.fit(module, loader, ckpt_path=resume_from)
+    if resume_from is not None:
+        check_lightning_checkpoint(resume_from, module)
+    trainer.fit(module, loader, ckpt_path=resume_from, weights_only=LIGHTNING_WEIGHTS_ONLY)
 
     record = {
         "perceptual_loss": "vgg19" if vgg19 else "none",
@@ -510,10 +511,7 @@ def read_generator_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise SynthgenError(f"{path}: generator file not found; {TRAIN_HINT}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, pickle with code, not a torch file at all
-        raise SynthgenError(f"{path}: not a readable generator file ({type(e).__name__}); {TRAIN_HINT}") from None
+    payload = load_torch_file(path, "generator file")
     if not isinstance(payload, dict) or payload.get("format") != GENERATOR_FORMAT:
         raise SynthgenError(f"{path}: not a synthgen edge-to-image generator file; {TRAIN_HINT}")
     if payload.get("version") != GENERATOR_FORMAT_VERSION:

@@ -34,10 +34,16 @@ def _check_file(report: VerifyReport, name: str, path: Path, size: int, sha256: 
         report.problems.append(f"MISSING  {name}")
     elif path.stat().st_size != size:
         report.problems.append(f"DAMAGED  {name}: {path.stat().st_size} bytes, manifest says {size}")
-    elif sha256_file(path) != sha256:
-        report.problems.append(f"DAMAGED  {name}: sha256 differs from the manifest")
     else:
-        report.ok.append(name)
+        try:
+            digest = sha256_file(path)
+        except OSError as e:  # no permission, an I/O error on a failing disk
+            report.problems.append(f"UNREADABLE {name}: {e.strerror or e}")
+            return
+        if digest != sha256:
+            report.problems.append(f"DAMAGED  {name}: sha256 differs from the manifest")
+        else:
+            report.ok.append(name)
 
 
 def verify_build(build_dir: str | Path) -> VerifyReport:
