@@ -117,9 +117,10 @@ def _verified_build_manifest(build_dir: Path) -> dict:
         raise SynthgenError(f"{build_dir}: this is a published folder, not a build; publish the build it came from")
     report = verify_build(build_dir)
     if not report.passed:
-        raise SynthgenError(f"{build_dir}: build fails `synthgen verify` ({report.problems[0].strip()}"
-                            f"{f' and {len(report.problems) - 1} more' if len(report.problems) > 1 else ''}); "
-                            f"rebuild it before publishing")
+        kind, name, *why = report.problems[0].split(maxsplit=2)  # e.g. "DAMAGED  file.h5: sha256 differs ..."
+        more = f"; {len(report.problems) - 1} more problem(s)" if len(report.problems) > 1 else ""
+        raise SynthgenError(f"{build_dir / name.rstrip(':')}: build fails `synthgen verify` ({kind}"
+                            f"{': ' + why[0] if why else ''}{more}); rebuild it before publishing")
     return manifest
 
 
