@@ -304,8 +304,8 @@ def test_eval_of_a_damaged_model_file_is_one_line(capsys, trained_run, tmp_path,
 def test_every_loader_of_user_files_refuses_code(tmp_path):
     """PiDiNet, backbone, SAM-style, VGG19, e2i generator and plain-loop checkpoints all load through
     generator.safe_load: none of them runs the payload."""
-    from generator.models.e2i import load_vgg19_features
-    from generator.models.e2i_train import read_generator_file
+    from generator.models.e2i import read_generator_file
+    from generator.training.gan import load_vgg19_features
     from generator.models.pidinet import read_checkpoint
     from trainers.epoch_log import read_epoch_checkpoint
 
