@@ -455,3 +455,38 @@ def test_damaged_chunk_in_a_dataloader_worker_is_one_line(world):
         list(DataLoader(data, num_workers=1, batch_size=2))
     message = str(info.value)
     assert "\n" not in message and "Traceback" not in message and str(shard) in message
+
+
+def test_resolve_inside_survives_link_loops_and_nul_bytes(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "loop").symlink_to(root / "loop")
+    for bad in ["loop/x", "a\0b"]:
+        with pytest.raises(SynthgenError) as info:
+            resolve_inside(root, bad, what="shard file", where="manifest.json")
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("how", ["external_link", "external_storage", "virtual"])
+def test_shard_dataset_pointing_at_another_file_is_refused(capsys, world, how):
+    """HDF5 can place a dataset's bytes in another file: a shard that does would read outside the build."""
+    build = world / "build"
+    shard = _shards(build)[0]
+    secret = world / "outside" / "secret.bin"
+    secret.write_bytes(bytes(range(256)) * 200)
+    with h5py.File(shard, "r+") as f:
+        shape, dtype = f["image"].shape, f["image"].dtype
+        del f["image"]
+        if how == "external_link":
+            with h5py.File(world / "outside" / "other.h5", "w") as other:
+                other["image"] = np.zeros(shape, dtype)
+            f["image"] = h5py.ExternalLink(str(world / "outside" / "other.h5"), "image")
+        elif how == "external_storage":
+            f.create_dataset("image", shape=shape, dtype=dtype, external=[(str(secret), 0, h5py.h5f.UNLIMITED)])
+        else:
+            layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
+            with h5py.File(world / "outside" / "other.h5", "w") as other:
+                other["image"] = np.zeros(shape, dtype)
+            layout[...] = h5py.VirtualSource(str(world / "outside" / "other.h5"), "image", shape=shape)
+            f.create_virtual_dataset("image", layout)
+    _all_refused(capsys, world, build, shard, "'image'")
