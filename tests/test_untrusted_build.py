@@ -490,3 +490,23 @@ def test_shard_dataset_pointing_at_another_file_is_refused(capsys, world, how):
             layout[...] = h5py.VirtualSource(str(world / "outside" / "other.h5"), "image", shape=shape)
             f.create_virtual_dataset("image", layout)
     _all_refused(capsys, world, build, shard, "'image'")
+
+
+def test_shard_claiming_huge_samples_is_refused_before_allocating(capsys, world):
+    """An HDF5 header can claim any shape while storing nothing: no reader may allocate what it claims."""
+    build = world / "build"
+    shard = _shards(build)[0]
+    with h5py.File(shard, "r+") as f:
+        del f["image"], f["mask"]
+        f.create_dataset("image", shape=(2, 200_000, 200_000, 3), dtype=np.uint8, chunks=(1, 256, 256, 3))
+        f.create_dataset("mask", shape=(2, 200_000, 200_000), dtype=np.uint8, chunks=(1, 256, 256))
+    assert shard.stat().st_size < 10_000_000
+    _all_refused(capsys, world, build, shard, "'image'")
+
+
+def test_shard_images_of_another_size_than_the_manifest_says(capsys, world):
+    build = world / "build"
+    manifest = _manifest(build)
+    manifest["config"]["image_size"] = [SIZE * 2, SIZE * 2]
+    _write_manifest(build, manifest)
+    _all_refused(capsys, world, build, _shards(build)[0], "manifest says")

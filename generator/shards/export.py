@@ -67,7 +67,8 @@ def _write_tree(manifest: dict, shards: list[Path], root: Path, progress: bool) 
     with tqdm(total=total, desc="export", unit="sample", disable=not progress) as bar:
         for entry, path in zip(manifest["shards"], shards):
             with open_shard(path) as f:
-                check_shard(f, path, ("image", "mask", "label", "index", "strategy"), entry["num_samples"])
+                check_shard(f, path, ("image", "mask", "label", "index", "strategy"), entry["num_samples"],
+                            manifest["config"]["image_size"])
                 strategies = read_names(f, "strategy", path)  # they become folder names below
                 labels = f["label"][...]
                 indices = f["index"][...]

@@ -84,7 +84,7 @@ def _strategies_and_labels(build_dir: str | Path, also: tuple[str, ...] = ()):
     manifest = read_manifest(build_dir)
     for entry, path in zip(manifest["shards"], existing_shard_paths(build_dir, manifest)):
         with open_shard(path) as f:
-            check_shard(f, path, ("label", "strategy", *also), entry["num_samples"])
+            check_shard(f, path, ("label", "strategy", *also), entry["num_samples"], manifest["config"]["image_size"])
             names, labels = read_names(f, "strategy", path), f["label"][...]
         yield path, names, labels
 

@@ -152,6 +152,12 @@ _EXPECTED: dict[str, tuple[str, int | None]] = {
 }
 
 
+#: Largest sample of one dataset a reader will allocate (a 16384 x 16384 RGB image is 768 MiB). A shard's
+#: header can claim any shape while storing almost nothing (unwritten chunks cost no bytes), so without a
+#: bound one hostile file would make a reader allocate terabytes.
+MAX_SAMPLE_BYTES = 1 << 30
+
+
 @contextmanager
 def open_shard(path: str | Path) -> Iterator[h5py.File]:
     """``path`` opened read-only as HDF5; a missing, truncated, foreign or unreadable file, and a read
@@ -175,11 +181,13 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-def check_shard(f: h5py.File, path: str | Path, fields: Iterable[str], num_samples: int | None = None) -> int:
+def check_shard(f: h5py.File, path: str | Path, fields: Iterable[str], num_samples: int | None = None,
+                image_size: tuple[int, int] | None = None) -> int:
     """The number of samples N of the open shard ``f`` after checking that each of ``fields`` exists
     with the format's dtype and shape (generator/shards/format.py): metadata columns (N,), ``image`` and
-    ``normal`` uint8 (N, H, W, 3), ``mask`` uint8 (N, H, W), any other field (N, ...). ``num_samples``:
-    what the manifest says N is. One-line SynthgenError naming the file and the dataset otherwise."""
+    ``normal`` uint8 (N, H, W, 3), ``mask`` uint8 (N, H, W), any other field (N, ...), no sample larger
+    than :data:`MAX_SAMPLE_BYTES`. ``num_samples`` and ``image_size`` (H, W): what the manifest says.
+    One-line SynthgenError naming the file and the dataset otherwise."""
     fields = list(dict.fromkeys(["label", *fields]))
     for name in fields:
         link = f.get(name, getlink=True)
@@ -203,6 +211,9 @@ def check_shard(f: h5py.File, path: str | Path, fields: Iterable[str], num_sampl
         d = f[name]
         if d.ndim == 0 or d.shape[0] != n:
             raise SynthgenError(f"{path}: dataset {name!r} has shape {d.shape}, expected {n} samples on its first axis")
+        if int(np.prod(d.shape[1:], dtype=np.float64)) * d.dtype.itemsize > MAX_SAMPLE_BYTES:
+            raise SynthgenError(f"{path}: dataset {name!r} claims samples of shape {d.shape[1:]}, larger than "
+                                f"{MAX_SAMPLE_BYTES >> 20} MiB each")
         if name in _EXPECTED:
             kinds, dims = _EXPECTED[name]
             is_str = h5py.check_string_dtype(d.dtype) is not None
@@ -216,6 +227,9 @@ def check_shard(f: h5py.File, path: str | Path, fields: Iterable[str], num_sampl
                 if image.ndim < 3:
                     raise SynthgenError(f"{path}: dataset 'image' has shape {image.shape}, expected (N, H, W, 3)")
                 height, width = image.shape[1], image.shape[2]
+                if image_size is not None and (height, width) != tuple(image_size):
+                    raise SynthgenError(f"{path}: images are {height}x{width} but the manifest says "
+                                        f"{image_size[0]}x{image_size[1]}")
             expected = (n, *CORE_FIELDS[name][0](height, width))
             if d.shape != expected or d.dtype != np.uint8:
                 raise SynthgenError(f"{path}: dataset {name!r} is {d.dtype} {d.shape}, expected uint8 {expected}")
