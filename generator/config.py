@@ -59,7 +59,8 @@ class BuildConfig:
         # Names become file and folder names of the build (shards, exports): one rule, checked where they
         # are written here and again where a build is read (generator/shards/untrusted.py).
         check_name(self.dataset, "dataset", "--dataset")
-        check_name(self.category, "category", "--category")
+        if self.category is not None:  # None: the template every category of a dataset is built with
+            check_name(self.category, "category", "--category")
         check_name(self.split, "split", "--split")
         for name in self.strategies:
             check_name(name, "strategy", "--strategy")

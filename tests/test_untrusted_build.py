@@ -304,8 +304,8 @@ def test_eval_of_a_damaged_model_file_is_one_line(capsys, trained_run, tmp_path,
 def test_every_loader_of_user_files_refuses_code(tmp_path):
     """PiDiNet, backbone, SAM-style, VGG19, e2i generator and plain-loop checkpoints all load through
     generator.safe_load: none of them runs the payload."""
-    from generator.models.e2i import load_vgg19_features
-    from generator.models.e2i_train import read_generator_file
+    from generator.models.e2i import read_generator_file
+    from generator.training.gan import load_vgg19_features
     from generator.models.pidinet import read_checkpoint
     from trainers.epoch_log import read_epoch_checkpoint
 
@@ -455,3 +455,58 @@ def test_damaged_chunk_in_a_dataloader_worker_is_one_line(world):
         list(DataLoader(data, num_workers=1, batch_size=2))
     message = str(info.value)
     assert "\n" not in message and "Traceback" not in message and str(shard) in message
+
+
+def test_resolve_inside_survives_link_loops_and_nul_bytes(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "loop").symlink_to(root / "loop")
+    for bad in ["loop/x", "a\0b"]:
+        with pytest.raises(SynthgenError) as info:
+            resolve_inside(root, bad, what="shard file", where="manifest.json")
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("how", ["external_link", "external_storage", "virtual"])
+def test_shard_dataset_pointing_at_another_file_is_refused(capsys, world, how):
+    """HDF5 can place a dataset's bytes in another file: a shard that does would read outside the build."""
+    build = world / "build"
+    shard = _shards(build)[0]
+    secret = world / "outside" / "secret.bin"
+    secret.write_bytes(bytes(range(256)) * 200)
+    with h5py.File(shard, "r+") as f:
+        shape, dtype = f["image"].shape, f["image"].dtype
+        del f["image"]
+        if how == "external_link":
+            with h5py.File(world / "outside" / "other.h5", "w") as other:
+                other["image"] = np.zeros(shape, dtype)
+            f["image"] = h5py.ExternalLink(str(world / "outside" / "other.h5"), "image")
+        elif how == "external_storage":
+            f.create_dataset("image", shape=shape, dtype=dtype, external=[(str(secret), 0, h5py.h5f.UNLIMITED)])
+        else:
+            layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
+            with h5py.File(world / "outside" / "other.h5", "w") as other:
+                other["image"] = np.zeros(shape, dtype)
+            layout[...] = h5py.VirtualSource(str(world / "outside" / "other.h5"), "image", shape=shape)
+            f.create_virtual_dataset("image", layout)
+    _all_refused(capsys, world, build, shard, "'image'")
+
+
+def test_shard_claiming_huge_samples_is_refused_before_allocating(capsys, world):
+    """An HDF5 header can claim any shape while storing nothing: no reader may allocate what it claims."""
+    build = world / "build"
+    shard = _shards(build)[0]
+    with h5py.File(shard, "r+") as f:
+        del f["image"], f["mask"]
+        f.create_dataset("image", shape=(2, 200_000, 200_000, 3), dtype=np.uint8, chunks=(1, 256, 256, 3))
+        f.create_dataset("mask", shape=(2, 200_000, 200_000), dtype=np.uint8, chunks=(1, 256, 256))
+    assert shard.stat().st_size < 10_000_000
+    _all_refused(capsys, world, build, shard, "'image'")
+
+
+def test_shard_images_of_another_size_than_the_manifest_says(capsys, world):
+    build = world / "build"
+    manifest = _manifest(build)
+    manifest["config"]["image_size"] = [SIZE * 2, SIZE * 2]
+    _write_manifest(build, manifest)
+    _all_refused(capsys, world, build, _shards(build)[0], "manifest says")

@@ -2,8 +2,9 @@
 
 The table counts samples per strategy and label (from the manifest, no shard reads). The contact
 sheet shows, for each strategy, a few anomalous samples as (image | mask overlay) pairs, picked
-evenly over the build so the sheet is the same every time. The build is untrusted input: its manifest
-and shards are read through generator/shards/untrusted.py.
+evenly over the build so the sheet is the same every time. ``--maps`` adds the sheet of the edge and
+region maps the build's sources were given (:func:`build_maps_sheet`). The build is untrusted input:
+its manifest and shards are read through generator/shards/untrusted.py.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import SynthgenError
 from ..viz import contact_sheet, overlay_mask, save_sheet
 from .untrusted import check_output_file, check_shard, existing_shard_paths, open_shard, read_manifest, read_names
 
@@ -82,7 +84,7 @@ def _strategies_and_labels(build_dir: str | Path, also: tuple[str, ...] = ()):
     manifest = read_manifest(build_dir)
     for entry, path in zip(manifest["shards"], existing_shard_paths(build_dir, manifest)):
         with open_shard(path) as f:
-            check_shard(f, path, ("label", "strategy", *also), entry["num_samples"])
+            check_shard(f, path, ("label", "strategy", *also), entry["num_samples"], manifest["config"]["image_size"])
             names, labels = read_names(f, "strategy", path), f["label"][...]
         yield path, names, labels
 
@@ -92,3 +94,19 @@ def _evenly(items: list, k: int) -> list:
         return items
     idx = np.linspace(0, len(items) - 1, k).round().astype(int)
     return [items[i] for i in idx]
+
+
+def build_maps_sheet(build_dir: str | Path, out_png: str | Path, rows: int = 6) -> Path:
+    """The maps sheet of a finished build whose strategies used maps (read back from the cache, which
+    recomputes nothing unless the cache was cleared)."""
+    from ..config import BuildConfig
+    from ..plan import plan_build
+    from ..precompute import evenly_spaced, maps_sheet
+
+    manifest = read_manifest(build_dir)
+    plan = plan_build(BuildConfig.from_dict(manifest["config"], where=Path(build_dir) / "manifest.json"), progress=False)
+    if plan.maps is None:
+        raise SynthgenError(f"{build_dir}: this build's strategies use no edge or region maps")
+    stack = plan.sources.load_stack()
+    picks = evenly_spaced(len(stack), rows)
+    return maps_sheet(stack[picks], plan.maps.subset(picks), [plan.sources.images[i].id for i in picks], out_png)

@@ -57,7 +57,7 @@ class ShardDataset(Dataset):
         transform: Callable[[dict], dict] | None = None,
         with_params: bool = False,
     ):
-        self.files, expected_counts = _shard_files(source)
+        self.files, expected_counts, image_size = _shard_files(source)
         self.fields = tuple(fields)
         self.transform = transform
         self.with_params = with_params
@@ -73,7 +73,7 @@ class ShardDataset(Dataset):
         needed = _METADATA + self.fields + (("params",) if with_params else ())
         for fi, path in enumerate(self.files):
             with open_shard(path) as f:
-                check_shard(f, path, needed, expected_counts[fi])
+                check_shard(f, path, needed, expected_counts[fi], image_size)
                 columns = {
                     "label": f["label"][...],
                     "index": f["index"][...],
@@ -160,8 +160,8 @@ class ShardDataset(Dataset):
             pass
 
 
-def _shard_files(source: str | Path | Sequence[str | Path]) -> tuple[list[Path], list[int | None]]:
-    """The shard files of ``source`` and how many samples each should hold (None: unknown).
+def _shard_files(source: str | Path | Sequence[str | Path]) -> tuple[list[Path], list[int | None], tuple[int, int] | None]:
+    """The shard files of ``source``, how many samples each should hold and their image size (None: unknown).
 
     A build folder's shards come from its checked manifest, each resolved inside the folder
     (generator/shards/untrusted.py); explicit .h5 paths are the caller's own choice and used as given.
@@ -170,12 +170,13 @@ def _shard_files(source: str | Path | Sequence[str | Path]) -> tuple[list[Path],
         path = Path(source)
         if path.is_dir():
             manifest = read_manifest(path)
-            return existing_shard_paths(path, manifest), [s["num_samples"] for s in manifest["shards"]]
+            counts = [s["num_samples"] for s in manifest["shards"]]
+            return existing_shard_paths(path, manifest), counts, tuple(manifest["config"]["image_size"])
         if path.suffix == ".h5":
-            return [path], [None]
+            return [path], [None], None
         raise SynthgenError(f"{path}: expected a build folder or a .h5 shard")
     files = [Path(p) for p in source]
     for p in files:
         if not p.is_file():
             raise SynthgenError(f"{p}: shard file not found")
-    return files, [None] * len(files)
+    return files, [None] * len(files), None

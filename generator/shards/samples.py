@@ -74,7 +74,7 @@ def iter_samples(build_dir: str | Path, manifest: dict, *, with_normals: bool = 
     with tqdm(total=manifest["totals"]["samples"], desc=desc, unit="sample", disable=not progress) as bar:
         for shard, path in zip(manifest["shards"], paths):
             with open_shard(path) as f:
-                check_shard(f, path, fields + meta_fields, shard["num_samples"])
+                check_shard(f, path, fields + meta_fields, shard["num_samples"], manifest["config"]["image_size"])
                 meta = {
                     "label": f["label"][...], "index": f["index"][...], "seed": f["seed"][...],
                     "variant": f["variant"][...], "strategy": read_names(f, "strategy", path),

@@ -4,11 +4,11 @@ A build folder may come from a download, a colleague or an attacker. Everything 
 (``verify``, ``inspect``, ``export``, ``publish``, :class:`generator.shards.reader.ShardDataset`, the
 trainers) goes through this module, so the rules below hold everywhere and exist once:
 
-- **Names** (the rule lives in generator/names.py). Strategy, category, dataset, split and source names (and shard file names) follow
-  :func:`check_name`: printable, at most :data:`NAME_MAX_LEN` characters, no path separator or other
-  character a file system treats specially, no ``..``, not hidden. The same rule is applied where
-  names are *written* (:class:`generator.config.BuildConfig`, the dataset readers), so a build never
-  produces a name its readers refuse.
+- **Names.** Strategy, category, dataset, split and source names (and shard file names) follow
+  :func:`check_name` (generator/names.py): printable, at most 100 characters, no path separator or
+  other character a file system treats specially, no ``..``, not hidden. The same rule is applied
+  where names are *written* (:class:`generator.config.BuildConfig`, the dataset readers), so a build
+  never produces a name its readers refuse.
 - **Paths stay inside their root.** :func:`resolve_inside` joins a relative name read from a build to
   its root and refuses anything that ends up outside it: an absolute path, ``..``, or a symbolic link
   that leads out.
@@ -17,7 +17,7 @@ trainers) goes through this module, so the rules below hold everywhere and exist
   gives the shard files, each resolved inside the build.
 - **Shards are checked before use.** :func:`open_shard` opens an HDF5 file with a one-line error for a
   missing, truncated or foreign file; :func:`check_shard` checks the datasets a reader needs (present,
-  dtype, shape, sample count) and :func:`read_names` reads a string column whose values become names.
+  stored in the file itself rather than linked to another, dtype, shape, sample count) and :func:`read_names` reads a string column whose values become names.
 - **Outputs never touch the input.** :func:`check_output_apart` refuses an output folder that is, holds,
   or lies inside the input folder (an ``--overwrite`` there would delete the input);
   :func:`check_output_file` refuses an output file path that is a folder, lies under a file, or has
@@ -65,15 +65,18 @@ def resolve_inside(root: str | Path, relative: Any, *, what: str, where: str | P
     Windows), a ``..`` part, or a link inside ``root`` that points out of it are all refused. The
     path need not exist; the caller reports a missing file in its own words.
     """
-    if not isinstance(relative, str) or not relative:
+    if not isinstance(relative, str) or not relative or "\0" in relative:
         raise SynthgenError(f"{where}: {what} {shown(relative)} is not a relative file name")
     posix, windows = PurePosixPath(relative), PureWindowsPath(relative)
     if posix.is_absolute() or windows.is_absolute() or windows.drive or relative.startswith("\\"):
         raise SynthgenError(f"{where}: {what} {shown(relative)} is an absolute path; it must be inside {root}")
     if ".." in posix.parts or ".." in windows.parts:
         raise SynthgenError(f"{where}: {what} {shown(relative)} contains '..'; it must stay inside {root}")
-    root_resolved = Path(root).resolve()
-    resolved = (root_resolved / relative).resolve()
+    try:
+        root_resolved = Path(root).resolve()
+        resolved = (root_resolved / relative).resolve()
+    except (OSError, RuntimeError) as e:  # a symbolic link loop
+        raise SynthgenError(f"{where}: {what} {shown(relative)} cannot be resolved ({e})") from None
     if resolved != root_resolved and root_resolved not in resolved.parents:
         raise SynthgenError(
             f"{where}: {what} {shown(relative)} leads outside {root} (through a symbolic link, to {resolved})"
@@ -149,6 +152,12 @@ _EXPECTED: dict[str, tuple[str, int | None]] = {
 }
 
 
+#: Largest sample of one dataset a reader will allocate (a 16384 x 16384 RGB image is 768 MiB). A shard's
+#: header can claim any shape while storing almost nothing (unwritten chunks cost no bytes), so without a
+#: bound one hostile file would make a reader allocate terabytes.
+MAX_SAMPLE_BYTES = 1 << 30
+
+
 @contextmanager
 def open_shard(path: str | Path) -> Iterator[h5py.File]:
     """``path`` opened read-only as HDF5; a missing, truncated, foreign or unreadable file, and a read
@@ -172,17 +181,26 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-def check_shard(f: h5py.File, path: str | Path, fields: Iterable[str], num_samples: int | None = None) -> int:
+def check_shard(f: h5py.File, path: str | Path, fields: Iterable[str], num_samples: int | None = None,
+                image_size: tuple[int, int] | None = None) -> int:
     """The number of samples N of the open shard ``f`` after checking that each of ``fields`` exists
     with the format's dtype and shape (generator/shards/format.py): metadata columns (N,), ``image`` and
-    ``normal`` uint8 (N, H, W, 3), ``mask`` uint8 (N, H, W), any other field (N, ...). ``num_samples``:
-    what the manifest says N is. One-line SynthgenError naming the file and the dataset otherwise."""
+    ``normal`` uint8 (N, H, W, 3), ``mask`` uint8 (N, H, W), any other field (N, ...), no sample larger
+    than :data:`MAX_SAMPLE_BYTES`. ``num_samples`` and ``image_size`` (H, W): what the manifest says.
+    One-line SynthgenError naming the file and the dataset otherwise."""
     fields = list(dict.fromkeys(["label", *fields]))
     for name in fields:
-        if name not in f:
+        link = f.get(name, getlink=True)
+        if link is None:
             raise SynthgenError(f"{path}: shard has no dataset {name!r} (has: {', '.join(sorted(f)) or 'none'})")
+        # HDF5 can point a dataset at other files (external and soft links, virtual datasets, external
+        # raw storage): reading it would read outside the build, so a shard's data must be its own.
+        if not isinstance(link, h5py.HardLink):
+            raise SynthgenError(f"{path}: dataset {name!r} is a link ({type(link).__name__}); a shard must hold its own data")
         if not isinstance(f[name], h5py.Dataset):
             raise SynthgenError(f"{path}: {name!r} is a group, not a dataset")
+        if f[name].is_virtual or f[name].external:
+            raise SynthgenError(f"{path}: dataset {name!r} stores its data in other files; a shard must hold its own data")
     n = f["label"].shape[0] if f["label"].ndim == 1 else -1
     if n < 0:
         raise SynthgenError(f"{path}: dataset 'label' has shape {f['label'].shape}, expected (N,)")
@@ -193,6 +211,9 @@ def check_shard(f: h5py.File, path: str | Path, fields: Iterable[str], num_sampl
         d = f[name]
         if d.ndim == 0 or d.shape[0] != n:
             raise SynthgenError(f"{path}: dataset {name!r} has shape {d.shape}, expected {n} samples on its first axis")
+        if int(np.prod(d.shape[1:], dtype=np.float64)) * d.dtype.itemsize > MAX_SAMPLE_BYTES:
+            raise SynthgenError(f"{path}: dataset {name!r} claims samples of shape {d.shape[1:]}, larger than "
+                                f"{MAX_SAMPLE_BYTES >> 20} MiB each")
         if name in _EXPECTED:
             kinds, dims = _EXPECTED[name]
             is_str = h5py.check_string_dtype(d.dtype) is not None
@@ -206,6 +227,9 @@ def check_shard(f: h5py.File, path: str | Path, fields: Iterable[str], num_sampl
                 if image.ndim < 3:
                     raise SynthgenError(f"{path}: dataset 'image' has shape {image.shape}, expected (N, H, W, 3)")
                 height, width = image.shape[1], image.shape[2]
+                if image_size is not None and (height, width) != tuple(image_size):
+                    raise SynthgenError(f"{path}: images are {height}x{width} but the manifest says "
+                                        f"{image_size[0]}x{image_size[1]}")
             expected = (n, *CORE_FIELDS[name][0](height, width))
             if d.shape != expected or d.dtype != np.uint8:
                 raise SynthgenError(f"{path}: dataset {name!r} is {d.dtype} {d.shape}, expected uint8 {expected}")

@@ -48,7 +48,7 @@ def check_build(build_dir: Path) -> None:
                     f"{path}: shard has no {missing[0]!r} field; LogicAL trains on builds whose strategy stores "
                     f"the normal image's edge and JND maps (the logical strategies)"
                 )
-            check_shard(f, path, ("image", *EXTRA_FIELDS), entry["num_samples"])
+            check_shard(f, path, ("image", *EXTRA_FIELDS), entry["num_samples"], manifest["config"]["image_size"])
             h, w = f["image"].shape[1:3]
             if f["edge"].shape[1:] != (1, h, w) or f["edge"].dtype != np.uint8:
                 raise SynthgenError(f"{path}: 'edge' must be uint8 (N, 1, {h}, {w}), got {f['edge'].dtype} {f['edge'].shape}")
