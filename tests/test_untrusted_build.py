@@ -528,3 +528,12 @@ def test_shard_images_of_another_size_than_the_manifest_says(capsys, world):
     manifest["config"]["image_size"] = [SIZE * 2, SIZE * 2]
     _write_manifest(build, manifest)
     _all_refused(capsys, world, build, _shards(build)[0], "manifest says")
+
+
+def test_manifest_too_large_to_be_one_is_refused_unparsed(capsys, world, monkeypatch):
+    import generator.shards.untrusted as untrusted
+
+    monkeypatch.setattr(untrusted, "MAX_MANIFEST_BYTES", 1000)  # stands for a multi-GB file
+    build = world / "build"
+    code, _, err = _run(capsys, main, ["verify", str(build)])
+    _one_line_error(code, err, build / "manifest.json", "larger than")
