@@ -14,6 +14,7 @@ needs code, or (:func:`load_state_dict_checked`) weights whose names or shapes d
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -56,11 +57,9 @@ def _first_line(error: BaseException) -> str:
 
 
 def _global_named(error: BaseException) -> str:
-    """The line of torch's weights-only refusal that names the forbidden global."""
-    for line in str(error).splitlines():
-        if "GLOBAL" in line:
-            return line.strip()[:200]
-    return _first_line(error)
+    """What torch's weights-only refusal says the file asked for, e.g. ``it names posix.system``."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return f"it names {found.group(1)}" if found else _first_line(error)
 
 
 def require_dict(blob: Any, path: str | Path, what: str, keys: tuple[str, ...] = ()) -> dict:

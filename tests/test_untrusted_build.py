@@ -11,6 +11,8 @@ import builtins
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -251,12 +253,28 @@ def _poisoned_copy(trained_run: Path, tmp_path: Path, name: str) -> tuple[Path, 
     return run, marker
 
 
+def _resume_args(pristine: Path, run: Path) -> list[str]:
+    return ["reconstruction", "--shards", str(pristine), "--out", str(run), "--epochs", "1", "--base-width", "4",
+            "--batch-size", "4", "--workers", "0", "--quiet", "--device", "cpu", "--resume"]
+
+
 def test_resume_from_a_checkpoint_with_code_is_refused(capsys, trained_run, pristine, tmp_path):
     run, marker = _poisoned_copy(trained_run, tmp_path, "checkpoints/last.ckpt")
-    code, _, err = _run(capsys, train_main, [
-        "reconstruction", "--shards", str(pristine), "--out", str(run), "--epochs", "1", "--base-width", "4",
-        "--batch-size", "4", "--workers", "0", "--quiet", "--device", "cpu", "--resume"])
-    _one_line_error(code, err, run / "checkpoints" / "last.ckpt", "refused", "could run code")
+    code, _, err = _run(capsys, train_main, _resume_args(pristine, run))
+    _one_line_error(code, err, run / "checkpoints" / "last.ckpt", "refused", "could run code", "io.open")
+    assert not marker.exists()
+
+
+@pytest.mark.slow  # a fresh process imports torch and Lightning: ~10-40 s on a busy 2-core machine
+def test_resume_from_a_checkpoint_with_code_is_one_line_in_a_real_process(trained_run, pristine, tmp_path):
+    """As the user runs it: Lightning's own stderr output (printed when a Trainer is made) counts too."""
+    run, marker = _poisoned_copy(trained_run, tmp_path, "checkpoints/last.ckpt")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from trainers.cli import train_main; train_main()", *_resume_args(pristine, run)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    _one_line_error(proc.returncode, proc.stderr, run / "checkpoints" / "last.ckpt", "refused", "could run code", "io.open")
     assert not marker.exists()
 
 
@@ -510,3 +528,12 @@ def test_shard_images_of_another_size_than_the_manifest_says(capsys, world):
     manifest["config"]["image_size"] = [SIZE * 2, SIZE * 2]
     _write_manifest(build, manifest)
     _all_refused(capsys, world, build, _shards(build)[0], "manifest says")
+
+
+def test_manifest_too_large_to_be_one_is_refused_unparsed(capsys, world, monkeypatch):
+    import generator.shards.untrusted as untrusted
+
+    monkeypatch.setattr(untrusted, "MAX_MANIFEST_BYTES", 1000)  # stands for a multi-GB file
+    build = world / "build"
+    code, _, err = _run(capsys, main, ["verify", str(build)])
+    _one_line_error(code, err, build / "manifest.json", "larger than")

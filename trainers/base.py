@@ -109,8 +109,9 @@ def load_model(run_dir: str | Path, device: torch.device | str = "cpu") -> Anoma
         )
     try:
         return _LOADERS[method](Path(run_dir), torch.device(device))
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as e:
         # the model file loaded as plain data (read_model_file) but its entries do not fit the method
+        # (RecursionError: an output ensemble whose members lead back to itself)
         raise SynthgenError(
             f"{Path(run_dir) / MODEL_FILE}: does not fit a {method} model ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
         ) from None

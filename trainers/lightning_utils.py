@@ -234,8 +234,8 @@ def fit_select_and_finish(
 ) -> None:
     """Train, load the selected epoch's weights (``select == "val"``: best.ckpt), write model.pt with
     ``save_model(module)`` and record the outcome in run.json."""
-    if resume_from is not None:
-        check_lightning_checkpoint(resume_from, module)  # plain data that fits, before Lightning reads it
+    if resume_from is not None:  # plain data that fits, before Lightning reads it (whether or not the caller checked)
+        check_lightning_checkpoint(resume_from, module)
     started = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=LIGHTNING_WEIGHTS_ONLY)
     elapsed = time.perf_counter() - started

@@ -87,6 +87,11 @@ def resolve_inside(root: str | Path, relative: Any, *, what: str, where: str | P
 # ---------------------------------------------------------------------------------------- manifest
 
 
+#: Largest manifest.json parsed. A build's manifest grows by ~150 bytes per source image and ~400 per
+#: shard, so a million sources and shards stay far below this; a larger file is not a manifest.
+MAX_MANIFEST_BYTES = 512 << 20
+
+
 def manifest_path(build_dir: str | Path) -> Path:
     return Path(build_dir) / MANIFEST_FILE
 
@@ -100,6 +105,9 @@ def read_manifest(build_dir: str | Path) -> dict:
     path = manifest_path(build_dir)
     if not path.is_file():
         raise SynthgenError(f"{path}: no manifest (not a synthgen build, or the build has not finished)")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise SynthgenError(f"{path}: manifest of {path.stat().st_size >> 20} MiB is larger than any build's "
+                            f"({MAX_MANIFEST_BYTES >> 20} MiB at most); refusing to parse it")
     manifest = read_json_file(path, "manifest")
     validate_manifest(manifest, where=path)
     dataset = manifest["dataset"]
