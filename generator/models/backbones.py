@@ -305,6 +305,8 @@ class Backbone(nn.Module):
         weights_dir: a folder searched first for the checkpoint by its published file name.
         download: whether resolution may fall back to the official URL.
         trainable: False (default) freezes the network: no gradients, always in eval mode.
+        input_gradients: a frozen network that still passes gradients back to its input (a
+            perceptual loss trains the network that made the input).
     """
 
     def __init__(
@@ -317,9 +319,11 @@ class Backbone(nn.Module):
         weights_dir: str | Path | None = None,
         download: bool = True,
         trainable: bool = False,
+        input_gradients: bool = False,
     ):
         super().__init__()
         arch = architecture(name)
+        self.input_gradients = input_gradients
         self.name = name
         self.layers = _check_layers(arch, layers)
         self.trainable = trainable
@@ -349,7 +353,7 @@ class Backbone(nn.Module):
 
     def forward(self, images: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         _check_images(images)
-        with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
+        with torch.set_grad_enabled((self.trainable or self.input_gradients) and torch.is_grad_enabled()):
             x = self.stem((images - self.mean) / self.std)
             by_stage = {}
             for stage_name, stage in zip(self.stage_names, self.stages):
