@@ -162,7 +162,7 @@ def inspect(build_dir, sheet, per_strategy, maps_sheet):
     path = write_contact_sheet(build_dir, sheet or Path(build_dir) / "contact_sheet.png", per_strategy=per_strategy)
     click.echo(f"contact sheet: {path}")
     if maps_sheet:
-        from .precompute import build_maps_sheet
+        from .shards.inspect import build_maps_sheet
 
         click.echo(f"maps sheet: {build_maps_sheet(build_dir, Path(build_dir) / 'maps_sheet.png')}")
 
@@ -229,7 +229,7 @@ def train_e2i(dataset, root, category, split, image_size, epochs, batch_size, ou
               edge_model, weights_dir, no_resume, quiet):
     """Train the edge-to-image generator of the LogicAL strategies on a category's normal images."""
     from .config import parse_image_size
-    from .models import e2i_train
+    from .training import e2i as e2i_training
 
     if category is None:
         if dataset != "demo":
@@ -239,12 +239,12 @@ def train_e2i(dataset, root, category, split, image_size, epochs, batch_size, ou
     device = _resolve_device(device)
     # The precompute stage's edge maps are PiDiNet probabilities, not binary: train on them as they are.
     overrides = {"binary_edges": False, "vgg19_weights": str(vgg19) if vgg19 else None}
-    config = e2i_train.NETWORKS[network](**overrides)
-    pairs = e2i_train.category_pairs(dataset, root, category, split, size, edge_model=edge_model,
-                                     weights_dir=weights_dir, device=device, progress=not quiet)
+    config = e2i_training.NETWORKS[network](**overrides)
+    pairs = e2i_training.category_pairs(dataset, root, category, split, size, edge_model=edge_model,
+                                        weights_dir=weights_dir, device=device, progress=not quiet)
     out = out or Path("out") / f"e2i-{dataset}-{category}"
-    path = e2i_train.train_e2i(pairs, out, config=config, epochs=epochs, batch_size=batch_size, image_size=size,
-                               seed=seed, device=device, resume=not no_resume, progress=not quiet)
+    path = e2i_training.train_e2i(pairs, out, config=config, epochs=epochs, batch_size=batch_size,
+                                  image_size=size, seed=seed, device=device, resume=not no_resume, progress=not quiet)
     click.echo(f"generator: {path}")
     click.echo(f"use it with: synthgen build ... --strategy logical --e2i {path}")
 
