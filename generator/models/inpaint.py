@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from ..atomic import atomic_path
 from ..errors import SynthgenError
 from ..imageio import sha256_file
-from .e2i import _check_ints, config_from_dict
+from .e2i import check_ints, config_from_dict
 from .renderers import FORMATS, generator_file_payload
 
 FORMAT = next(tag for tag, renderer in FORMATS.items() if renderer == "inpaint")
@@ -63,8 +63,8 @@ class InpaintConfig:
     out_channels: int = 3
 
     def __post_init__(self):
-        _check_ints(self, ("ngf", "dilation", "in_channels", "out_channels"), minimum=1)
-        _check_ints(self, ("n_downsampling", "n_blocks"), minimum=0)
+        check_ints(self, ("ngf", "dilation", "in_channels", "out_channels"), minimum=1)
+        check_ints(self, ("n_downsampling", "n_blocks"), minimum=0)
 
     @property
     def size_multiple(self) -> int:

@@ -1,4 +1,4 @@
-"""Self-supervised training of the edge-guided inpainting generator (:mod:`.inpaint`).
+"""Self-supervised training of the edge-guided inpainting generator (:mod:`generator.models.inpaint`).
 
 Training pairs come from the category's normal images alone: cut a hole the way the LogicAL
 strategies draw their edit regions (half of the holes a semantic candidate region of the precomputed
@@ -12,7 +12,7 @@ composite (real outside the hole, generated inside) as what the discriminator an
 networks see, so the seam is part of what is judged:
 
 - L1 on the hole, divided by the hole's share of the image (``L1 / mean(mask)``), weight 1;
-- adversarial: a PatchGAN (pix2pixHD's, :class:`generator.models.e2i.PatchDiscriminator`) on the
+- adversarial: a PatchGAN (pix2pixHD's, :class:`generator.training.gan.PatchDiscriminator`) on the
   composite alone (no mask channel: it must find the seam by itself), least squares, weight 0.01,
   plus discriminator feature matching (pix2pixHD), weight 0.1;
 - perceptual: L1 between EfficientNet-Lite0 ImageNet features (blocks.1/2/4, strides 4, 8, 16) of
@@ -49,8 +49,9 @@ from ..config import digest
 from ..errors import SynthgenError
 from ..imageio import sha256_file
 from ..seeding import stable_hash32
-from .e2i import DiscriminatorConfig, PatchDiscriminator, config_from_dict, feature_matching_loss, init_weights, lsgan_loss
-from .inpaint import InpaintConfig, InpaintGenerator, holes_and_weights, inpaint_composite, masked_input, save_inpainter
+from ..models.e2i import config_from_dict
+from ..models.inpaint import InpaintConfig, InpaintGenerator, holes_and_weights, inpaint_composite, masked_input, save_inpainter
+from .gan import DiscriminatorConfig, PatchDiscriminator, feature_matching_loss, init_weights, lsgan_loss, resolve_vgg19_weights
 
 log = logging.getLogger(__name__)
 
@@ -125,18 +126,16 @@ def _stream(seed: int, purpose: str, *keys: int) -> np.random.SeedSequence:
 
 
 def draw_hole(rng: np.random.Generator, maps: dict[str, np.ndarray], semantic_fraction: float) -> np.ndarray:
-    """A bool (H, W) region as the LogicAL strategies draw them: a semantic candidate region with its
-    nested parts, or three arbitrary shapes centred on edge pixels."""
-    from ..strategies.logical import EDGE_SCALE, draw_arbitrary_shapes, rasterize_shapes, semantic_candidates, semantic_region
+    """A bool (H, W) region drawn as the LogicAL strategies draw theirs (:func:`candidate_regions`): a
+    semantic candidate region with its nested parts (at most MAX_HOLE_FRACTION of the image), or
+    three arbitrary shapes centred on edge pixels."""
+    from ..strategies.logical import candidate_regions
 
-    edge = maps["edges"][EDGE_SCALE]
-    labels = semantic_candidates(maps["regions"])
-    if labels.size and rng.random() < semantic_fraction:
-        for label in rng.permutation(labels)[:8]:
-            region = semantic_region(maps["regions"], int(label))
-            if 0 < region.mean() <= MAX_HOLE_FRACTION:
-                return region
-    return rasterize_shapes(draw_arbitrary_shapes(rng, edge), edge.shape)
+    mode = "semantic" if rng.random() < semantic_fraction else "arbitrary"
+    for region, _ in candidate_regions(rng, maps, mode):
+        if 0 < region.mean() <= MAX_HOLE_FRACTION:
+            return region
+    return next(candidate_regions(rng, maps, "arbitrary"))[0]  # no usable semantic region
 
 
 def _crop_window(rng: np.random.Generator, region: np.ndarray, crop: int) -> tuple[slice, slice]:
@@ -181,14 +180,14 @@ class PerceptualLoss(torch.nn.Module):
 
     def __init__(self, weights_dir: str | None, vgg19_weights: str | None, device: torch.device):
         super().__init__()
-        from .backbones import Backbone
+        from ..models.backbones import Backbone
 
         self.lite0 = Backbone("efficientnet_lite0", PERCEPTUAL_LAYERS, device=device, weights_dir=weights_dir,
                               download=False, input_gradients=True)
         self.terms = {"efficientnet_lite0": {"layers": list(PERCEPTUAL_LAYERS), "weights_sha256": self.lite0.weights_sha256}}
         self.vgg = None
         if vgg19_weights is not None:
-            from .e2i import VGGPerceptualLoss, load_vgg19_features
+            from .gan import VGGPerceptualLoss, load_vgg19_features
 
             self.vgg = VGGPerceptualLoss(load_vgg19_features(vgg19_weights)).to(device)
             self.terms["vgg19"] = {"weights_sha256": sha256_file(vgg19_weights)}
@@ -199,17 +198,6 @@ class PerceptualLoss(torch.nn.Module):
         if self.vgg is not None:
             total = total + self.vgg(fake, real)
         return total
-
-
-def _find_vgg19() -> str | None:
-    """VGG19 ImageNet weights where torchvision or synthgen caches them, else None (never downloads)."""
-    from ..paths import cache_root
-
-    name = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1 file
-    for folder in (Path(torch.hub.get_dir()) / "checkpoints", cache_root() / "weights"):
-        if (folder / name).is_file():
-            return str(folder / name)
-    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -291,7 +279,7 @@ def train_step(run: _Run, batch: dict[str, torch.Tensor], config: InpaintTrainCo
     run.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     run.opt_g.step()
-    return {"loss_d": float(loss_d), **{k: float(v) for k, v in losses.items()}}
+    return {"loss_d": loss_d.item(), **{k: v.item() for k, v in losses.items()}}
 
 
 def train_inpainter(
@@ -321,16 +309,22 @@ def train_inpainter(
         raise SynthgenError(f"image size {size[0]}x{size[1]}: the inpainting generator needs multiples of {config.network.size_multiple}")
     device = torch.device(device)
     out_dir = Path(out_dir)
-    vgg19 = vgg19_weights or _find_vgg19()
+    vgg19 = resolve_vgg19_weights(vgg19_weights)
     identity = digest({"config": config.to_dict(), "seed": int(seed), "image_size": list(size), "data": data_identity,
                        "vgg19": sha256_file(vgg19) if vgg19 else None})
     run = _Run(config, seed, device)
-    perceptual = PerceptualLoss(weights_dir, vgg19, device) if config.perceptual_weight > 0 else None
+    perceptual = PerceptualLoss(weights_dir, str(vgg19) if vgg19 else None, device) if config.perceptual_weight > 0 else None
     checkpoint = out_dir / CHECKPOINT_FILE
     if checkpoint.is_file():
         state = _load_checkpoint(checkpoint, identity)
         if state is not None:
             run.load(state)
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        # One intra-op thread: on a shared machine two OpenMP threads spin-wait for each other (a step
+        # took 6 s of CPU instead of 0.5 s on the busy 2-core machine), and one thread makes a CPU
+        # run reproducible bit for bit whatever the machine's core count.
+        torch.set_num_threads(1)
     last: dict[str, float] = {}
     with tqdm(total=config.steps, initial=run.step, desc=description, unit="step", disable=not progress) as bar:
         try:
@@ -345,6 +339,8 @@ def train_inpainter(
         except KeyboardInterrupt:
             _save_checkpoint(checkpoint, run.state(identity))  # Ctrl-C: the next run resumes from here
             raise
+        finally:
+            torch.set_num_threads(threads)
     terms = {"l1": config.l1_weight, "adversarial_lsgan_patchgan": config.adversarial_weight,
              "feature_matching": config.feature_matching_weight}
     if perceptual is not None:
