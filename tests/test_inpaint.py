@@ -193,3 +193,19 @@ def test_build_without_e2i_trains_caches_reuses_and_repairs_its_generator(tmp_pa
     with pytest.warns(UserWarning, match="damaged"):
         assert auto.with_generator(config, progress=False).e2i == path
     assert open(path, "rb").read() == good  # retrained to the same bytes
+
+
+def test_train_e2i_command_trains_an_inpainter_and_refuses_presets_of_the_other_renderer(tmp_path, pidinet_weights, capsys):
+    from generator.cli import main
+
+    out = tmp_path / "run"
+    main(["train-e2i", "--image-size", "64", "--steps", "2", "--batch-size", "2", "--network", "demo", "--regions", "classical",
+          "--weights-dir", str(pidinet_weights.parent), "--out", str(out), "--quiet"])
+    printed = capsys.readouterr().out
+    assert f"--renderer inpaint --e2i {out / training.GENERATOR_FILE}" in printed
+    record = json.loads((out / training.GENERATOR_FILE).with_suffix(".json").read_text())
+    assert record["num_images"] == 24 and record["config"]["steps"] == 2 and record["image_size"] == [64, 64]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train-e2i", "--network", "tiny", "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 2
+    assert "--network tiny: not a preset of --renderer inpaint" in capsys.readouterr().err

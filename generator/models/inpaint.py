@@ -41,7 +41,7 @@ from ..atomic import atomic_path
 from ..errors import SynthgenError
 from ..imageio import sha256_file
 from .e2i import check_ints, config_from_dict
-from .renderers import FORMATS, generator_file_payload
+from .generator_file import FORMATS, generator_file_payload
 
 FORMAT = next(tag for tag, renderer in FORMATS.items() if renderer == "inpaint")
 FORMAT_VERSION = 1
