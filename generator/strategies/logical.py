@@ -47,6 +47,25 @@ normal photo (supp. eq. 4: "I ... input normal image"). Extras stored per sample
 trainer reads them (trainers/logical/data.py): ``edge`` (1, H, W) uint8, the normal image's
 first-scale PiDiNet map (the L_edge target), and ``jnd`` (1, H, W) float16, its normalised JND map.
 
+Renderers (``--renderer``, :mod:`generator.models.renderers`). ``inpaint`` (default): the sample is
+the real photo with the edit region, dilated, re-rendered by the edge-guided inpainting generator
+from the edited edges (:mod:`generator.models.inpaint`); the mask is SSIM(real photo, sample) below
+the threshold, inside the re-rendered hole (nothing else changed); collapse rejection keeps the empty
+and the over-half-image masks and the edge-portion cap (the global-collapse test below concerns a
+renderer that repaints everything, and the inpaint renderer cannot). ``full``: the paper's
+configuration described above.
+
+Seam guard (``<strategy>.identity_fraction``, default ``IDENTITY_FRACTION`` = 0.5): that share of
+samples re-renders its region from the unedited edges and is stored as a normal (label 0, empty
+mask, its edge and JND maps kept). Chosen on synthetic validation data, not on real anomalies: on the
+demo (a build of identity samples only, benchmarks/seam_probe.py) a logistic regression on frozen
+EfficientNet-Lite0 patch features tells re-rendered seam patches from the real photo's at held-out
+AUROC 0.95, so the renderer leaves a trace a detector can learn. With a fraction f of identity
+samples, a detector scoring that trace alone finds anomalies with precision 1 - f among the
+re-rendered samples; f = 0.5 makes the trace say nothing about the label (as many re-rendered
+normals as re-rendered anomalies), and matches DRAEM's half-normal convention. The cost is half of
+the anomalies per sample drawn (raise ``--num-samples``).
+
 ``logical`` is the paper's best mix (Table 3: both region selections, all three edits, no TPS):
 each sample draws its region selection and its edit uniformly. Option ``<strategy>.tps=true`` warps
 the normal and anomaly edge maps, the photo and the stored maps with one DeepSIM TPS per sample
@@ -78,9 +97,9 @@ EDGE_SCALE = 0
 #: the changed edge mass may be at most this share of the normal map's (supp. sec. 6, see above)
 MAX_EDGE_PORTION = 0.5
 #: share of samples drawn as identity inpaints (the region re-rendered from its own, unedited edges)
-#: and stored as normals (label 0, empty mask), so a detector cannot score the seam of the renderer
+#: and stored as normals (label 0, empty mask), so a detector cannot score the renderer's trace
 #: (option ``<strategy>.identity_fraction``; see the module docstring for how it was chosen)
-IDENTITY_FRACTION = 0.25
+IDENTITY_FRACTION = 0.5
 #: regions tried per draw before giving up (the sample then fails and is redrawn by the pipeline)
 REGION_TRIES = 16
 #: a mask covering more than this share of the image is a collapse ("most of the image")
