@@ -1,5 +1,8 @@
 """The import graph of the code base: no circles, and the build never reaches training code.
 
+Covers generator/ and trainers/ (whose method registry, trainers.base, is filled by the methods
+registering themselves; only the entry points import the method table trainers.methods).
+
 DESIGN.md sec. 2: a newcomer follows ``synthgen build`` downward only. The graph is read from the
 source with ``ast`` (nothing is imported), counting every import statement, also those inside
 functions and ``if TYPE_CHECKING:`` blocks, because each one is a dependency a reader has to follow.
@@ -125,6 +128,18 @@ def test_graph_reader_sees_the_known_edges(graph):
 def test_generator_has_no_import_cycle(graph):
     cycles = [c for c in import_cycles(graph) if c[0].startswith("generator")]
     assert cycles == [], "import circles in generator/: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_trainers_have_no_import_cycle(graph):
+    cycles = [c for c in import_cycles(graph) if c[0].startswith("trainers")]
+    assert cycles == [], "import circles in trainers/: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_only_entry_points_import_the_method_table(graph):
+    """trainers.methods imports every method; a module below it importing it would close a circle."""
+    importers = sorted(m for m, targets in graph.items() if "trainers.methods" in targets)
+    assert importers == ["trainers.cli"]
+    assert {"trainers.reconstruction", "trainers.pbas"} <= graph["trainers.methods"]
 
 
 def test_build_path_never_reaches_training_or_trainers(graph):
