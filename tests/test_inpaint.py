@@ -209,3 +209,18 @@ def test_train_e2i_command_trains_an_inpainter_and_refuses_presets_of_the_other_
         main(["train-e2i", "--network", "tiny", "--out", str(tmp_path / "o")])
     assert exit_info.value.code == 2
     assert "--network tiny: not a preset of --renderer inpaint" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_training_and_rendering_run_on_cuda(demo, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    images, _, maps = demo
+    path = training.train_inpainter(images, lambda i: maps[i], tmp_path, config=TINY, seed=0, device="cuda", progress=False)
+    model = load_inpainter(path, "cuda", image_size=(SIZE, SIZE))
+    real = torch.from_numpy(images[:2]).permute(0, 3, 1, 2).float() / 255
+    regions = torch.zeros(2, SIZE, SIZE)
+    regions[:, 20:40, 20:40] = 1
+    composite, hole = inpaint_tensor(model, real, torch.zeros(2, 1, SIZE, SIZE), regions)
+    outside = (hole.cpu() == 0)[:, None].expand_as(real)
+    assert composite.is_cuda and torch.equal(composite.cpu()[outside], real[outside])
