@@ -271,7 +271,7 @@ def precompute(dataset, root, category, split, image_size, device, edge_model, r
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="full: cuda trains in bf16 mixed precision, cpu in float32.")
 @click.option("--network", type=click.Choice(["cpu", "demo", "edgeconnect", "full", "small", "tiny"]),
-              help="inpaint: cpu (default; 10-15 min at 256x128 on 2 cores), demo (a few minutes), edgeconnect "
+              help="inpaint: cpu (default; ~5 min of CPU time at 256x128), demo (~70 s at 256x256), edgeconnect "
                    "(EdgeConnect's widths, GPU). full: full (default, pix2pixHD's sizes, GPU), small (a CPU in hours), "
                    "tiny (smoke tests).")
 @click.option("--vgg19", type=click.Path(path_type=Path),

@@ -27,8 +27,8 @@ from ..imageio import sha256_file
 from ..paths import cache_root
 from .inpaint import GENERATOR_FILE, NETWORKS, train_inpainter
 
-#: the training preset of an automatic generator: the demo's few-minute one for the embedded demo
-#: dataset, the CPU preset (about 10-15 minutes at 256x128 on 2 cores) for real categories
+#: the training preset of an automatic generator: the demo's short one for the embedded demo dataset,
+#: the CPU preset (600 steps, about 5 min of CPU time at 256x128) for real categories
 DEMO_NETWORK, DEFAULT_NETWORK = "demo", "cpu"
 
 

@@ -106,9 +106,10 @@ class InpaintTrainConfig:
 
 #: ``--network`` presets of ``synthgen train-e2i --renderer inpaint`` (and of the build's auto-training)
 NETWORKS: dict[str, InpaintTrainConfig] = {
-    # a 256x128 category trains in about 10-15 minutes on 2 busy CPU cores
+    # juice_bottle at 256x128 (60 images): the whole first build (maps, training, 60 samples) took
+    # 288 s of CPU time on one thread, 22 min of wall time on the shared 2-core machine at load ~10
     "cpu": InpaintTrainConfig(),
-    # the embedded demo: a few minutes on 2 cores
+    # the embedded demo at 256x256: about 70 s of CPU time (0.45 s per step on one thread)
     "demo": InpaintTrainConfig(steps=150),
     # EdgeConnect's stage-2 widths and batch, whole images: a GPU's job
     "edgeconnect": InpaintTrainConfig(network=InpaintConfig(ngf=64, n_blocks=8),
