@@ -49,6 +49,30 @@ def _map_options(command):
     return command
 
 
+def _executor_options(command):
+    """Where the work runs, shared by `build` and `precompute` (generator/executors/)."""
+    options = [
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="local: this machine (--workers); ray: one Ray task per shard (pip install 'synthgen[ray]')."),
+        click.option("--ray-address", metavar="ADDR",
+                     help="Ray cluster to use (host:port or auto). Default: start a local one for this command."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _make_executor(executor: str, ray_address: str | None):
+    """None for the local executor, else the engine object that pipeline.build / precompute take."""
+    if executor == "local":
+        if ray_address:
+            raise SynthgenError("--ray-address: only with --executor ray")
+        return None
+    from .executors.ray_executor import RayExecutor
+
+    return RayExecutor(ray_address)
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     click.echo(f"synthgen: warning: {message}", err=True)
 
@@ -80,12 +104,15 @@ def cli() -> None:
 @click.option("--shard-index", default=0, show_default=True, help="This job's slice, 0 <= I < --num-shards.")
 @click.option("--compress-images", is_flag=True, help="gzip the image datasets too (smaller, slower to read).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@_executor_options
+@click.option("--merge-only", is_flag=True,
+              help="Build nothing: merge the shards' sidecars into manifest.json (the last step of a job array).")
 @_map_options
 @click.option("--e2i", type=click.Path(path_type=Path),
               help="Edge-to-image generator file for the LogicAL strategies (made by `synthgen train-e2i`).")
 def build(dataset, root, category, strategies, out, num_samples, image_size, seed, textures, settings, caf_table,
           samples_per_shard, batch_size, device, workers, num_shards, shard_index, compress_images, quiet,
-          edge_model, regions, sam_model, sam_checkpoint, weights_dir, e2i):
+          executor, ray_address, merge_only, edge_model, regions, sam_model, sam_checkpoint, weights_dir, e2i):
     """Synthesize anomalies for one category and write sharded HDF5 + manifest (resumable)."""
     from .config import BuildConfig, parse_image_size, parse_option
     from .pipeline import build as run_build
@@ -127,8 +154,11 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
         e2i=str(e2i) if e2i else None,
     )
     out = out or Path("out") / f"{dataset}-{category}"
-    report = run_build(config, out, workers=workers, num_shards=num_shards, shard_index=shard_index, progress=not quiet)
-    click.echo(f"built {len(report.built)} shard(s), {len(report.skipped)} already complete, into {report.out_dir}")
+    engine = None if merge_only else _make_executor(executor, ray_address)
+    report = run_build(config, out, workers=workers, num_shards=num_shards, shard_index=shard_index,
+                       progress=not quiet, executor=engine, merge_only=merge_only)
+    if not merge_only:
+        click.echo(f"built {len(report.built)} shard(s), {len(report.skipped)} already complete, into {report.out_dir}")
     if report.manifest_written:
         click.echo(f"manifest: {report.out_dir / 'manifest.json'}")
     else:
@@ -178,8 +208,9 @@ def inspect(build_dir, sheet, per_strategy, maps_sheet):
 @click.option("--sheet", type=click.Path(path_type=Path), help="Also write a contact sheet PNG: image | 4 edge scales | fused | regions.")
 @click.option("--sheet-rows", default=6, show_default=True, help="Images on the sheet, spread over the split.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@_executor_options
 def precompute(dataset, root, category, split, image_size, device, edge_model, regions, sam_model, sam_checkpoint,
-               weights_dir, sheet, sheet_rows, quiet):
+               weights_dir, sheet, sheet_rows, quiet, executor, ray_address):
     """Compute and cache the edge and region maps of a category's normal images (a build reuses them)."""
     from .config import parse_image_size
     from .precompute import MapSettings, precompute_category
@@ -197,7 +228,8 @@ def precompute(dataset, root, category, split, image_size, device, edge_model, r
         device=_resolve_device(device),
     )
     result = precompute_category(dataset, root, category, split, parse_image_size(image_size), settings,
-                                 sheet=sheet, sheet_rows=sheet_rows, progress=not quiet)
+                                 sheet=sheet, sheet_rows=sheet_rows, progress=not quiet,
+                                 executor=_make_executor(executor, ray_address))
     for line in result:
         click.echo(line)
 

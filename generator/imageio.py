@@ -16,6 +16,7 @@ Colour policy (documented in the README):
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,11 +47,11 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _open(path: Path) -> Image.Image:
-    if not path.is_file():
+def _open(path: Path, data: bytes | None = None) -> Image.Image:
+    if data is None and not path.is_file():
         raise SynthgenError(f"{path}: file not found")
     try:
-        return Image.open(path)
+        return Image.open(path if data is None else io.BytesIO(data))
     except UnidentifiedImageError:
         raise SynthgenError(f"{path}: not a readable image file") from None
     except OSError as e:
@@ -71,10 +72,13 @@ def _decode(im: Image.Image, path: Path) -> None:
         raise SynthgenError(f"{path}: truncated or corrupt image ({e})") from None
 
 
-def read_rgb(path: str | Path, *, allow_gray: bool = False) -> np.ndarray:
-    """Decode an image to an (H, W, 3) uint8 array, enforcing the colour policy above."""
+def read_rgb(path: str | Path, *, allow_gray: bool = False, data: bytes | None = None) -> np.ndarray:
+    """Decode an image to an (H, W, 3) uint8 array, enforcing the colour policy above.
+
+    data: the file's contents, already read (shipped from another machine); ``path`` then only names it.
+    """
     path = Path(path)
-    with _open(path) as im:
+    with _open(path, data) as im:
         _decode(im, path)
         mode = im.mode
         if mode == "RGB":

@@ -192,10 +192,15 @@ def _texture_record(config: BuildConfig) -> dict[str, Any]:
 # rendering
 
 
-def make_context(plan: BuildPlan, device: torch.device) -> StrategyContext:
-    """The resources strategies read: resized sources (memory-mapped), textures, options."""
+def make_context(plan: BuildPlan, device: torch.device, shipped: Any = None) -> StrategyContext:
+    """The resources strategies read: resized sources (memory-mapped), textures, options.
+
+    ``shipped``: the same inputs already in memory (generator.executors.shipped.ShippedInputs, which
+    an executor sends to machines that have neither this machine's cache nor its files); by default
+    they are read from this machine's cache and files.
+    """
     config = plan.config
-    stack = plan.sources.load_stack()
+    stack = shipped.sources if shipped is not None else plan.sources.load_stack()
 
     def source_pixels(i: int) -> np.ndarray:
         return np.array(stack[i])  # a copy: samples must not alias the memory-mapped stack
@@ -210,6 +215,7 @@ def make_context(plan: BuildPlan, device: torch.device) -> StrategyContext:
             config.image_size,
             device,
             dtd_root=config.texture_root,
+            dtd_files=shipped.textures if shipped is not None else None,
             normal_image=normal_image,
             num_normals=len(plan.sources),
         )
@@ -224,8 +230,8 @@ def make_context(plan: BuildPlan, device: torch.device) -> StrategyContext:
         texture=bank.get if bank else _no_textures,
         texture_keys=bank.keys if bank else (lambda: []),
         options=config.options,
-        maps=plan.maps,
-        models=_load_models(plan, device),
+        maps=shipped.maps if shipped is not None else plan.maps,
+        models=shipped.models_on(device) if shipped is not None else _load_models(plan, device),
     )
 
 
@@ -426,12 +432,23 @@ def build(
     num_shards: int = 1,
     shard_index: int = 0,
     progress: bool = True,
+    executor: Any = None,
+    merge_only: bool = False,
 ) -> BuildReport:
-    """Build (or resume) the shards of this job-array slice and merge the manifest when complete."""
+    """Build (or resume) the shards of this job-array slice and merge the manifest when complete.
+
+    executor: None builds on this machine (``workers`` processes); else an object whose
+    ``build_shards(plan, shards, out_dir, progress)`` has another engine build them
+    (generator.executors.ray_executor.RayExecutor).
+    merge_only: build nothing; merge the sidecars of a finished job array into the manifest, or fail
+    naming the shards that are missing.
+    """
     if num_shards < 1 or not 0 <= shard_index < num_shards:
         raise SynthgenError(f"--shard-index {shard_index} must be in [0, --num-shards {num_shards})")
     out_dir = Path(out_dir)
     plan = plan_build(config, progress=progress)
+    if merge_only:
+        return _merge_only(plan, out_dir)
     _claim_out_dir(out_dir, plan)
     remove_stale_temps(out_dir)
     mine = [s for s in range(plan.num_shards) if s % num_shards == shard_index]
@@ -439,7 +456,9 @@ def build(
     todo = [s for s in mine if s not in done]
     if todo:
         workers = max(1, min(workers, len(todo)))
-        if workers == 1:
+        if executor is not None:
+            executor.build_shards(plan, todo, out_dir, progress)
+        elif workers == 1:
             _build_in_process(plan, todo, out_dir, progress)
         else:
             _build_in_workers(plan, todo, out_dir, workers, progress)
@@ -503,10 +522,10 @@ def _build_in_process(plan: BuildPlan, todo: list[int], out_dir: Path, progress:
             build_shard(plan, s, out_dir, ctx, bar)
 
 
-def _worker_build(plan: BuildPlan, s: int, out_dir: Path) -> int:
+def _worker_build(plan: BuildPlan, s: int, out_dir: Path, shipped: Any = None) -> dict:
+    """Build shard ``s`` in a worker process (a local pool's or a cluster's); returns its sidecar."""
     with _render_threads(plan.config.device):
-        build_shard(plan, s, out_dir, make_context(plan, torch.device(plan.config.device)))
-    return s
+        return build_shard(plan, s, out_dir, make_context(plan, torch.device(plan.config.device), shipped))
 
 
 def _build_in_workers(plan: BuildPlan, todo: list[int], out_dir: Path, workers: int, progress: bool) -> None:
@@ -518,18 +537,45 @@ def _build_in_workers(plan: BuildPlan, todo: list[int], out_dir: Path, workers: 
         pass
 
 
-def _merge_manifest_if_complete(plan: BuildPlan, out_dir: Path) -> bool:
-    sidecars = []
+def _finished_sidecars(plan: BuildPlan, out_dir: Path) -> tuple[list[dict], list[int]]:
+    """(sidecars of the shards that are finished, indices of those that are not)."""
+    sidecars, missing = [], []
     for s in range(plan.num_shards):
         side = out_dir / sidecar_name(plan.shard_file(s))
-        if not side.is_file():
-            return False
-        sidecar = json.loads(side.read_text())
-        if sidecar.get("config_hash") != plan.config_hash:
-            return False
-        sidecars.append(sidecar)
+        try:
+            sidecar = json.loads(side.read_text())
+        except (OSError, json.JSONDecodeError):
+            sidecar = None
+        if sidecar is None or sidecar.get("config_hash") != plan.config_hash or not (out_dir / plan.shard_file(s)).is_file():
+            missing.append(s)
+        else:
+            sidecars.append(sidecar)
+    return sidecars, missing
+
+
+def _merge_manifest_if_complete(plan: BuildPlan, out_dir: Path) -> bool:
+    sidecars, missing = _finished_sidecars(plan, out_dir)
+    if missing:
+        return False
     write_manifest(out_dir, plan, sidecars, environment(plan.config.device))
     return True
+
+
+def _merge_only(plan: BuildPlan, out_dir: Path) -> BuildReport:
+    """``--merge-only``: the manifest of a build whose shards other jobs wrote (a job array's last step)."""
+    build_file = out_dir / BUILD_FILE
+    if not build_file.is_file():
+        raise SynthgenError(f"{out_dir}: no synthgen build here ({BUILD_FILE} missing); run the build's jobs first")
+    _claim_out_dir(out_dir, plan)  # the same config, or a one-line refusal
+    _, missing = _finished_sidecars(plan, out_dir)
+    if missing:
+        listed = ", ".join(map(str, missing[:20])) + (", ..." if len(missing) > 20 else "")
+        raise SynthgenError(
+            f"{out_dir}: cannot merge: shard(s) {listed} of {plan.num_shards} are not finished; run the jobs "
+            "that build them again (shard s belongs to --shard-index s % --num-shards)"
+        )
+    _merge_manifest_if_complete(plan, out_dir)
+    return BuildReport(out_dir, plan.num_shards, [], list(range(plan.num_shards)), True)
 
 
 def environment(device: str) -> dict[str, str]:

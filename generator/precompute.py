@@ -245,15 +245,35 @@ def precompute(
 
     region_keys, regions_computed = [], 0
     for i in tqdm(range(len(images)), desc="regions", unit="image", disable=not progress, leave=False):
-        # The classical proposer cuts its segments along the fused edges; SAM looks at the image only.
-        edges = _read_edges(edge_cache, edge_keys[i], size)[EDGE_SCALES] if maker.proposer.uses_edges() else None
-        key = region_cache_key(maker.proposer, image_ids[i], size, edges=edges)
+        key, edges = _region_key(maker, image_ids[i], size, _read_edges(edge_cache, edge_keys[i], size))
         if _read_regions(region_cache, key, size) is None:
             cached_regions(maker.proposer, np.asarray(images[i]), image_ids[i], region_cache, edges=edges)
             regions_computed += 1
         region_keys.append(key)
     store = MapStore(edge_cache.root, size, tuple(edge_keys), tuple(region_keys))
     return store, PrecomputeReport(len(images), edges_computed, regions_computed)
+
+
+def _region_key(maker: MapMaker, image_id: str, size: tuple[int, int], edges: np.ndarray) -> tuple[str, np.ndarray | None]:
+    """(cache key of an image's region map, the fused edges its proposer reads or None). The classical
+    proposer cuts its segments along the fused edges, so they are part of the key; SAM looks at the
+    image only."""
+    fused = edges[EDGE_SCALES] if maker.proposer.uses_edges() else None
+    return region_cache_key(maker.proposer, image_id, size, edges=fused), fused
+
+
+def missing_maps(
+    images: np.ndarray, image_ids: Sequence[str], maker: MapMaker, *, cache_root: str | Path | None = None
+) -> list[int]:
+    """Indices of the images (as for :func:`precompute`) whose edge or region maps are not cached yet."""
+    size = tuple(int(v) for v in images.shape[1:3])
+    edge_cache, region_cache = MapCache(EDGES_KIND, cache_root), MapCache(REGIONS_KIND, cache_root)
+    missing = []
+    for i, edge_key in enumerate(_edge_keys(image_ids, maker.detector, size)):
+        edges = _read_edges(edge_cache, edge_key, size)
+        if edges is None or _read_regions(region_cache, _region_key(maker, image_ids[i], size, edges)[0], size) is None:
+            missing.append(i)
+    return missing
 
 
 def cached_edge_maps(
@@ -378,10 +398,15 @@ def precompute_category(
     sheet: str | Path | None = None,
     sheet_rows: int = 6,
     progress: bool = False,
+    executor: Any = None,
 ) -> list[str]:
     """Maps of a category's normal images at a build's image size, into the cache; summary lines for
     the user. The sources are read and resized exactly as ``synthgen build`` reads them, so a later
-    build at the same size with the same settings finds every map in the cache."""
+    build at the same size with the same settings finds every map in the cache.
+
+    executor: None computes here; else an object whose ``precompute(images, image_ids, maker,
+    progress)`` computes the missing maps elsewhere into this machine's cache and returns a
+    PrecomputeReport (generator.executors.ray_executor.RayExecutor)."""
     from .datasets import load_dataset
     from .sources import prepare_sources
 
@@ -392,7 +417,12 @@ def precompute_category(
     sources = prepare_sources(images, image_size, gray=index.gray, progress=progress)
     maker = MapMaker(settings)
     stack = sources.load_stack()
-    store, report = precompute(stack, [source_image_id(sha) for sha in sources.sha256], maker, progress=progress)
+    ids = [source_image_id(sha) for sha in sources.sha256]
+    if executor is not None:
+        report = executor.precompute(stack, ids, maker, progress=progress)
+        store, _ = precompute(stack, ids, maker)  # every map is cached now: this only reads them back
+    else:
+        store, report = precompute(stack, ids, maker, progress=progress)
     described = maker.describe()
     regions = described["regions"]
     lines = [
