@@ -305,7 +305,7 @@ def _fill_edges(
     """Compute and cache the edge maps that are missing; returns how many were computed."""
     missing = [i for i, key in enumerate(keys) if _read_edges(cache, key, size) is None]
     # One chunk = what the detector runs in one forward pass on its device (its memory bound).
-    chunk = max(1, detector.max_batch_pixels // (size[0] * size[1]))
+    chunk = detector.images_per_pass(*size)
     with tqdm(total=len(missing), desc="edges", unit="image", disable=not progress, leave=False) as bar:
         for start in range(0, len(missing), chunk):
             batch = missing[start : start + chunk]

@@ -61,7 +61,10 @@ class RayExecutor:
     address: a running cluster (``host:port`` or ``auto``); None starts a local one unless this
     process is already connected. resources: what each task asks for, instead of
     :func:`task_resources` (e.g. ``{"num_gpus": 0.5}`` to run two shards per GPU).
-    images_per_task: how many source images one precompute task computes maps for.
+    images_per_task: how many source images one precompute task computes maps for. Default: what
+    the edge detector runs in one forward pass on its device, so the tasks' batches are a local
+    run's and the maps are byte-identical to it (the convolution algorithm, chosen per batch
+    size, may round a pixel of another batch size one level differently, as in a resumed local run).
     """
 
     def __init__(
@@ -70,13 +73,13 @@ class RayExecutor:
         *,
         resources: dict[str, float] | None = None,
         max_retries: int = 3,
-        images_per_task: int = 16,
+        images_per_task: int | None = None,
     ):
         self.ray = import_ray()
         self.address = address
         self.resources = resources
         self.max_retries = max_retries
-        self.images_per_task = max(1, images_per_task)
+        self.images_per_task = images_per_task
 
     def _remote(self, function, device: str):
         options = self.resources if self.resources is not None else task_resources(device)
@@ -110,8 +113,8 @@ class RayExecutor:
                 images_ref = ray.put(np.ascontiguousarray(images[missing]))
                 ids = [image_ids[i] for i in missing]
                 task = self._remote(_precompute_chunk, str(maker.detector.device))
-                chunks = [range(k, min(k + self.images_per_task, len(missing)))
-                          for k in range(0, len(missing), self.images_per_task)]
+                per_task = self.images_per_task or maker.detector.images_per_pass(*images.shape[1:3])
+                chunks = [range(k, min(k + per_task, len(missing))) for k in range(0, len(missing), per_task)]
                 refs = [task.remote(maker_ref, images_ref, [ids[i] for i in chunk], list(chunk)) for chunk in chunks]
                 with tqdm(total=len(missing), desc="maps", unit="image", disable=not progress) as bar:
                     for edges, regions, report in self._as_completed(refs):
