@@ -262,18 +262,48 @@ def _region_key(maker: MapMaker, image_id: str, size: tuple[int, int], edges: np
     return region_cache_key(maker.proposer, image_id, size, edges=fused), fused
 
 
-def missing_maps(
-    images: np.ndarray, image_ids: Sequence[str], maker: MapMaker, *, cache_root: str | Path | None = None
-) -> list[int]:
-    """Indices of the images (as for :func:`precompute`) whose edge or region maps are not cached yet."""
+# The precompute stage in pieces, for an executor whose tasks run where the cache is not
+# (generator.executors): what is missing here, and the cache entries a task computes and returns.
+
+
+def missing_edges(images: np.ndarray, image_ids: Sequence[str], detector: EdgeDetector) -> list[int]:
+    """Indices of the images (as for :func:`precompute`) whose edge maps are not in this machine's cache."""
     size = tuple(int(v) for v in images.shape[1:3])
-    edge_cache, region_cache = MapCache(EDGES_KIND, cache_root), MapCache(REGIONS_KIND, cache_root)
+    cache = MapCache(EDGES_KIND)
+    return [i for i, key in enumerate(_edge_keys(image_ids, detector, size)) if _read_edges(cache, key, size) is None]
+
+
+def missing_regions(images: np.ndarray, image_ids: Sequence[str], maker: MapMaker) -> list[tuple[int, np.ndarray | None]]:
+    """(index, fused edges the proposer reads or None) of the images whose region maps are not in this
+    machine's cache; their edge maps must be cached already."""
+    size = tuple(int(v) for v in images.shape[1:3])
+    edge_cache, region_cache = MapCache(EDGES_KIND), MapCache(REGIONS_KIND)
     missing = []
     for i, edge_key in enumerate(_edge_keys(image_ids, maker.detector, size)):
-        edges = _read_edges(edge_cache, edge_key, size)
-        if edges is None or _read_regions(region_cache, _region_key(maker, image_ids[i], size, edges)[0], size) is None:
-            missing.append(i)
+        key, fused = _region_key(maker, image_ids[i], size, _read_edges(edge_cache, edge_key, size))
+        if _read_regions(region_cache, key, size) is None:
+            missing.append((i, fused))
     return missing
+
+
+def edge_entries(images: np.ndarray, image_ids: Sequence[str], detector: EdgeDetector) -> dict[str, dict[str, np.ndarray]]:
+    """{cache key: entry} of the edge maps of ``images``, computed in one detector call (so in its
+    forward-pass batches, as :func:`precompute` batches them)."""
+    size = tuple(int(v) for v in images.shape[1:3])
+    maps = detector(np.ascontiguousarray(images))
+    return {key: {"edges": edges} for key, edges in zip(_edge_keys(image_ids, detector, size), maps)}
+
+
+def region_entries(
+    images: np.ndarray, image_ids: Sequence[str], proposer: RegionProposer, fused_edges: Sequence[np.ndarray | None]
+) -> dict[str, dict[str, np.ndarray]]:
+    """{cache key: entry} of the region maps of ``images`` (one image at a time, as SAM runs), given
+    the fused edges :func:`missing_regions` returned."""
+    out = {}
+    for image, image_id, edges in zip(images, image_ids, fused_edges):
+        key = region_cache_key(proposer, image_id, tuple(image.shape[:2]), edges=edges)
+        out[key] = {"regions": proposer.propose(np.asarray(image), edges=edges)}
+    return out
 
 
 def cached_edge_maps(

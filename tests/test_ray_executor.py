@@ -142,7 +142,7 @@ def test_logical_build_with_cached_maps_is_byte_identical(cluster, demo_root, pi
 def test_precompute_on_ray_equals_a_local_precompute(cluster, demo_root, pidinet_weights, tmp_path, monkeypatch):
     settings = MapSettings(edge_model="pidinet-tiny", regions="classical", weights_dir=str(pidinet_weights))
     caches = {}
-    for name, executor in (("local", None), ("ray", RayExecutor())):
+    for name, executor in (("local", None), ("ray", RayExecutor(regions_per_task=5))):
         monkeypatch.setenv("SYNTHGEN_CACHE", str(tmp_path / name))
         lines = precompute_category("demo", demo_root, "parts_box", "train", (48, 48), settings, executor=executor)
         assert "edges computed 24 (cached 0), regions computed 24 (cached 0)" in lines[0], lines[0]

@@ -24,7 +24,6 @@ Ray schedules; synthgen only says what each task needs and collects the results.
 from __future__ import annotations
 
 import logging
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -34,7 +33,16 @@ from tqdm import tqdm
 
 from ..errors import SynthgenError
 from ..pipeline import BuildPlan, _worker_build
-from ..precompute import EDGES_KIND, REGIONS_KIND, MapMaker, PrecomputeReport, missing_maps, precompute
+from ..precompute import (
+    EDGES_KIND,
+    REGIONS_KIND,
+    MapMaker,
+    PrecomputeReport,
+    edge_entries,
+    missing_edges,
+    missing_regions,
+    region_entries,
+)
 from ..cache import MapCache
 from .shipped import ShippedInputs
 
@@ -61,10 +69,10 @@ class RayExecutor:
     address: a running cluster (``host:port`` or ``auto``); None starts a local one unless this
     process is already connected. resources: what each task asks for, instead of
     :func:`task_resources` (e.g. ``{"num_gpus": 0.5}`` to run two shards per GPU).
-    images_per_task: how many source images one precompute task computes maps for. Default: what
-    the edge detector runs in one forward pass on its device, so the tasks' batches are a local
-    run's and the maps are byte-identical to it (the convolution algorithm, chosen per batch
-    size, may round a pixel of another batch size one level differently, as in a resumed local run).
+    regions_per_task: how many images one region-map task of a precompute takes (SAM: seconds each
+    on a GPU). An edge-map task takes what the detector runs in one forward pass on its device: a
+    local run's batches, so the maps are byte-identical to a local run's (the convolution algorithm,
+    chosen per batch size, may round a pixel of another batch size one level differently).
     """
 
     def __init__(
@@ -73,13 +81,13 @@ class RayExecutor:
         *,
         resources: dict[str, float] | None = None,
         max_retries: int = 3,
-        images_per_task: int | None = None,
+        regions_per_task: int = 8,
     ):
         self.ray = import_ray()
         self.address = address
         self.resources = resources
         self.max_retries = max_retries
-        self.images_per_task = images_per_task
+        self.regions_per_task = max(1, regions_per_task)
 
     def _remote(self, function, device: str):
         options = self.resources if self.resources is not None else task_resources(device)
@@ -102,30 +110,41 @@ class RayExecutor:
     def precompute(
         self, images: np.ndarray, image_ids: Sequence[str], maker: MapMaker, *, progress: bool = False
     ) -> PrecomputeReport:
-        """Compute the maps of ``images`` missing from this machine's cache on the cluster; cache them here."""
+        """Compute the maps of ``images`` missing from this machine's cache on the cluster; cache them here.
+
+        Two rounds: edge maps in the detector's forward-pass batches (one task each), then region
+        maps ``regions_per_task`` images a task (the classical proposer reads the fused edges)."""
+        edges_todo = missing_edges(images, image_ids, maker.detector)
+        regions_todo: list = []
+        with self._connected():
+            if edges_todo:
+                per_task = maker.detector.images_per_pass(*images.shape[1:3])
+                self._run_map_tasks(_edges_task, maker.detector, images, image_ids, [(i, None) for i in edges_todo],
+                                    per_task, MapCache(EDGES_KIND), str(maker.detector.device), "edges", progress)
+            regions_todo = missing_regions(images, image_ids, maker)
+            if regions_todo:
+                self._run_map_tasks(_regions_task, maker.proposer, images, image_ids, regions_todo,
+                                    self.regions_per_task, MapCache(REGIONS_KIND), str(maker.detector.device),
+                                    "regions", progress)
+        return PrecomputeReport(len(images), len(edges_todo), len(regions_todo))
+
+    def _run_map_tasks(self, function, model, images, image_ids, todo, per_task, cache, device, what, progress) -> None:
+        """``function(model, images, ids, fused edges) -> {key: entry}`` over chunks of ``todo`` ((index,
+        fused edges) pairs); the model and the images go to the object store once; entries into ``cache``."""
         ray = self.ray
-        missing = missing_maps(images, image_ids, maker)
-        edges_computed = regions_computed = 0
-        if missing:
-            edge_cache, region_cache = MapCache(EDGES_KIND), MapCache(REGIONS_KIND)
-            with self._connected():
-                maker_ref = ray.put(maker)  # the networks' weights, once
-                images_ref = ray.put(np.ascontiguousarray(images[missing]))
-                ids = [image_ids[i] for i in missing]
-                task = self._remote(_precompute_chunk, str(maker.detector.device))
-                per_task = self.images_per_task or maker.detector.images_per_pass(*images.shape[1:3])
-                chunks = [range(k, min(k + per_task, len(missing))) for k in range(0, len(missing), per_task)]
-                refs = [task.remote(maker_ref, images_ref, [ids[i] for i in chunk], list(chunk)) for chunk in chunks]
-                with tqdm(total=len(missing), desc="maps", unit="image", disable=not progress) as bar:
-                    for edges, regions, report in self._as_completed(refs):
-                        for key, arrays in edges.items():
-                            edge_cache.put(key, arrays)
-                        for key, arrays in regions.items():
-                            region_cache.put(key, arrays)
-                        edges_computed += report.edges_computed
-                        regions_computed += report.regions_computed
-                        bar.update(report.images)
-        return PrecomputeReport(len(images), edges_computed, regions_computed)
+        model_ref = ray.put(model)
+        images_ref = ray.put(np.ascontiguousarray(images[[i for i, _ in todo]]))
+        task = self._remote(function, device)
+        refs = []
+        for start in range(0, len(todo), per_task):
+            chunk = todo[start : start + per_task]
+            rows = list(range(start, start + len(chunk)))  # rows of the shipped stack
+            refs.append(task.remote(model_ref, images_ref, rows, [image_ids[i] for i, _ in chunk], [f for _, f in chunk]))
+        with tqdm(total=len(todo), desc=what, unit="image", disable=not progress) as bar:
+            for entries in self._as_completed(refs):
+                for key, arrays in entries.items():
+                    cache.put(key, arrays)
+                bar.update(len(entries))
 
     @contextmanager
     def _connected(self) -> Iterator[None]:
@@ -172,13 +191,11 @@ def _check_visible(out_dir: Path, sidecar: dict) -> None:
         )
 
 
-def _precompute_chunk(
-    maker: MapMaker, images: np.ndarray, image_ids: list[str], indices: list[int]
-) -> tuple[dict[str, dict], dict[str, dict], PrecomputeReport]:
-    """One precompute task: the maps of ``images[indices]``, computed into a private cache and returned
-    as ({edge key: entry}, {region key: entry}, what was computed)."""
-    with tempfile.TemporaryDirectory(prefix="synthgen-maps-") as tmp:
-        store, report = precompute(np.ascontiguousarray(images[indices]), image_ids, maker, cache_root=tmp)
-        edges = {key: MapCache(EDGES_KIND, tmp).get(key) for key in store.edge_keys}
-        regions = {key: MapCache(REGIONS_KIND, tmp).get(key) for key in store.region_keys}
-    return edges, regions, report
+def _edges_task(detector, images: np.ndarray, rows: list[int], image_ids: list[str], _fused) -> dict:
+    """One precompute task of the first round: edge-map cache entries of ``images[rows]``."""
+    return edge_entries(images[rows], image_ids, detector)
+
+
+def _regions_task(proposer, images: np.ndarray, rows: list[int], image_ids: list[str], fused: list) -> dict:
+    """One precompute task of the second round: region-map cache entries of ``images[rows]``."""
+    return region_entries(images[rows], image_ids, proposer, fused)
