@@ -99,8 +99,8 @@ class RayExecutor:
         with self._connected():
             plan_ref = ray.put(plan)
             shipped_ref = ray.put(ShippedInputs.collect(plan))
-            task = self._remote(_worker_build, plan.config.device)
-            refs = [task.remote(plan_ref, s, out_dir, shipped_ref) for s in shards]
+            task = self._remote(_build_shard_task, plan.config.device)
+            refs = [task.remote(plan_ref, s, out_dir, [shipped_ref]) for s in shards]
             total = sum(len(plan.shard_specs(s)) for s in shards)
             with tqdm(total=total, desc="samples", unit="sample", disable=not progress) as bar:
                 for sidecar in self._as_completed(refs):
@@ -139,7 +139,7 @@ class RayExecutor:
         for start in range(0, len(todo), per_task):
             chunk = todo[start : start + per_task]
             rows = list(range(start, start + len(chunk)))  # rows of the shipped stack
-            refs.append(task.remote(model_ref, images_ref, rows, [image_ids[i] for i, _ in chunk], [f for _, f in chunk]))
+            refs.append(task.remote([model_ref], images_ref, rows, [image_ids[i] for i, _ in chunk], [f for _, f in chunk]))
         with tqdm(total=len(todo), desc=what, unit="image", disable=not progress) as bar:
             for entries in self._as_completed(refs):
                 for key, arrays in entries.items():
@@ -191,11 +191,33 @@ def _check_visible(out_dir: Path, sidecar: dict) -> None:
         )
 
 
-def _edges_task(detector, images: np.ndarray, rows: list[int], image_ids: list[str], _fused) -> dict:
+# Per worker process: the last shipped object it received (ObjectRef hex -> value). Ray resolves a
+# task's top-level reference arguments anew for every task, and for a network that means unpickling
+# its weights every time (seconds for pix2pixHD's 680 MB); passed inside a list, the reference stays a
+# reference, and a worker fetches each object once however many tasks it runs.
+_RECEIVED: dict[str, Any] = {}
+
+
+def _received(boxed_ref: list) -> Any:
+    import ray
+
+    key = boxed_ref[0].hex()
+    if key not in _RECEIVED:
+        _RECEIVED.clear()  # one build's (or one precompute round's) inputs at a time
+        _RECEIVED[key] = ray.get(boxed_ref[0])
+    return _RECEIVED[key]
+
+
+def _build_shard_task(plan: BuildPlan, s: int, out_dir: Path, shipped: list) -> dict:
+    """One build task: shard ``s`` written into ``out_dir``; returns its sidecar."""
+    return _worker_build(plan, s, out_dir, _received(shipped))
+
+
+def _edges_task(detector: list, images: np.ndarray, rows: list[int], image_ids: list[str], _fused) -> dict:
     """One precompute task of the first round: edge-map cache entries of ``images[rows]``."""
-    return edge_entries(images[rows], image_ids, detector)
+    return edge_entries(images[rows], image_ids, _received(detector))
 
 
-def _regions_task(proposer, images: np.ndarray, rows: list[int], image_ids: list[str], fused: list) -> dict:
+def _regions_task(proposer: list, images: np.ndarray, rows: list[int], image_ids: list[str], fused: list) -> dict:
     """One precompute task of the second round: region-map cache entries of ``images[rows]``."""
-    return region_entries(images[rows], image_ids, proposer, fused)
+    return region_entries(images[rows], image_ids, _received(proposer), fused)
