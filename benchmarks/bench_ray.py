@@ -34,7 +34,8 @@ from generator.config import BuildConfig
 from generator.datasets.demo import render_demo
 from generator.executors.ray_executor import RayExecutor, _received, import_ray
 from generator.executors.shipped import ShippedInputs, ShippedMaps
-from generator.pipeline import _merge_manifest_if_complete, build, plan_build
+from generator.pipeline import _merge_manifest_if_complete, build
+from generator.plan import plan_build
 
 
 def timed(fn, *args, **kw) -> tuple[float, object]:
@@ -90,8 +91,7 @@ def measure(samples: int, size: int, work: Path) -> dict[str, float]:
 def _receive_cost(ray) -> tuple[float, float, float]:
     """Seconds a task spends on LOCO-sized ShippedInputs, the first time in a worker process and after
     (it keeps them: ray_executor._received), and their size in MB."""
-    from generator.models.e2i import GeneratorConfig, GlobalGenerator
-    from generator.models.e2i_train import E2IModel
+    from generator.models.e2i import E2IModel, GeneratorConfig, GlobalGenerator
 
     rng = np.random.default_rng(0)
     n, h, w = 354, 256, 256

@@ -123,7 +123,8 @@ def test_bad_input_inside_a_task_is_its_one_line(cluster, demo_root, tmp_path, f
 def test_logical_build_with_cached_maps_is_byte_identical(cluster, demo_root, pidinet_weights, tmp_path, fresh_cache):
     """LogicAL strategies: maps precomputed into this process's cache and a generator file; the tasks
     ask for half a (logical) GPU each, so Ray schedules them on the GPU resource."""
-    from generator.models.e2i_train import E2ITrainingModule, save_generator, tiny_config
+    from generator.models.e2i import save_generator
+    from generator.training.e2i import E2ITrainingModule, tiny_config
 
     e2i = tmp_path / "e2i.pt"
     generator = E2ITrainingModule(tiny_config().to_dict(), seed=0, epochs=1).generator

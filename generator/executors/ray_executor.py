@@ -31,8 +31,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from ..cache import MapCache
 from ..errors import SynthgenError
-from ..pipeline import BuildPlan, _worker_build
+from ..pipeline import _worker_build
+from ..plan import BuildPlan
 from ..precompute import (
     EDGES_KIND,
     REGIONS_KIND,
@@ -43,7 +45,6 @@ from ..precompute import (
     missing_regions,
     region_entries,
 )
-from ..cache import MapCache
 from .shipped import ShippedInputs
 
 INSTALL_HINT = "--executor ray: Ray is not installed; pip install 'synthgen[ray]' (or pip install ray)"

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..pipeline import BuildPlan, _load_models
+from ..pipeline import _load_models
+from ..plan import BuildPlan
 
 
 @dataclass(frozen=True)
