@@ -16,6 +16,7 @@ Colour policy (documented in the README):
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,10 @@ from PIL import Image, UnidentifiedImageError
 from .errors import SynthgenError
 
 _HASH_CHUNK = 1 << 20
+
+# PIL warns for images above Image.MAX_IMAGE_PIXELS and raises above twice that. Both are refused
+# (a decompression bomb must not be decoded); turning the warning into an error lets _open catch both.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,11 @@ def _open(path: Path) -> Image.Image:
         raise SynthgenError(f"{path}: file not found")
     try:
         return Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise SynthgenError(
+            f"{path}: refused as a possible decompression bomb ({e}); synthgen reads images of at most "
+            f"{Image.MAX_IMAGE_PIXELS} pixels"
+        ) from None
     except UnidentifiedImageError:
         raise SynthgenError(f"{path}: not a readable image file") from None
     except OSError as e:
@@ -64,6 +74,15 @@ def probe_image(path: str | Path) -> ImageInfo:
         return ImageInfo(path, im.mode, im.width, im.height)
 
 
+def _refuse_16_bit(im: Image.Image, path: Path, what: str) -> None:
+    """PIL opens a 16-bit-per-channel RGB PNG or TIFF as 8-bit mode RGB and drops the low byte while
+    decoding; the file's raw mode (read before decoding) still says 16 bits."""
+    for tile in im.tile:
+        raw = tile.args if isinstance(tile.args, str) else (tile.args[0] if tile.args else "")
+        if isinstance(raw, str) and ";16" in raw:
+            raise SynthgenError(f"{path}: 16-bit {what} ({raw}); convert it to 8-bit")
+
+
 def _decode(im: Image.Image, path: Path) -> None:
     try:
         im.load()
@@ -75,6 +94,7 @@ def read_rgb(path: str | Path, *, allow_gray: bool = False) -> np.ndarray:
     """Decode an image to an (H, W, 3) uint8 array, enforcing the colour policy above."""
     path = Path(path)
     with _open(path) as im:
+        _refuse_16_bit(im, path, "image")
         _decode(im, path)
         mode = im.mode
         if mode == "RGB":
@@ -106,6 +126,7 @@ def read_mask(path: str | Path, *, expect_size: tuple[int, int] | None = None) -
     """
     path = Path(path)
     with _open(path) as im:
+        _refuse_16_bit(im, path, "mask")
         _decode(im, path)
         mode = im.mode
         if mode in ("L", "P"):

@@ -32,12 +32,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, preflight
 from .atomic import remove_stale_temps, write_json_atomic
 from .config import BuildConfig, digest
 from .datasets import DatasetIndex, load_dataset
 from .errors import SynthgenError
 from .imageio import sha256_file
+from .lifetime import die_with_parent
+from .paths import cache_root
 from .seeding import rng_for, sample_seed
 from .shards.format import MASK_ON, shard_name, sidecar_name
 from .shards.manifest import BUILD_FILE, write_manifest
@@ -117,6 +119,7 @@ def plan_build(config: BuildConfig, *, progress: bool = True) -> BuildPlan:
     """Read the dataset, check and hash everything the output depends on, and lay out the samples."""
     if config.device == "cuda" and not torch.cuda.is_available():
         raise SynthgenError("--device cuda: no CUDA device is available on this machine")
+    preflight.check_memory(config.image_size, config.batch_size)  # before any image is resized to it
     index = load_dataset(config.dataset, config.root, config.category)
     images = index.split(config.split, normal_only=True)
     if not images:
@@ -431,20 +434,32 @@ def build(
     if num_shards < 1 or not 0 <= shard_index < num_shards:
         raise SynthgenError(f"--shard-index {shard_index} must be in [0, --num-shards {num_shards})")
     out_dir = Path(out_dir)
+    preflight.check_out_path(out_dir)
     plan = plan_build(config, progress=progress)
-    _claim_out_dir(out_dir, plan)
-    remove_stale_temps(out_dir)
-    mine = [s for s in range(plan.num_shards) if s % num_shards == shard_index]
-    done = [s for s in mine if _shard_verified(out_dir, plan, s)]
-    todo = [s for s in mine if s not in done]
-    if todo:
-        workers = max(1, min(workers, len(todo)))
-        if workers == 1:
-            _build_in_process(plan, todo, out_dir, progress)
-        else:
-            _build_in_workers(plan, todo, out_dir, workers, progress)
-    written = _merge_manifest_if_complete(plan, out_dir)
+    preflight.refuse_own_inputs(out_dir, _input_folders(plan))
+    with preflight.claimed_out_dir(out_dir, BUILD_FILE):  # locked; the claim is taken back on an early failure
+        _claim_out_dir(out_dir, plan)
+        remove_stale_temps(out_dir)
+        mine = [s for s in range(plan.num_shards) if s % num_shards == shard_index]
+        done = [s for s in mine if _shard_verified(out_dir, plan, s)]
+        todo = [s for s in mine if s not in done]
+        preflight.require_shard_space(out_dir, sum(len(plan.shard_specs(s)) for s in todo), config.image_size,
+                                      _extra_fields(plan.strategies))
+        if todo:
+            workers = max(1, min(workers, len(todo)))
+            if workers == 1:
+                _build_in_process(plan, todo, out_dir, progress)
+            else:
+                _build_in_workers(plan, todo, out_dir, workers, progress)
+        written = _merge_manifest_if_complete(plan, out_dir)
     return BuildReport(out_dir, plan.num_shards, todo, done, written)
+
+
+def _input_folders(plan: BuildPlan) -> list[tuple[str, str | Path | None]]:
+    """The folders a build reads, which its output folder must stay out of."""
+    config = plan.config
+    return [("dataset root", plan.dataset.root), ("texture folder", config.texture_root),
+            ("synthgen cache", cache_root()), ("weights folder", config.weights_dir)]
 
 
 def _claim_out_dir(out_dir: Path, plan: BuildPlan) -> None:
@@ -461,7 +476,7 @@ def _claim_out_dir(out_dir: Path, plan: BuildPlan) -> None:
                 "choose another --out or delete the folder"
             )
         return
-    if out_dir.exists() and any(p for p in out_dir.iterdir() if not p.name.startswith(".tmp-")):
+    if any(p for p in out_dir.iterdir() if not p.name.startswith(".tmp-")):
         raise SynthgenError(f"{out_dir}: folder is not empty and is not a synthgen build; choose another --out")
     write_json_atomic(
         build_file,
@@ -513,7 +528,9 @@ def _build_in_workers(plan: BuildPlan, todo: list[int], out_dir: Path, workers: 
     from joblib import Parallel, delayed
 
     jobs = (delayed(_worker_build)(plan, s, out_dir) for s in todo)
-    results = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")(jobs)
+    # Each worker is tied to this process at start-up: a killed build leaves no worker running.
+    results = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered",
+                       initializer=die_with_parent, initargs=(os.getpid(),))(jobs)
     for _ in tqdm(results, total=len(todo), desc="shards", unit="shard", disable=not progress):
         pass
 

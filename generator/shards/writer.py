@@ -65,7 +65,12 @@ class ShardWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        self.f.close()
+        try:
+            self.f.close()
+        except Exception as e:  # HDF5 flushes on close: a disk that filled up fails here
+            if exc_type is None:
+                self._stack.__exit__(type(e), e, e.__traceback__)  # removes the temporary file; a full disk
+                raise  # becomes atomic_path's one-line error, raised by the line above
         if exc_type is None and not self._written.all():
             exc = RuntimeError(f"shard {self.path.name}: {int((~self._written).sum())} samples never written")
             self._stack.__exit__(RuntimeError, exc, None)  # removes the temporary file
