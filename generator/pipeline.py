@@ -46,7 +46,7 @@ from .shards.manifest import BUILD_FILE, write_manifest
 from .shards.writer import ShardWriter
 from .sources import SourceSet, prepare_sources
 from .strategies import Rendered, Strategy, StrategyContext, get_strategy
-from .strategies.base import to_uint8_hwc
+from .strategies.base import check_options, to_uint8_hwc
 from .strategies.caf import caf_strategies
 from .strategies.texture import TextureBank
 
@@ -125,6 +125,7 @@ def plan_build(config: BuildConfig, *, progress: bool = True) -> BuildPlan:
     if not images:
         raise SynthgenError(f"{index.root}: no normal images in split '{config.split}' of {config.category}")
     strategies = expand_strategies(config.strategies, config.category, config.caf_table)
+    check_options(config.options, strategies, config.image_size)  # --set: before anything is computed or written
     needs = set().union(*(get_strategy(s).needs for s in strategies))
     if "textures" in needs and config.texture_source is None:
         users = [s for s in strategies if "textures" in get_strategy(s).needs]
