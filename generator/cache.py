@@ -26,6 +26,8 @@ from .paths import cache_root
 
 HASH_MEMBER = "__sha256__"  # the entry's own hash, stored as one more array of the .npz
 
+_reported: set[Path] = set()  # damaged entries already warned about and not yet rewritten (one line each)
+
 
 def map_key(image_sha256: str, model: str, params: dict[str, Any]) -> str:
     """The cache key of one map: a hash of the image content, the producing model and its parameters."""
@@ -64,6 +66,7 @@ class MapCache:
         with atomic_path(self.path(key), suffix=".npz") as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays, **{HASH_MEMBER: np.bytes_(arrays_sha256(arrays))})
+        _reported.discard(self.path(key))
 
 
 def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
@@ -77,5 +80,7 @@ def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
 
 
 def _damaged(path: Path, problem: str) -> None:
-    warnings.warn(f"{path}: damaged cache entry ({problem}); computing it again")
+    if path not in _reported:  # callers may look twice before they recompute: warn once
+        _reported.add(path)
+        warnings.warn(f"{path}: damaged cache entry ({problem}); computing it again")
     return None

@@ -437,7 +437,7 @@ def build(
     out_dir = Path(out_dir)
     preflight.check_out_path(out_dir)
     plan = plan_build(config, progress=progress)
-    preflight.refuse_own_inputs(out_dir, _input_folders(plan))
+    preflight.refuse_own_inputs(out_dir, _input_folders(plan), roots=[plan.dataset.root])
     with preflight.claimed_out_dir(out_dir, BUILD_FILE):  # locked; the claim is taken back on an early failure
         _claim_out_dir(out_dir, plan)
         remove_stale_temps(out_dir)
@@ -459,8 +459,9 @@ def build(
 def _input_folders(plan: BuildPlan) -> list[tuple[str, str | Path | None]]:
     """The folders a build reads, which its output folder must stay out of."""
     config = plan.config
-    return [("dataset root", plan.dataset.root), ("texture folder", config.texture_root),
-            ("synthgen cache", cache_root()), ("weights folder", config.weights_dir)]
+    return [("category folder", Path(plan.dataset.root) / config.category), ("texture folder", config.texture_root),
+            ("synthgen cache", cache_root()), ("weights folder", config.weights_dir),
+            *(("folder of source", folder) for folder in sorted({s.path.parent for s in plan.sources.images}))]
 
 
 def _claim_out_dir(out_dir: Path, plan: BuildPlan) -> None:

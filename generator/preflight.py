@@ -67,11 +67,15 @@ def check_out_path(out_dir: Path) -> None:
             return
 
 
-def refuse_own_inputs(out_dir: Path, inputs: Iterable[tuple[str, str | Path | None]]) -> None:
+def refuse_own_inputs(out_dir: Path, inputs: Iterable[tuple[str, str | Path | None]], *, roots: Iterable[Path] = ()) -> None:
     """Refuse an output folder that is one of the build's input folders, lies inside one, or holds one.
 
-    ``inputs``: (what, folder) pairs; None folders are skipped."""
+    ``inputs``: (what, folder) pairs, None folders skipped. ``roots``: folders that hold the inputs
+    among other things (a dataset root beside its categories): the output may lie in them, not be them."""
     out = out_dir.resolve()
+    for root in roots:
+        if out == Path(root).expanduser().resolve():
+            raise SynthgenError(f"{out_dir}: --out is the dataset root; a build must not write into its input")
     for what, folder in inputs:
         if folder is None:
             continue
