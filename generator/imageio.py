@@ -28,9 +28,6 @@ from .errors import SynthgenError
 
 _HASH_CHUNK = 1 << 20
 
-# PIL warns for images above Image.MAX_IMAGE_PIXELS and raises above twice that. Both are refused
-# (a decompression bomb must not be decoded); turning the warning into an error lets _open catch both.
-warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
@@ -54,6 +51,10 @@ def sha256_file(path: str | Path) -> str:
 def _open(path: Path) -> Image.Image:
     if not path.is_file():
         raise SynthgenError(f"{path}: file not found")
+    # PIL warns for images above Image.MAX_IMAGE_PIXELS and raises above twice that. Both are refused
+    # (a decompression bomb must not be decoded): the warning is made an error here, on each call, since
+    # a caller (a test runner) may reset the process's warning filters at any time.
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
     try:
         return Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
