@@ -22,27 +22,12 @@ from generator.datasets import demo
 from generator.pipeline import build
 from generator.shards.manifest import BUILD_FILE
 from generator.shards.reader import read_manifest
-
-
-def _category(root: Path, n: int = 4, size: int = 48) -> Path:
-    """A tiny MVTec AD category: root/widget/train/good/000.png ..."""
-    good = root / "widget" / "train" / "good"
-    good.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(good / f"{i:03d}.png")
-    return good
+from test_bad_input import _category, _run  # noqa: I001  (tests/ is on the path: pytest's rootdir import)
 
 
 def _args(root: Path, out: Path, *extra: str, strategy: str = "cutpaste") -> list[str]:
     return ["build", "--dataset", "mvtec_ad", "--root", str(root), "--category", "widget", "--strategy", strategy,
             "--image-size", "32", "--out", str(out), "--quiet", "--device", "cpu", *extra]
-
-
-def _run(capsys, args: list[str]) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    return exit_info.value.code, capsys.readouterr().err
 
 
 def _one_line_error(code: int, err: str, *needles: str) -> str:
