@@ -44,6 +44,11 @@ def ordinary_file_mode() -> int:
     return 0o666 & ~current_umask()
 
 
+def ordinary_dir_mode() -> int:
+    """The mode ``os.mkdir`` gives a new folder (mkdtemp's is 0700): 0777 less the umask."""
+    return 0o777 & ~current_umask()
+
+
 @contextmanager
 def atomic_path(final: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path in ``final``'s folder; on success fsync it and rename it to ``final``."""

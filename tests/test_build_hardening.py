@@ -107,6 +107,12 @@ def test_build_outputs_get_the_mode_of_an_ordinary_file(data, tmp_path, umask, m
     files = sorted((tmp_path / "out").iterdir())
     assert {p.suffix for p in files} == {".h5", ".json"} and len(files) >= 4  # shard, sidecar, build, manifest
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {p.name: oct(mode) for p in files}
+    old = os.umask(umask)
+    try:
+        rendered = demo.render_demo(tmp_path / "demo")
+    finally:
+        os.umask(old)
+    assert rendered.stat().st_mode & 0o777 == 0o777 & ~umask  # a folder, as os.mkdir makes it
 
 
 # ----- images and names -----------------------------------------------------------------------------

@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 
+from ..atomic import ordinary_dir_mode
 from ..errors import SynthgenError
 from ..imageio import sha256_file, write_png
 from ..paths import cache_root
@@ -650,6 +651,7 @@ def render_demo(root: str | Path, *, seed: int = 0, counts: DemoCounts = DemoCou
         raise SynthgenError(f"{target}: already exists; remove it to render the demo again")
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{CATEGORY}.", dir=root))
+    tmp.chmod(ordinary_dir_mode())  # the rendered folder is readable as a plain mkdir's would be
     try:
         _write_dataset(tmp, seed, counts)
         (tmp / FILES_RECORD).write_text(json.dumps(_file_hashes(tmp), indent=1, sort_keys=True))
