@@ -59,7 +59,8 @@ def timed(fn, repeats: int) -> float:
 
 def synthgen_synthesis(paths: list[Path], dtd: Path, n: int, batch: int, repeats: int) -> dict[str, float]:
     from generator.imageio import read_rgb, resize_rgb
-    from generator.pipeline import SampleSpec, render_specs
+    from generator.pipeline import render_specs
+    from generator.plan import SampleSpec
     from generator.seeding import sample_seed
     from generator.strategies import StrategyContext
     from generator.strategies.texture import TextureBank

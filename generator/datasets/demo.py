@@ -706,7 +706,7 @@ def _render_problem(folder: Path) -> str | None:
     return f"{differ[0]} differs from its record"
 
 
-@register_reader("demo")
+@register_reader("demo", categories=lambda root: [CATEGORY])
 def read_demo(root: Path | None, category: str) -> DatasetIndex:
     """The demo category, rendered on first use (at ``root`` if given, else in the cache)."""
     return read_loco_layout("demo", ensure_demo(root), category, require_config=True)

@@ -31,6 +31,8 @@ with gzip-1, DESIGN.md section 3).
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 SCHEMA_VERSION = 1
 
 MASK_ON = 255  # value of an anomalous pixel in ``mask`` (MVTec's convention, so PNG export is a copy)
@@ -45,6 +47,29 @@ CORE_FIELDS: dict[str, tuple] = {
 
 # per-sample scalar/string metadata
 META_FIELDS = ("label", "index", "seed", "variant", "strategy", "source_id", "source_sha256", "params")
+
+
+def field_table(image_size: tuple[int, int], compress_images: bool, extra_fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's ``fields``: dtype, per-sample shape, compression and meaning of every image-like
+    dataset of a shard, the core ones and the strategies' extras (``strategies.base.ExtraField``)."""
+    h, w = image_size
+    fields: dict[str, Any] = {}
+    for name, (shape_fn, dtype, compressed, doc) in CORE_FIELDS.items():
+        compressed = compressed or (compress_images and name in ("image", "normal"))
+        fields[name] = {
+            "dtype": dtype,
+            "shape": ["N", *shape_fn(h, w)],
+            "compression": f"gzip-{GZIP_LEVEL}+shuffle" if compressed else "none",
+            "doc": doc,
+        }
+    for name, spec in extra_fields.items():
+        fields[name] = {
+            "dtype": spec.dtype,
+            "shape": ["N", *spec.shape(h, w)],
+            "compression": f"gzip-{GZIP_LEVEL}+shuffle" if spec.compress else "none",
+            "doc": spec.doc,
+        }
+    return fields
 
 
 def shard_name(dataset: str, category: str, split: str, i: int, n: int) -> str:
