@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from .errors import SynthgenError
 
 _HASH_CHUNK = 1 << 20
+
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,17 @@ def sha256_file(path: str | Path) -> str:
 def _open(path: Path, data: bytes | None = None) -> Image.Image:
     if data is None and not path.is_file():
         raise SynthgenError(f"{path}: file not found")
+    # PIL warns for images above Image.MAX_IMAGE_PIXELS and raises above twice that. Both are refused
+    # (a decompression bomb must not be decoded): the warning is made an error here, on each call, since
+    # a caller (a test runner) may reset the process's warning filters at any time.
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
     try:
         return Image.open(path if data is None else io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise SynthgenError(
+            f"{path}: refused as a possible decompression bomb ({e}); synthgen reads images of at most "
+            f"{Image.MAX_IMAGE_PIXELS} pixels"
+        ) from None
     except UnidentifiedImageError:
         raise SynthgenError(f"{path}: not a readable image file") from None
     except OSError as e:
@@ -63,6 +74,15 @@ def probe_image(path: str | Path) -> ImageInfo:
     path = Path(path)
     with _open(path) as im:
         return ImageInfo(path, im.mode, im.width, im.height)
+
+
+def _refuse_16_bit(im: Image.Image, path: Path, what: str) -> None:
+    """PIL opens a 16-bit-per-channel RGB PNG or TIFF as 8-bit mode RGB and drops the low byte while
+    decoding; the file's raw mode (read before decoding) still says 16 bits."""
+    for tile in im.tile:
+        raw = tile.args if isinstance(tile.args, str) else (tile.args[0] if tile.args else "")
+        if isinstance(raw, str) and ";16" in raw:
+            raise SynthgenError(f"{path}: 16-bit {what} ({raw}); convert it to 8-bit")
 
 
 def _decode(im: Image.Image, path: Path) -> None:
@@ -79,6 +99,7 @@ def read_rgb(path: str | Path, *, allow_gray: bool = False, data: bytes | None =
     """
     path = Path(path)
     with _open(path, data) as im:
+        _refuse_16_bit(im, path, "image")
         _decode(im, path)
         mode = im.mode
         if mode == "RGB":
@@ -110,6 +131,7 @@ def read_mask(path: str | Path, *, expect_size: tuple[int, int] | None = None) -
     """
     path = Path(path)
     with _open(path) as im:
+        _refuse_16_bit(im, path, "mask")
         _decode(im, path)
         mode = im.mode
         if mode in ("L", "P"):

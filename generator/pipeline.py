@@ -28,11 +28,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, preflight
 from .atomic import remove_stale_temps, write_json_atomic
 from .config import BuildConfig
 from .errors import SynthgenError
 from .imageio import sha256_file
+from .lifetime import die_with_parent
+from .paths import cache_root
 from .plan import BuildPlan, SampleSpec, plan_build
 from .seeding import rng_for
 from .shards.format import MASK_ON, sidecar_name
@@ -294,24 +296,43 @@ def build(
     if num_shards < 1 or not 0 <= shard_index < num_shards:
         raise SynthgenError(f"--shard-index {shard_index} must be in [0, --num-shards {num_shards})")
     out_dir = Path(out_dir)
+    preflight.check_out_path(out_dir)
     plan = plan_build(config, progress=progress)
     if merge_only:
         return _merge_only(plan, out_dir)
-    _claim_out_dir(out_dir, plan)
-    remove_stale_temps(out_dir)
-    mine = [s for s in range(plan.num_shards) if s % num_shards == shard_index]
-    done = [s for s in mine if _shard_verified(out_dir, plan, s)]
-    todo = [s for s in mine if s not in done]
-    if todo:
-        workers = max(1, min(workers, len(todo)))
-        if executor is not None:
-            executor.build_shards(plan, todo, out_dir, progress)
-        elif workers == 1:
-            _build_in_process(plan, todo, out_dir, progress)
+    preflight.refuse_own_inputs(out_dir, _input_folders(plan), roots=[plan.dataset.root])
+    # Locked; the claim is taken back on an early failure. The slices of one job array share the
+    # folder (a shared lock), and each clears only its own shards' leftovers: another slice may be
+    # writing its temporary files right now.
+    with preflight.claimed_out_dir(out_dir, BUILD_FILE, shared=num_shards > 1):
+        _claim_out_dir(out_dir, plan)
+        mine = [s for s in range(plan.num_shards) if s % num_shards == shard_index]
+        if num_shards == 1:
+            remove_stale_temps(out_dir)
         else:
-            _build_in_workers(plan, todo, out_dir, workers, progress)
-    written = _merge_manifest_if_complete(plan, out_dir)
+            remove_stale_temps(out_dir, names=[n for s in mine for n in (plan.shard_file(s), sidecar_name(plan.shard_file(s)))])
+        done = [s for s in mine if _shard_verified(out_dir, plan, s)]
+        todo = [s for s in mine if s not in done]
+        preflight.require_shard_space(out_dir, sum(len(plan.shard_specs(s)) for s in todo), config.image_size,
+                                      plan.extra_fields)
+        if todo:
+            workers = max(1, min(workers, len(todo)))
+            if executor is not None:
+                executor.build_shards(plan, todo, out_dir, progress)
+            elif workers == 1:
+                _build_in_process(plan, todo, out_dir, progress)
+            else:
+                _build_in_workers(plan, todo, out_dir, workers, progress)
+        written = _merge_manifest_if_complete(plan, out_dir)
     return BuildReport(out_dir, plan.num_shards, todo, done, written)
+
+
+def _input_folders(plan: BuildPlan) -> list[tuple[str, str | Path | None]]:
+    """The folders a build reads, which its output folder must stay out of."""
+    config = plan.config
+    return [("category folder", Path(plan.dataset.root) / config.category), ("texture folder", config.texture_root),
+            ("synthgen cache", cache_root()), ("weights folder", config.weights_dir),
+            *(("folder of source", folder) for folder in sorted({s.path.parent for s in plan.sources.images}))]
 
 
 def _claim_out_dir(out_dir: Path, plan: BuildPlan) -> None:
@@ -328,7 +349,9 @@ def _claim_out_dir(out_dir: Path, plan: BuildPlan) -> None:
                 "choose another --out or delete the folder"
             )
         return
-    if out_dir.exists() and any(p for p in out_dir.iterdir() if not p.name.startswith(".tmp-")):
+    if any(p for p in out_dir.iterdir() if not p.name.startswith(".tmp-")):
+        if build_file.is_file():  # another slice of the same job array claimed the folder a moment ago
+            return _claim_out_dir(out_dir, plan)
         raise SynthgenError(f"{out_dir}: folder is not empty and is not a synthgen build; choose another --out")
     write_json_atomic(
         build_file,
@@ -380,7 +403,9 @@ def _build_in_workers(plan: BuildPlan, todo: list[int], out_dir: Path, workers: 
     from joblib import Parallel, delayed
 
     jobs = (delayed(_worker_build)(plan, s, out_dir) for s in todo)
-    results = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")(jobs)
+    # Each worker is tied to this process at start-up: a killed build leaves no worker running.
+    results = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered",
+                       initializer=die_with_parent, initargs=(os.getpid(),))(jobs)
     for _ in tqdm(results, total=len(todo), desc="shards", unit="shard", disable=not progress):
         pass
 
@@ -414,15 +439,16 @@ def _merge_only(plan: BuildPlan, out_dir: Path) -> BuildReport:
     build_file = out_dir / BUILD_FILE
     if not build_file.is_file():
         raise SynthgenError(f"{out_dir}: no synthgen build here ({BUILD_FILE} missing); run the build's jobs first")
-    _claim_out_dir(out_dir, plan)  # the same config, or a one-line refusal
-    _, missing = _finished_sidecars(plan, out_dir)
-    if missing:
-        listed = ", ".join(map(str, missing[:20])) + (", ..." if len(missing) > 20 else "")
-        raise SynthgenError(
-            f"{out_dir}: cannot merge: shard(s) {listed} of {plan.num_shards} are not finished; run the jobs "
-            "that build them again (shard s belongs to --shard-index s % --num-shards)"
-        )
-    _merge_manifest_if_complete(plan, out_dir)
+    with preflight.claimed_out_dir(out_dir, BUILD_FILE):  # no job of the array may still be writing
+        _claim_out_dir(out_dir, plan)  # the same config, or a one-line refusal
+        _, missing = _finished_sidecars(plan, out_dir)
+        if missing:
+            listed = ", ".join(map(str, missing[:20])) + (", ..." if len(missing) > 20 else "")
+            raise SynthgenError(
+                f"{out_dir}: cannot merge: shard(s) {listed} of {plan.num_shards} are not finished; run the jobs "
+                "that build them again (shard s belongs to --shard-index s % --num-shards)"
+            )
+        _merge_manifest_if_complete(plan, out_dir)
     return BuildReport(out_dir, plan.num_shards, [], list(range(plan.num_shards)), True)
 
 

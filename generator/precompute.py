@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from .cache import MapCache, map_key
 from .config import BuildConfig, digest
+from .diskspace import require_free_space
 from .errors import SynthgenError
 from .imageio import read_rgb, resize_rgb, sha256_file
 from .models.edges import MAP_NAMES, EdgeDetector
@@ -334,6 +335,7 @@ def _fill_edges(
 ) -> int:
     """Compute and cache the edge maps that are missing; returns how many were computed."""
     missing = [i for i, key in enumerate(keys) if _read_edges(cache, key, size) is None]
+    require_free_space(cache.root, len(missing) * (len(MAP_NAMES) * size[0] * size[1] + 4096), "edge maps (synthgen cache)")
     # One chunk = what the detector runs in one forward pass on its device (its memory bound).
     chunk = detector.images_per_pass(*size)
     with tqdm(total=len(missing), desc="edges", unit="image", disable=not progress, leave=False) as bar:

@@ -16,7 +16,9 @@ import pytest
 from generator.config import BuildConfig
 from generator.datasets.demo import render_demo
 from generator.errors import SynthgenError
+from generator import preflight
 from generator.pipeline import build
+from generator.shards.manifest import BUILD_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "examples" / "slurm" / "build_array.sbatch"
@@ -83,3 +85,22 @@ def test_array_numbered_from_one_is_refused(demo_root, tmp_path):
     done = _run_script(_build_args(demo_root, tmp_path / "o"), SLURM_ARRAY_TASK_ID="1", SLURM_ARRAY_TASK_COUNT="2",
                        SLURM_ARRAY_TASK_MIN="1")
     assert done.returncode == 2 and "number the array 0..N-1" in done.stderr
+
+
+def test_slices_share_the_folder_and_keep_each_others_temporary_files(demo_root, tmp_path):
+    """Slice 1 is writing (shared lock, a temporary shard file) while slice 0 starts, builds and ends:
+    slice 0 leaves slice 1's file alone, a whole build is refused meanwhile, and the array completes."""
+    local = tmp_path / "local"
+    build(_config(demo_root), local, progress=False)
+    out = tmp_path / "array"
+    in_flight = out / ".tmp-demo-parts_box-train-00001-of-00003.h5.x1y2"
+    with preflight.claimed_out_dir(out, BUILD_FILE, shared=True):
+        in_flight.write_bytes(b"slice 1 is writing this")
+        assert build(_config(demo_root), out, num_shards=2, shard_index=0, progress=False).built == [0, 2]
+        assert in_flight.exists()
+        with pytest.raises(SynthgenError, match="another synthgen build is writing"):
+            build(_config(demo_root), out, progress=False)
+    report = build(_config(demo_root), out, num_shards=2, shard_index=1, progress=False)  # slice 1, rerun
+    assert report.built == [1] and report.manifest_written and not in_flight.exists()
+    for path in local.iterdir():
+        assert (out / path.name).read_bytes() == path.read_bytes(), path.name

@@ -55,7 +55,7 @@ before generation (Table 3's TPS column; it lowered AU-sPRO on LOCO, hence off b
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -330,15 +330,15 @@ class _LogicAL(Strategy):
         params["region"] = description
         params["edge_portion"] = portion
         params["edit_area"] = float(region.mean())
-        if self._tps(ctx):
+        if self.read_options(ctx)["tps"]:
             params["tps"] = draw_tps(rng).tolist()
         return Recipe(params, {"normal_edge": normal, "anomaly_edge": anomaly, "region": region})
 
-    def _tps(self, ctx: StrategyContext) -> bool:
-        value = ctx.option(self.name, "tps", False)
-        if not isinstance(value, bool):
-            raise SynthgenError(f"option {self.name}.tps: must be true or false, got {value!r}")
-        return value
+    def read_options(self, ctx: StrategyContext) -> dict[str, Any]:
+        tps = ctx.option(self.name, "tps", False)
+        if not isinstance(tps, bool):
+            raise SynthgenError(f"option {self.name}.tps: must be true or false, got {tps!r}")
+        return {"tps": tps, "ssim_threshold": number_option(ctx, self.name, "ssim_threshold", SSIM_THRESHOLD, 0.0, 1.0)}
 
     def render(self, images: torch.Tensor, recipes: list[Recipe], ctx: StrategyContext) -> Rendered:
         model = e2i_model(ctx, self.name)
@@ -355,7 +355,7 @@ class _LogicAL(Strategy):
 
         generated = generate_tensor(model, torch.cat([normal_edge, anomaly_edge]))
         generated_normal, generated_anomaly = generated.split(len(recipes))
-        threshold = number_option(ctx, self.name, "ssim_threshold", SSIM_THRESHOLD, 0.0, 1.0)
+        threshold = self.read_options(ctx)["ssim_threshold"]
         masks, ssim = ssim_masks(generated_normal, generated_anomaly, threshold)
         masks = masks.to(device)
         area = masks.flatten(1).mean(1)

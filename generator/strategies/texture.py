@@ -59,6 +59,7 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from ..datasets._layout import check_entry
 from ..errors import SynthgenError
 from ..imageio import read_rgb, resize_rgb
 from .perlin import draw_lattice_angles, fractal_perlin_noise
@@ -352,7 +353,7 @@ def _list_texture_files(root: Path) -> dict[str, Path]:
     files = {
         p.relative_to(root).as_posix(): p
         for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        if p.suffix.lower() in IMAGE_SUFFIXES and check_entry(p).is_file()
     }
     if not files:
         raise SynthgenError(f"{root}: no texture images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
