@@ -150,6 +150,13 @@ def test_non_utf8_file_name_is_named_by_its_bytes(data, tmp_path, capsys):
     _one_line_error(code, err, str(folder), repr(name), "not valid UTF-8")
 
 
+def test_error_naming_a_non_utf8_path_is_printable(tmp_path, capsys):
+    """A path with surrogate escapes (a non-UTF-8 name on disk) is shown escaped, not a crash while reporting."""
+    missing = tmp_path / os.fsdecode(b"caf\xe9")
+    line = _one_line_error(*_run(capsys, _args(missing, tmp_path / "out")), "dataset root not found")
+    assert "caf\\udce9" in line
+
+
 @pytest.mark.parametrize("limit_factor, kind", [(0.9, "warning"), (0.4, "error")])
 def test_decompression_bomb_is_refused(data, tmp_path, capsys, monkeypatch, limit_factor, kind):
     """PIL warns above MAX_IMAGE_PIXELS and raises above twice that: both are one-line errors."""
