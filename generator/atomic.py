@@ -81,12 +81,15 @@ def write_json_atomic(path: str | Path, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def remove_stale_temps(folder: str | Path) -> int:
-    """Delete leftovers of interrupted atomic writes in ``folder``; returns how many."""
+def remove_stale_temps(folder: str | Path, names: list[str] | None = None) -> int:
+    """Delete leftovers of interrupted atomic writes in ``folder`` (only those of the files ``names``
+    when given: other writers may be busy with the rest); returns how many."""
+    patterns = [TMP_PREFIX + "*"] if names is None else [f"{TMP_PREFIX}{name}.*" for name in names]
     n = 0
-    for p in Path(folder).glob(TMP_PREFIX + "*"):
-        p.unlink(missing_ok=True)
-        n += 1
+    for pattern in patterns:
+        for p in Path(folder).glob(pattern):
+            p.unlink(missing_ok=True)
+            n += 1
     return n
 
 

@@ -284,10 +284,12 @@ def build(
     preflight.check_out_path(out_dir)
     plan = plan_build(config, progress=progress)
     preflight.refuse_own_inputs(out_dir, _input_folders(plan), roots=[plan.dataset.root])
-    with preflight.claimed_out_dir(out_dir, BUILD_FILE):  # locked; the claim is taken back on an early failure
+    slice_of_array = num_shards > 1  # other slices may write into the folder at the same time
+    with preflight.claimed_out_dir(out_dir, BUILD_FILE, shared=slice_of_array):  # claim taken back on early failure
         _claim_out_dir(out_dir, plan)
-        remove_stale_temps(out_dir)
         mine = [s for s in range(plan.num_shards) if s % num_shards == shard_index]
+        own_files = [name for s in mine for name in (plan.shard_file(s), sidecar_name(plan.shard_file(s)))]
+        remove_stale_temps(out_dir, own_files if slice_of_array else None)
         done = [s for s in mine if _shard_verified(out_dir, plan, s)]
         todo = [s for s in mine if s not in done]
         preflight.require_shard_space(out_dir, sum(len(plan.shard_specs(s)) for s in todo), config.image_size,

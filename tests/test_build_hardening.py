@@ -262,6 +262,19 @@ def test_second_build_into_a_locked_folder_is_refused(data, tmp_path, capsys):
     assert (out / "manifest.json").is_file()
 
 
+def test_job_array_slices_share_the_folder_a_whole_build_does_not(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    slices = ("--num-samples", "8", "--samples-per-shard", "2", "--num-shards", "2")
+    with preflight.claimed_out_dir(out, BUILD_FILE, shared=True):  # what a running slice holds
+        main(_args(data, out, *slices, "--shard-index", "1"))  # another slice of the build runs alongside
+        assert sorted(p.name for p in out.glob("*.h5")) == ["mvtec_ad-widget-train-00001-of-00004.h5",
+                                                           "mvtec_ad-widget-train-00003-of-00004.h5"]
+        _one_line_error(*_run(capsys, _args(data, out, "--num-samples", "8", "--samples-per-shard", "2")),
+                        "another synthgen build is writing")
+    main(_args(data, out, *slices, "--shard-index", "0"))
+    assert (out / "manifest.json").is_file()
+
+
 def test_too_little_free_space_is_refused_before_writing(data, tmp_path, capsys, monkeypatch):
     """What a full disk looks like to the free-space check, without needing a small filesystem."""
     real = diskspace.shutil.disk_usage
