@@ -199,6 +199,9 @@ def build_shard(plan: BuildPlan, s: int, out_dir: Path, ctx: StrategyContext, pr
     }
     stats = {"strategies": {}, "labels": {"0": 0, "1": 0}, "redraws": {}, "fallback_normal": {}}
     path = out_dir / plan.shard_file(s)
+    # Checked again for each shard (the build's check ran before; other programs write too): a shard
+    # that cannot fit is refused before HDF5 meets a full disk, which it survives badly.
+    preflight.require_shard_space(out_dir, len(specs), (h, w), extras)
     with ShardWriter(path, num_samples=len(specs), height=h, width=w, extras=extras, attrs=attrs,
                      compress_images=config.compress_images) as writer:
         for start in range(0, len(specs), config.batch_size):
