@@ -9,7 +9,6 @@ finds the disk full ends in a one-line error naming the folder, and its temporar
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import tempfile
@@ -84,8 +83,8 @@ def write_json_atomic(path: str | Path, obj) -> None:
 
 def remove_stale_temps(folder: str | Path, names: list[str] | None = None) -> int:
     """Delete leftovers of interrupted atomic writes in ``folder`` (only those of the files ``names``
-    when given); returns how many."""
-    patterns = [TMP_PREFIX + "*"] if names is None else [f"{TMP_PREFIX}{glob.escape(name)}.*" for name in names]
+    when given: other writers may be busy with the rest); returns how many."""
+    patterns = [TMP_PREFIX + "*"] if names is None else [f"{TMP_PREFIX}{name}.*" for name in names]
     n = 0
     for pattern in patterns:
         for p in Path(folder).glob(pattern):

@@ -7,6 +7,7 @@ that escapes is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -386,6 +387,10 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="synthgen", standalone_mode=False)
     except SynthgenError as e:
         click.echo(f"synthgen: error: {e}", err=True)
+        if getattr(e, "skip_interpreter_cleanup", False):  # see generator/shards/writer.py
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("synthgen: interrupted; run the same command again to resume", err=True)

@@ -15,7 +15,10 @@ class SynthgenError(Exception):
     """A user-facing error. The message must name the file or option and the problem, on one line."""
 
     def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))  # force one line
+        one_line = " ".join(str(message).split())
+        # A file name that is not UTF-8 reaches Python with surrogate escapes, which no terminal can
+        # print: show them as \udcXX escapes rather than fail while reporting the error.
+        super().__init__(one_line.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def read_json_file(path: str | Path, what: str) -> Any:

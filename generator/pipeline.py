@@ -205,6 +205,9 @@ def build_shard(plan: BuildPlan, s: int, out_dir: Path, ctx: StrategyContext, pr
     }
     stats = {"strategies": {}, "labels": {"0": 0, "1": 0}, "redraws": {}, "fallback_normal": {}}
     path = out_dir / plan.shard_file(s)
+    # Checked again for each shard (the build's check ran before; other programs write too): a shard
+    # that cannot fit is refused before HDF5 meets a full disk, which it survives badly.
+    preflight.require_shard_space(out_dir, len(specs), (h, w), extras)
     with ShardWriter(path, num_samples=len(specs), height=h, width=w, extras=extras, attrs=attrs,
                      compress_images=config.compress_images) as writer:
         for start in range(0, len(specs), config.batch_size):
@@ -301,16 +304,12 @@ def build(
     if merge_only:
         return _merge_only(plan, out_dir)
     preflight.refuse_own_inputs(out_dir, _input_folders(plan), roots=[plan.dataset.root])
-    # Locked; the claim is taken back on an early failure. The slices of one job array share the
-    # folder (a shared lock), and each clears only its own shards' leftovers: another slice may be
-    # writing its temporary files right now.
-    with preflight.claimed_out_dir(out_dir, BUILD_FILE, shared=num_shards > 1):
+    slice_of_array = num_shards > 1  # other slices may write into the folder at the same time
+    with preflight.claimed_out_dir(out_dir, BUILD_FILE, shared=slice_of_array):  # claim taken back on early failure
         _claim_out_dir(out_dir, plan)
         mine = [s for s in range(plan.num_shards) if s % num_shards == shard_index]
-        if num_shards == 1:
-            remove_stale_temps(out_dir)
-        else:
-            remove_stale_temps(out_dir, names=[n for s in mine for n in (plan.shard_file(s), sidecar_name(plan.shard_file(s)))])
+        own_files = [name for s in mine for name in (plan.shard_file(s), sidecar_name(plan.shard_file(s)))]
+        remove_stale_temps(out_dir, own_files if slice_of_array else None)
         done = [s for s in mine if _shard_verified(out_dir, plan, s)]
         todo = [s for s in mine if s not in done]
         preflight.require_shard_space(out_dir, sum(len(plan.shard_specs(s)) for s in todo), config.image_size,

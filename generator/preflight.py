@@ -7,7 +7,8 @@
   what it reads.
 - Only one build writes into a folder at a time: the folder itself is locked (``flock`` on the
   directory; the kernel drops the lock when the process ends, a SIGKILL included), and a second
-  build is refused with one line.
+  build is refused with one line. Job-array slices (``--num-shards``) of one build share the folder
+  by design: each holds the lock shared, which still keeps a whole build out while they run.
 - The shards must fit on the disk: the free space is checked against an estimate from the plan.
 - A build that fails before it wrote a shard (an invalid option value met while rendering, an
   unreadable texture, a full disk) takes back its claim on the folder (build.json), so that the
@@ -104,12 +105,12 @@ def require_shard_space(out_dir: Path, num_samples: int, image_size: tuple[int, 
 
 @contextmanager
 def claimed_out_dir(out_dir: Path, claim_file: str, *, shared: bool = False) -> Iterator[None]:
-    """Create and lock ``out_dir`` for the duration of the block (one writer at a time; ``shared``:
-    any number of shared holders, such as the slices of one job array, but no exclusive one).
+    """Create and lock ``out_dir`` for the duration of the block: exclusively (one writer at a time),
+    or ``shared`` by the job-array slices of one build.
 
-    When the block of an exclusive holder fails and the folder then holds nothing but a claim file
-    that this build wrote (no shard, no sidecar), the claim is removed, and the folder too if this
-    build created it."""
+    When the block fails and the folder then holds nothing but a claim file that this build wrote
+    (no shard, no sidecar), the claim is removed, and the folder too if this build created it (a
+    slice does so only when no other slice holds the folder)."""
     created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -129,11 +130,22 @@ def claimed_out_dir(out_dir: Path, claim_file: str, *, shared: bool = False) -> 
         try:
             yield
         except BaseException:
-            if not claimed_before and not shared:  # a shared holder leaves it: other slices may be using it
+            if not claimed_before and _alone(fd, shared):
                 _take_back_claim(out_dir, claim_file, remove_folder=created)
             raise
     finally:
         os.close(fd)  # releases the lock
+
+
+def _alone(fd: int, shared: bool) -> bool:
+    """True when no other build holds the folder (a shared holder tries to make its lock exclusive)."""
+    if not shared:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
 
 
 def _take_back_claim(out_dir: Path, claim_file: str, *, remove_folder: bool) -> None:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from generator import diskspace
 from generator.cli import main
 from generator.datasets.demo import render_demo
 from generator.shards.reader import read_manifest
@@ -225,15 +224,29 @@ def test_cache_on_a_full_disk_is_refused_before_writing(demo_root, small_fs, tmp
     assert not (tmp_path / "out").exists()
 
 
+# Runs a build with the free-space check told that the disk is empty, so the write itself meets the
+# full disk: a subprocess, since HDF5 cannot be used again in a process where it met one.
+_BUILD_WITHOUT_SPACE_CHECK = """
+import sys
+from generator import diskspace
+real = diskspace.shutil.disk_usage
+diskspace.shutil.disk_usage = lambda path: real(path)._replace(free=1 << 40)
+from generator.cli import main
+main(sys.argv[1:])
+"""
+
+
 @pytest.mark.parametrize("where", ["out", "cache"])
-def test_disk_filling_up_during_the_build_is_one_line(demo_root, small_fs, tmp_path, capsys, monkeypatch, where):
+def test_disk_filling_up_during_the_build_is_one_line(demo_root, small_fs, tmp_path, where):
     """The estimate passes (another program freed space, then took it back): the write itself fails."""
-    real = diskspace.shutil.disk_usage
-    monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda p: real(p)._replace(free=1 << 40))
     out = small_fs / "out" if where == "out" else tmp_path / "out"
-    if where == "cache":
-        monkeypatch.setenv("SYNTHGEN_CACHE", str(small_fs / "cache"))
-    line = _full_disk_error(capsys, ["build", *BUILD, "--root", str(demo_root), "--out", str(out),
-                                     "--image-size", "256", "--samples-per-shard", "4"])
-    assert " disk full (" in line and "free some space or choose another folder" in line, line
+    env = {**_env(), "SYNTHGEN_CACHE": str(small_fs / "cache" if where == "cache" else tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", _BUILD_WITHOUT_SPACE_CHECK, "build", *BUILD, "--root", str(demo_root),
+                           "--out", str(out), "--image-size", "256", "--samples-per-shard", "4"],
+                          env=env, capture_output=True, text=True)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, (done.returncode, done.stderr)
+    folder = out if where == "out" else small_fs / "cache" / "sources"
+    assert lines[0].startswith(f"synthgen: error: {folder}: disk full ("), lines[0]
+    assert lines[0].endswith("; free some space or choose another folder"), lines[0]
     assert not list(small_fs.rglob(".tmp-*"))  # the half-written file was removed

@@ -150,6 +150,13 @@ def test_non_utf8_file_name_is_named_by_its_bytes(data, tmp_path, capsys):
     _one_line_error(code, err, str(folder), repr(name), "not valid UTF-8")
 
 
+def test_error_naming_a_non_utf8_path_is_printable(tmp_path, capsys):
+    """A path with surrogate escapes (a non-UTF-8 name on disk) is shown escaped, not a crash while reporting."""
+    missing = tmp_path / os.fsdecode(b"caf\xe9")
+    line = _one_line_error(*_run(capsys, _args(missing, tmp_path / "out")), "dataset root not found")
+    assert "caf\\udce9" in line
+
+
 @pytest.mark.parametrize("limit_factor, kind", [(0.9, "warning"), (0.4, "error")])
 def test_decompression_bomb_is_refused(data, tmp_path, capsys, monkeypatch, limit_factor, kind):
     """PIL warns above MAX_IMAGE_PIXELS and raises above twice that: both are one-line errors."""
@@ -252,6 +259,19 @@ def test_second_build_into_a_locked_folder_is_refused(data, tmp_path, capsys):
     with preflight.claimed_out_dir(out, BUILD_FILE):  # what a running build holds
         _one_line_error(*_run(capsys, _args(data, out)), str(out), "another synthgen build is writing")
     main(_args(data, out))  # the lock went with its holder
+    assert (out / "manifest.json").is_file()
+
+
+def test_job_array_slices_share_the_folder_a_whole_build_does_not(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    slices = ("--num-samples", "8", "--samples-per-shard", "2", "--num-shards", "2")
+    with preflight.claimed_out_dir(out, BUILD_FILE, shared=True):  # what a running slice holds
+        main(_args(data, out, *slices, "--shard-index", "1"))  # another slice of the build runs alongside
+        assert sorted(p.name for p in out.glob("*.h5")) == ["mvtec_ad-widget-train-00001-of-00004.h5",
+                                                           "mvtec_ad-widget-train-00003-of-00004.h5"]
+        _one_line_error(*_run(capsys, _args(data, out, "--num-samples", "8", "--samples-per-shard", "2")),
+                        "another synthgen build is writing")
+    main(_args(data, out, *slices, "--shard-index", "0"))
     assert (out / "manifest.json").is_file()
 
 

@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 
 from ..atomic import atomic_path
+from ..errors import SynthgenError
 from ..imageio import sha256_file
 from .format import CORE_FIELDS, GZIP_LEVEL, SCHEMA_VERSION
 
@@ -108,13 +109,14 @@ class ShardWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        close_error = None
         try:
             self.f.close()
             self._freed.raise_first()
         except Exception as e:  # HDF5 flushes on close: a disk that filled up fails here
+            close_error = e
             if exc_type is None:
-                self._stack.__exit__(type(e), e, e.__traceback__)  # removes the temporary file; a full disk
-                raise  # becomes atomic_path's one-line error, raised by the line above
+                exc_type, exc, tb = type(e), e, e.__traceback__
         if exc_type is None and not self._written.all():
             exc = RuntimeError(f"shard {self.path.name}: {int((~self._written).sum())} samples never written")
             self._stack.__exit__(RuntimeError, exc, None)  # removes the temporary file
@@ -122,8 +124,19 @@ class ShardWriter:
         if exc_type is None:
             self.sha256 = sha256_file(self._tmp)
             self.num_bytes = self._tmp.stat().st_size
-        # atomic_path renames the file into place on a clean exit and deletes it on an exception
-        return bool(self._stack.__exit__(exc_type, exc, tb))
+        # atomic_path renames the file into place on a clean exit and deletes it on an exception (a full
+        # disk becomes its one-line error)
+        try:
+            suppressed = bool(self._stack.__exit__(exc_type, exc, tb))
+        except SynthgenError as error:
+            if close_error is not None:
+                # HDF5 could not close the file: its library state is broken and its own clean-up at
+                # interpreter exit crashes (segmentation fault). The command line exits without it.
+                error.skip_interpreter_cleanup = True
+            raise
+        if close_error is not None and close_error is exc:
+            raise close_error
+        return suppressed
 
     # -- layout ----------------------------------------------------------------------------------
     def _create_datasets(self) -> None:
