@@ -172,6 +172,13 @@ def resize_mask(arr: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(arr, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
+def encode_png(arr: np.ndarray, *, compress_level: int = 6) -> bytes:
+    """The bytes :func:`write_png` would write (for PNGs that live inside Parquet or tar files)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
+
+
 def write_png(path: str | Path, arr: np.ndarray, *, compress_level: int = 6) -> None:
     """Write uint8 (H, W) or (H, W, 3) as PNG, deterministically (no timestamps, fixed compression)."""
     Image.fromarray(np.ascontiguousarray(arr)).save(path, format="PNG", compress_level=compress_level)
