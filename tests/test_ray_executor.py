@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from generator.cli import main
@@ -121,14 +122,13 @@ def test_bad_input_inside_a_task_is_its_one_line(cluster, demo_root, tmp_path, f
 
 
 def test_logical_build_with_cached_maps_is_byte_identical(cluster, demo_root, pidinet_weights, tmp_path, fresh_cache):
-    """LogicAL strategies: maps precomputed into this process's cache and a generator file; the tasks
+    """LogicAL strategies: maps precomputed into this process's cache and an inpainter file; the tasks
     ask for half a (logical) GPU each, so Ray schedules them on the GPU resource."""
-    from generator.models.e2i import save_generator
-    from generator.training.e2i import E2ITrainingModule, tiny_config
+    from generator.models.inpaint import InpaintConfig, InpaintGenerator, save_inpainter
 
-    e2i = tmp_path / "e2i.pt"
-    generator = E2ITrainingModule(tiny_config().to_dict(), seed=0, epochs=1).generator
-    save_generator(generator, e2i, training={"config": tiny_config(binary_edges=False).to_dict()})
+    e2i = tmp_path / "e2i.pt"  # an untrained tiny inpainter (the default renderer): output only has to be repeatable
+    torch.manual_seed(0)
+    save_inpainter(InpaintGenerator(InpaintConfig(ngf=4, n_blocks=1)), e2i, image_size=(64, 64), training={})
     config = BuildConfig(dataset="demo", category="parts_box", root=str(demo_root),
                          strategies=("semantic-remove", "arbitrary-replace"), num_samples=8, samples_per_shard=4,
                          batch_size=4, image_size=(64, 64), regions="classical", edge_model="pidinet-tiny",

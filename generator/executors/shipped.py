@@ -40,7 +40,7 @@ class ShippedMaps:
 class ShippedInputs:
     """sources: the (N, H, W, 3) uint8 source stack; textures: the texture folder's files by bank key
     (``--textures DIR`` only); maps: the sources' maps (strategies that need maps); models: the
-    networks strategies render with, loaded on the CPU (the edge-to-image generator)."""
+    networks strategies render with, loaded on the CPU (the LogicAL renderer's generator)."""
 
     sources: np.ndarray
     textures: dict[str, bytes] | None
@@ -58,5 +58,5 @@ class ShippedInputs:
         return cls(sources, textures, maps, _load_models(plan, torch.device("cpu")))
 
     def models_on(self, device: torch.device) -> dict[str, Any]:
-        """The models on ``device`` (each is an E2IModel: the generator network moves, the rest stays)."""
+        """The models on ``device`` (an E2IModel or an InpaintModel: its generator network moves, the rest stays)."""
         return {name: replace(model, generator=model.generator.to(device)) for name, model in self.models.items()}
