@@ -178,13 +178,13 @@ def _build_every_category(config, out: Path, quiet: bool, **build_options) -> No
 @cli.command()
 @click.argument("build_dir", type=click.Path(path_type=Path))
 def verify(build_dir):
-    """Recompute every shard's sha256; report damaged, missing or unlisted shards (exit 1 if any)."""
+    """Recompute every shard's (or published file's) sha256; report damaged, missing or unlisted ones (exit 1 if any)."""
     from .shards.verify import verify_build
 
     report = verify_build(build_dir)
     for line in report.problems:
         click.echo(line)
-    click.echo(f"{len(report.ok)} shard(s) ok, {len(report.problems)} problem(s)")
+    click.echo(f"{len(report.ok)} {report.unit}(s) ok, {len(report.problems)} problem(s)")
     sys.exit(0 if report.passed else 1)
 
 
@@ -197,9 +197,11 @@ def verify(build_dir):
 def inspect(build_dir, sheet, per_strategy, maps_sheet):
     """Print counts per strategy and write a contact sheet (image | mask overlay)."""
     from .shards.inspect import summary_table, write_contact_sheet
+    from .shards.untrusted import check_output_file
 
+    sheet = check_output_file(sheet or Path(build_dir) / "contact_sheet.png", "--sheet", ".png")  # before any output
     click.echo(summary_table(build_dir))
-    path = write_contact_sheet(build_dir, sheet or Path(build_dir) / "contact_sheet.png", per_strategy=per_strategy)
+    path = write_contact_sheet(build_dir, sheet, per_strategy=per_strategy)
     click.echo(f"contact sheet: {path}")
     if maps_sheet:
         from .shards.inspect import build_maps_sheet
@@ -306,16 +308,42 @@ def weights(weights_dir):
 
 @cli.command()
 @click.argument("build_dir", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", default="mvtec", show_default=True, help="Output layout.")
+@click.option("--format", "fmt", type=click.Choice(["mvtec", "anomalib", "webdataset"]), default="mvtec",
+              show_default=True, help="mvtec: MVTec AD folders (anomalib Folder/MVTecAD); anomalib: the same plus "
+                                      "samples.parquet (anomalib Tabular); webdataset: tar shards.")
 @click.option("--to", "to", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--source-root", type=click.Path(path_type=Path),
+              help="Where the source dataset is now, if it moved since the build (train/good is read from it).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
 @click.option("--quiet", is_flag=True)
-def export(build_dir, fmt, to, overwrite, quiet):
-    """Write a build as the MVTec AD folder layout (readable by anomalib's Folder datamodule)."""
+def export(build_dir, fmt, to, source_root, overwrite, quiet):
+    """Write a build in a layout third-party trainers read (see README: exports)."""
     from .shards.export import export_build
 
-    path = export_build(build_dir, to, fmt=fmt, overwrite=overwrite, progress=not quiet)
+    path = export_build(build_dir, to, fmt=fmt, overwrite=overwrite, source_root=source_root, progress=not quiet)
     click.echo(f"exported to {path}")
+
+
+@cli.command()
+@click.argument("build_dir", type=click.Path(path_type=Path))
+@click.option("--to", "to", type=click.Path(path_type=Path), required=True, help="Publication folder (new or empty).")
+@click.option("--license", "license_id", help="Licence of the publication (hub id, e.g. cc-by-4.0). Default: the source "
+                                              "dataset's; required when it cannot be found from the dataset's files.")
+@click.option("--with-normals", is_flag=True, help="Also publish each sample's clean normal image (column `normal`).")
+@click.option("--source-root", type=click.Path(path_type=Path),
+              help="Where the source dataset is now, if it moved since the build (its licence files are read there).")
+@click.option("--rows-per-file", type=click.IntRange(min=1), help="Samples per Parquet file. Default: 2000.")
+@click.option("--push-to-hub", "repo", help="Also upload the folder to this Hugging Face dataset repo (needs network).")
+@click.option("--quiet", is_flag=True)
+def publish(build_dir, to, license_id, with_normals, source_root, rows_per_file, repo, quiet):
+    """Write a build as a dataset-hub folder: Parquet + dataset card + croissant.json + checksums."""
+    from .publish import publish_build, push_to_hub
+
+    path = publish_build(build_dir, to, license=license_id, with_normals=with_normals, source_root=source_root,
+                         rows_per_file=rows_per_file, hub_repo=repo, progress=not quiet)
+    click.echo(f"published to {path} (check it with: synthgen verify {path})")
+    if repo:
+        click.echo(f"uploaded to {push_to_hub(path, repo)}")
 
 
 @cli.command()

@@ -55,6 +55,7 @@ import torchvision
 from torch import nn
 
 from generator.errors import SynthgenError
+from generator.safe_load import load_torch_file
 from generator.models.weights import file_sha256, resolve_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet training statistics
@@ -226,10 +227,7 @@ def architecture(name: str) -> Architecture:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types (UnpicklingError, RuntimeError, EOFError)
-        raise SynthgenError(f"{path}: not a readable PyTorch checkpoint ({' '.join(str(e).split())[:200]})") from None
+    state = load_torch_file(path, "PyTorch checkpoint")
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise SynthgenError(f"{path}: expected a plain state dict of tensors")
     return dict(state)

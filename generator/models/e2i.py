@@ -40,6 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..atomic import atomic_path
 from ..errors import SynthgenError
 from ..imageio import sha256_file
+from ..safe_load import load_torch_file
 
 #: what every "no usable generator" error tells the user to do
 TRAIN_HINT = (
@@ -196,10 +197,7 @@ def read_generator_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise SynthgenError(f"{path}: generator file not found; {TRAIN_HINT}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, pickle with code, not a torch file at all
-        raise SynthgenError(f"{path}: not a readable generator file ({type(e).__name__}); {TRAIN_HINT}") from None
+    payload = load_torch_file(path, "generator file")
     if not isinstance(payload, dict) or payload.get("format") != GENERATOR_FORMAT:
         raise SynthgenError(f"{path}: not a synthgen edge-to-image generator file; {TRAIN_HINT}")
     if payload.get("version") != GENERATOR_FORMAT_VERSION:
