@@ -1,5 +1,7 @@
 # The two set-up commands of the README:
 #   make demo   install everything, build the embedded demo dataset, write its contact sheet
+#               (the LogicAL strategies fetch PiDiNet's weights once and train the demo's inpainting
+#               generator once, a few minutes on 2 cores, cached in ~/.cache/synthgen)
 #   make test   install everything, run the test suite (what CI runs)
 # Everything installs into .venv; nothing outside this folder is touched (but ~/.cache/synthgen).
 
@@ -24,8 +26,8 @@ $(BIN)/synthgen: pyproject.toml
 install: $(BIN)/synthgen
 
 demo: install
-	$(BIN)/synthgen build --dataset demo --strategy draem,transparent,opaque,ndaa,cutpaste,cutpaste-scar \
-		--textures perlin --out $(DEMO) --workers 2
+	$(BIN)/synthgen build --dataset demo --textures perlin --out $(DEMO) --workers 2 \
+		--strategy draem,transparent,opaque,ndaa,cutpaste,cutpaste-scar,semantic-remove,logical
 	$(BIN)/synthgen verify $(DEMO)
 	$(BIN)/synthgen inspect $(DEMO) --sheet $(DEMO)/contact_sheet.png
 

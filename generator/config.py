@@ -49,7 +49,8 @@ class BuildConfig:
     sam_model: str = "vit_b"  # vit_b | vit_l | vit_h
     sam_checkpoint: str | None = None
     weights_dir: str | None = None  # else $SYNTHGEN_WEIGHTS
-    e2i: str | None = None  # edge-to-image generator file (synthgen train-e2i), when a strategy needs "models"
+    e2i: str | None = None  # generator file of the LogicAL renderer, when a strategy needs "models"
+    renderer: str = "inpaint"  # inpaint (edge-guided inpainting of the edit region) | full (pix2pixHD, whole image)
 
     def __post_init__(self) -> None:
         self.strategies = tuple(self.strategies)
@@ -75,6 +76,8 @@ class BuildConfig:
             raise SynthgenError(f"--num-samples: must be at least 1, got {self.num_samples}")
         if self.texture_source is not None and self.texture_source not in TEXTURE_SOURCES:
             raise SynthgenError(f"--textures: unknown source '{self.texture_source}' ({', '.join(TEXTURE_SOURCES)} or a folder)")
+        if self.renderer not in ("inpaint", "full"):
+            raise SynthgenError(f"--renderer: must be inpaint or full, got '{self.renderer}'")
         if self.device not in ("cpu", "cuda"):
             raise SynthgenError(f"--device: must be cpu or cuda, got '{self.device}'")
 
