@@ -30,7 +30,6 @@ from .errors import SynthgenError
 _HASH_CHUNK = 1 << 20
 
 
-
 @dataclass(frozen=True)
 class ImageInfo:
     """What the file header says, without decoding pixels."""
