@@ -36,3 +36,14 @@ def read_json_file(path: str | Path, what: str) -> Any:
         raise SynthgenError(f"{path}: {what} not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:  # RecursionError: nesting too deep
         raise SynthgenError(f"{path}: cannot read the {what} ({e})") from None
+
+
+def read_json_record(path: str | Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when the file is missing, unreadable, not UTF-8, broken JSON or
+    not an object: for records synthgen writes itself and redoes when they are bad (shard sidecars,
+    build.json, cache records), where a damaged file must never become a traceback."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None

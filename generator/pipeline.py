@@ -31,7 +31,7 @@ from tqdm import tqdm
 from . import __version__, preflight
 from .atomic import remove_stale_temps, write_json_atomic
 from .config import BuildConfig
-from .errors import SynthgenError
+from .errors import SynthgenError, read_json_record
 from .imageio import sha256_file
 from .lifetime import die_with_parent
 from .paths import cache_root
@@ -339,10 +339,9 @@ def _claim_out_dir(out_dir: Path, plan: BuildPlan) -> None:
     """Refuse a folder that holds something else; remember this build's identity in build.json."""
     build_file = out_dir / BUILD_FILE
     if build_file.is_file():
-        try:
-            previous = json.loads(build_file.read_text())["config_hash"]
-        except (json.JSONDecodeError, KeyError):
-            raise SynthgenError(f"{build_file}: unreadable; delete the folder or choose another --out") from None
+        previous = (read_json_record(build_file) or {}).get("config_hash")
+        if not isinstance(previous, str):
+            raise SynthgenError(f"{build_file}: unreadable; delete the folder or choose another --out")
         if previous != plan.config_hash:
             raise SynthgenError(
                 f"{out_dir}: holds a different build (config hash {previous[:12]} != {plan.config_hash[:12]}); "
@@ -364,9 +363,8 @@ def _shard_verified(out_dir: Path, plan: BuildPlan, s: int) -> bool:
     side = out_dir / sidecar_name(path.name)
     if not (path.is_file() and side.is_file()):
         return False
-    try:
-        sidecar = json.loads(side.read_text())
-    except json.JSONDecodeError:
+    sidecar = read_json_record(side)
+    if sidecar is None:
         return False
     return sidecar.get("config_hash") == plan.config_hash and sidecar.get("sha256") == sha256_file(path)
 
@@ -415,10 +413,7 @@ def _finished_sidecars(plan: BuildPlan, out_dir: Path) -> tuple[list[dict], list
     sidecars, missing = [], []
     for s in range(plan.num_shards):
         side = out_dir / sidecar_name(plan.shard_file(s))
-        try:
-            sidecar = json.loads(side.read_text())
-        except (OSError, json.JSONDecodeError):
-            sidecar = None
+        sidecar = read_json_record(side)
         if sidecar is None or sidecar.get("config_hash") != plan.config_hash or not (out_dir / plan.shard_file(s)).is_file():
             missing.append(s)
         else:

@@ -15,7 +15,6 @@ fills up) after a free-space check.
 
 from __future__ import annotations
 
-import json
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from .atomic import atomic_path, write_json_atomic
 from .config import digest
 from .datasets.base import SourceImage
 from .diskspace import require_free_space
+from .errors import read_json_record
 from .imageio import read_rgb, resize_rgb, sha256_file
 from .paths import cache_root
 
@@ -99,10 +99,8 @@ def _stack_problem(path: Path, n: int, size: tuple[int, int]) -> str | None:
     "absent" when there is none, else what is wrong with it."""
     if not path.is_file():
         return "absent"
-    try:
-        record = json.loads(_record_path(path).read_text())
-        recorded = record["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+    recorded = (read_json_record(_record_path(path)) or {}).get("sha256")
+    if not isinstance(recorded, str):
         return "no readable hash record"
     if sha256_file(path) != recorded:
         return "sha256 differs from its record"

@@ -80,6 +80,23 @@ def test_damaged_source_stack_is_rebuilt_and_shards_equal_a_clean_build(data, tm
     assert "warning" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("content", [b"[1, 2]", b"\xff\xfe not utf-8", b'{"config_hash": '], ids=["a-list", "not-utf8", "broken"])
+def test_damaged_sidecar_is_redone_and_damaged_build_record_is_one_line(data, tmp_path, capsys, content):
+    """Sidecars and build.json are synthgen's own records, but a folder can be handed around: a damaged
+    sidecar makes its shard be rebuilt (same bytes), a damaged build.json is one line, never a traceback."""
+    out = tmp_path / "out"
+    main(_args(data, out))
+    before = {s["file"]: s["sha256"] for s in read_manifest(out)["shards"]}
+    (sidecar,) = [p for p in out.glob("*.json") if p.name not in (BUILD_FILE, "manifest.json")][:1]
+    sidecar.write_bytes(content)
+    (out / "manifest.json").unlink()
+    main(_args(data, out))
+    assert {s["file"]: s["sha256"] for s in read_manifest(out)["shards"]} == before
+    (out / BUILD_FILE).write_bytes(content)
+    capsys.readouterr()
+    _one_line_error(*_run(capsys, _args(data, out)), str(out / BUILD_FILE), "unreadable")
+
+
 def test_damaged_cached_demo_is_rendered_again(tmp_path):
     root = demo.ensure_demo(tmp_path)
     image = sorted((root / demo.CATEGORY / "train" / "good").iterdir())[0]
