@@ -21,7 +21,10 @@ class SynthgenError(Exception):
         # keep only MSG, the line the user needs.
         if message.startswith("Caught SynthgenError") and "SynthgenError: " in message:
             message = message.rsplit("SynthgenError: ", 1)[1]
-        super().__init__(" ".join(message.split()))  # force one line
+        one_line = " ".join(message.split())
+        # A file name that is not UTF-8 reaches Python with surrogate escapes, which no terminal can
+        # print: show them as \udcXX escapes rather than fail while reporting the error.
+        super().__init__(one_line.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def read_json_file(path: str | Path, what: str) -> Any:
@@ -33,3 +36,14 @@ def read_json_file(path: str | Path, what: str) -> Any:
         raise SynthgenError(f"{path}: {what} not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:  # RecursionError: nesting too deep
         raise SynthgenError(f"{path}: cannot read the {what} ({e})") from None
+
+
+def read_json_record(path: str | Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when the file is missing, unreadable, not UTF-8, broken JSON or
+    not an object: for records synthgen writes itself and redoes when they are bad (shard sidecars,
+    build.json, cache records), where a damaged file must never become a traceback."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -537,3 +537,16 @@ def test_manifest_too_large_to_be_one_is_refused_unparsed(capsys, world, monkeyp
     build = world / "build"
     code, _, err = _run(capsys, main, ["verify", str(build)])
     _one_line_error(code, err, build / "manifest.json", "larger than")
+
+
+def test_a_real_shard_passes_every_check(pristine):
+    """The checks accept everything the writer makes (every metadata column, S64 hashes included)."""
+    from generator.shards.format import CORE_FIELDS, META_FIELDS
+    from generator.shards.untrusted import check_shard, open_shard, read_manifest
+
+    manifest = read_manifest(pristine)
+    for entry in manifest["shards"]:
+        path = pristine / entry["file"]
+        with open_shard(path) as f:
+            n = check_shard(f, path, (*META_FIELDS, *CORE_FIELDS), entry["num_samples"], manifest["config"]["image_size"])
+        assert n == entry["num_samples"]

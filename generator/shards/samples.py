@@ -67,8 +67,7 @@ def iter_samples(build_dir: str | Path, manifest: dict, *, with_normals: bool = 
     generator.shards.untrusted.read_manifest returned it (checked); each shard is checked before use."""
     build_dir = Path(build_dir)
     fields = ("image", "mask") + (("normal",) if with_normals else ())
-    # source_sha256 is left out: check_shard (h14-read, as merged) refuses the S64 column a writer makes
-    meta_fields = ("label", "index", "seed", "variant", "strategy", "source_id", "params")
+    meta_fields = ("label", "index", "seed", "variant", "strategy", "source_id", "params", "source_sha256")
     paths = existing_shard_paths(build_dir, manifest)
     seen: dict[int, Path] = {}  # index -> shard: every export names a sample's files after its index
     with tqdm(total=manifest["totals"]["samples"], desc=desc, unit="sample", disable=not progress) as bar:

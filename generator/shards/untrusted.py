@@ -224,8 +224,13 @@ def check_shard(f: h5py.File, path: str | Path, fields: Iterable[str], num_sampl
                                 f"{MAX_SAMPLE_BYTES >> 20} MiB each")
         if name in _EXPECTED:
             kinds, dims = _EXPECTED[name]
-            is_str = h5py.check_string_dtype(d.dtype) is not None
-            ok = is_str if kinds == "str" else (d.dtype.kind in kinds and not is_str)
+            is_str = h5py.check_string_dtype(d.dtype) is not None  # also true for fixed-length bytes (S64)
+            if kinds == "str":
+                ok = is_str and d.dtype.kind == "O"  # variable-length utf-8 text
+            elif kinds == "S":
+                ok = d.dtype.kind == "S"
+            else:
+                ok = d.dtype.kind in kinds
             if not ok or d.ndim != 1 + dims:
                 wanted = "strings" if kinds == "str" else {"u": "unsigned integers", "ub": "uint8", "S": "bytes"}[kinds]
                 raise SynthgenError(f"{path}: dataset {name!r} is {d.dtype} {d.shape}, expected {wanted} of shape (N,)")

@@ -51,7 +51,7 @@ cv2.resize's bilinear default.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +59,7 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from ..datasets._layout import check_entry
 from ..errors import SynthgenError
 from ..imageio import read_rgb, resize_rgb
 from .perlin import draw_lattice_angles, fractal_perlin_noise
@@ -352,7 +353,7 @@ def _list_texture_files(root: Path) -> dict[str, Path]:
     files = {
         p.relative_to(root).as_posix(): p
         for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        if p.suffix.lower() in IMAGE_SUFFIXES and check_entry(p).is_file()
     }
     if not files:
         raise SynthgenError(f"{root}: no texture images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
@@ -365,6 +366,8 @@ class TextureBank:
     ``keys()`` lists what a strategy's ``draw`` may choose (sorted, stable across runs);
     ``get(key)`` returns the (3, H, W) float32 texture on ``device`` (treat it as read-only). At most
     ``cache_mb`` MiB of textures are kept, so memory stays flat however many textures a build uses.
+    ``dtd_files``: the folder's files by key, already read (generator.executors.shipped), instead of
+    reading ``dtd_root`` on this machine.
     """
 
     def __init__(
@@ -374,6 +377,7 @@ class TextureBank:
         device: torch.device | str,
         *,
         dtd_root: str | Path | None = None,
+        dtd_files: Mapping[str, bytes] | None = None,
         normal_image: Callable[[int], torch.Tensor] | None = None,
         num_normals: int = 0,
         perlin_seeds: int = 64,
@@ -384,10 +388,15 @@ class TextureBank:
         self.device = torch.device(device)
         self._normal_image = normal_image
         self._files: dict[str, Path] = {}
+        # The files' contents when an executor shipped them (no machine but the first needs the folder).
+        self._contents: Mapping[str, bytes] = dtd_files or {}
         if kind == "dtd":
             if dtd_root is None:
                 raise SynthgenError("--textures: the 'dtd' texture source needs a texture folder")
-            self._files = _list_texture_files(Path(dtd_root))
+            if dtd_files is not None:
+                self._files = {key: Path(dtd_root) / key for key in sorted(dtd_files)}
+            else:
+                self._files = _list_texture_files(Path(dtd_root))
             self._keys = list(self._files)
         elif kind == "normals":
             if normal_image is None or num_normals < 1:
@@ -419,7 +428,7 @@ class TextureBank:
         if key not in self._key_set:
             raise KeyError(f"no texture '{key}' in the {self.kind} texture source")
         if self.kind == "dtd":
-            rgb = resize_rgb(read_rgb(self._files[key], allow_gray=True), self.image_size)
+            rgb = resize_rgb(read_rgb(self._files[key], allow_gray=True, data=self._contents.get(key)), self.image_size)
             return torch.from_numpy(rgb).permute(2, 0, 1).to(self.device, torch.float32).div_(255.0)
         number = int(key.partition(":")[2])
         if self.kind == "normals":

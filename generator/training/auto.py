@@ -17,12 +17,12 @@ verified by content hash; a truncated or mismatching entry is retrained with a o
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import warnings
 from pathlib import Path
 
 from ..config import BuildConfig, digest
+from ..errors import read_json_record
 from ..imageio import sha256_file
 from ..paths import cache_root
 from .inpaint import GENERATOR_FILE, NETWORKS, train_inpainter
@@ -85,8 +85,8 @@ def _entry_valid(folder: Path, key: str) -> bool:
     path, record_file = folder / GENERATOR_FILE, folder / (Path(GENERATOR_FILE).stem + ".json")
     if not (path.is_file() and record_file.is_file()):
         return False
-    try:
-        record = json.loads(record_file.read_text())
-    except (OSError, json.JSONDecodeError):
+    record = read_json_record(record_file)
+    if record is None:
         return False
-    return (record.get("data") or {}).get("key") == key and record.get("sha256") == sha256_file(path)
+    data = record.get("data")
+    return isinstance(data, dict) and data.get("key") == key and record.get("sha256") == sha256_file(path)
