@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -68,7 +69,7 @@ def synthgen_synthesis(paths: list[Path], dtd: Path, n: int, batch: int, repeats
     pixels = [resize_rgb(read_rgb(p), size) for p in paths]
     stack = torch.stack([torch.from_numpy(p).permute(2, 0, 1).float() / 255 for p in pixels])
     device = torch.device("cpu")
-    bank = TextureBank("dtd", size, device, dtd_root=str(dtd))
+    bank = TextureBank("dtd", size, dtd_root=str(dtd))
     ctx = StrategyContext(image_size=size, device=device, dataset="bench", category="bottle", sources=list(paths),
                           normal_image=lambda i: stack[i], source_pixels=lambda i: pixels[i].copy(),
                           texture=bank.get, texture_keys=bank.keys)
@@ -171,6 +172,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)  # synthgen's augmenters and warps run in OpenCV
     paths = load_images(args.images)
     dataset_args = args.dataset_args.split()
     report: dict = {"threads": args.threads, "samples": args.samples, "cpu_count": os.cpu_count(),

@@ -181,7 +181,7 @@ def _models_record(config: BuildConfig, strategies: tuple[str, ...], needs: set[
 def _texture_record(config: BuildConfig) -> dict[str, Any]:
     record: dict[str, Any] = {"source": config.texture_source}
     if config.texture_source == "dtd":
-        bank = TextureBank("dtd", config.image_size, torch.device("cpu"), dtd_root=config.texture_root)
+        bank = TextureBank("dtd", config.image_size, dtd_root=config.texture_root)
         root = Path(config.texture_root)
         record["root"] = str(root)
         record["files"] = [{"key": key, "sha256": sha256_file(root / key)} for key in bank.keys()]
@@ -208,9 +208,8 @@ def make_context(plan: BuildPlan, device: torch.device) -> StrategyContext:
         bank = TextureBank(
             config.texture_source,
             config.image_size,
-            device,
             dtd_root=config.texture_root,
-            normal_image=normal_image,
+            normal_pixels=source_pixels,
             num_normals=len(plan.sources),
         )
     return StrategyContext(
@@ -483,16 +482,20 @@ def _shard_verified(out_dir: Path, plan: BuildPlan, s: int) -> bool:
 
 @contextmanager
 def _render_threads(device: str) -> Iterator[None]:
-    """One intra-op thread for CPU rendering (see module docstring); restored afterwards."""
+    """One intra-op thread (torch and OpenCV) for CPU rendering (see module docstring); restored afterwards."""
     if device != "cpu":
         yield
         return
-    before = torch.get_num_threads()
+    import cv2
+
+    before, cv2_before = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)  # parallelism comes from worker processes
     try:
         yield
     finally:
         torch.set_num_threads(before)
+        cv2.setNumThreads(cv2_before)
 
 
 def _build_in_process(plan: BuildPlan, todo: list[int], out_dir: Path, progress: bool) -> None:
