@@ -260,6 +260,15 @@ class _Sample:
     exhausted: bool = False
 
 
+def _normal_batch(ctx: StrategyContext, sources: list[int]) -> torch.Tensor:
+    """The normal images of a batch, (B, 3, H, W) float32 in [0, 1] on ctx.device: ``ctx.normal_image`` of
+    each, computed from the uint8 pixels in one conversion. The tensor is channels-last in memory, as the
+    pixels are: textures arrive that way and the uint8 output leaves that way, so the float work in
+    between runs over contiguous memory instead of striding across channels."""
+    pixels = torch.from_numpy(np.stack([ctx.source_pixels(i) for i in sources])).to(ctx.device)
+    return pixels.permute(0, 3, 1, 2).float().div_(255.0)
+
+
 def render_specs(specs: list[SampleSpec], ctx: StrategyContext, max_attempts: int) -> list[_Sample]:
     """Render a batch of specs, strategy by strategy, redrawing rejected samples."""
     out: list[_Sample | None] = [None] * len(specs)
@@ -271,7 +280,7 @@ def render_specs(specs: list[SampleSpec], ctx: StrategyContext, max_attempts: in
         redraws = dict.fromkeys(members, 0)
         pending = members
         while pending:
-            images = torch.stack([ctx.normal_image(specs[k].source_index) for k in pending])
+            images = _normal_batch(ctx, [specs[k].source_index for k in pending])
             rendered = strategy.render(images, [recipes[k] for k in pending], ctx)
             if rendered.normals is not None:
                 normals = list(to_uint8_hwc(rendered.normals))

@@ -97,9 +97,9 @@ def rotate_images(images: torch.Tensor, angles_deg: Sequence[float] | torch.Tens
     b, _, h, w = images.shape
     angles = torch.as_tensor(angles_deg, dtype=torch.float64).reshape(b)
     if images.device.type == "cpu" and images.dtype == torch.float32:
-        channels_last = images.permute(0, 2, 3, 1).numpy()
+        channels_last = images.permute(0, 2, 3, 1).numpy()  # a view when the batch is channels-last
         rotated = np.stack([warp_rotate(np.ascontiguousarray(x), float(a), padding) for x, a in zip(channels_last, angles)])
-        return torch.from_numpy(rotated).permute(0, 3, 1, 2).contiguous()
+        return torch.from_numpy(rotated).permute(0, 3, 1, 2)  # channels-last in memory, like the input
     theta = angles * (math.pi / 180.0)
     cos, sin = torch.cos(theta), torch.sin(theta)
     zero = torch.zeros_like(cos)
