@@ -83,9 +83,12 @@ def cli() -> None:
 @_map_options
 @click.option("--e2i", type=click.Path(path_type=Path),
               help="Edge-to-image generator file for the LogicAL strategies (made by `synthgen train-e2i`).")
+@click.option("--dry-run", is_flag=True, help="Print the predicted time and disk size of this build; write nothing.")
+@click.option("--cost-table", type=click.Path(path_type=Path),
+              help="Per-stage costs for --dry-run (benchmarks/bench_cost_model.py). Default: the shipped table.")
 def build(dataset, root, category, strategies, out, num_samples, image_size, seed, textures, settings, caf_table,
           samples_per_shard, batch_size, device, workers, num_shards, shard_index, compress_images, quiet,
-          edge_model, regions, sam_model, sam_checkpoint, weights_dir, e2i):
+          edge_model, regions, sam_model, sam_checkpoint, weights_dir, e2i, dry_run, cost_table):
     """Synthesize anomalies for one category and write sharded HDF5 + manifest (resumable)."""
     from .config import BuildConfig, parse_image_size, parse_option
     from .pipeline import build as run_build
@@ -126,6 +129,11 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
         weights_dir=str(weights_dir) if weights_dir else None,
         e2i=str(e2i) if e2i else None,
     )
+    if dry_run:
+        from .cost_model import dry_run as predict
+
+        click.echo(predict(config, workers=workers, cost_table=cost_table))
+        return
     out = out or Path("out") / f"{dataset}-{category}"
     report = run_build(config, out, workers=workers, num_shards=num_shards, shard_index=shard_index, progress=not quiet)
     click.echo(f"built {len(report.built)} shard(s), {len(report.skipped)} already complete, into {report.out_dir}")
