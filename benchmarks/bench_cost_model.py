@@ -5,10 +5,12 @@
     synthgen build ... --dry-run --cost-table my-costs.json
 
 One thread for torch and OpenCV (a build worker's setting), image size 256 x 256. Each stage is timed
-on real work, fresh caches (a temporary folder), and reported in seconds per unit (see the stage
-table in generator/cost_model.py); the table printed at the end is what goes into the JSON file.
+on real work, fresh caches (a temporary folder), and reported in CPU seconds per unit (see the stage
+table in generator/cost_model.py): CPU time, not wall time, so that a machine shared with other jobs
+still measures the work itself (wall time there mostly measures the wait for a core). The table
+printed at the end is what goes into the JSON file.
 Without PiDiNet weights the edge and region stages are left out (the prediction then fails for
-LogicAL plans with a clear error). Timings on a shared machine carry its load: say so when quoting.
+LogicAL plans with a clear error).
 """
 
 from __future__ import annotations
@@ -43,10 +45,25 @@ def median_seconds(fn, repeats: int) -> float:
     fn()  # warm-up
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return statistics.median(times)
+
+
+def measure_startup() -> float:
+    """A fresh interpreter importing the build's modules (torch, OpenCV, h5py ...): paid once per run."""
+    import resource
+    import subprocess
+
+    def children() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    start = children()
+    subprocess.run([sys.executable, "-c", "import generator.cli, generator.pipeline, generator.strategies"],
+                   check=True, cwd=REPO)
+    return children() - start
 
 
 def measure_decode(images, tmp: Path):
@@ -55,9 +72,9 @@ def measure_decode(images, tmp: Path):
     from generator.sources import prepare_sources
 
     megapixels = sum(info.width * info.height for info in map(probe_image, (s.path for s in images))) / 1e6
-    start = time.perf_counter()
+    start = time.process_time()
     sources = prepare_sources(images, SIZE, threads=1, progress=False, cache_dir=tmp / "sources")
-    return (time.perf_counter() - start) / megapixels, sources
+    return (time.process_time() - start) / megapixels, sources
 
 
 def measure_maps(stack: np.ndarray, weights_dir: Path, tmp: Path) -> dict[str, float]:
@@ -69,9 +86,9 @@ def measure_maps(stack: np.ndarray, weights_dir: Path, tmp: Path) -> dict[str, f
     batch = np.array(stack[:n])  # a writable copy of the memory-mapped stack
     edges = median_seconds(lambda: maker.detector(batch), 1) / n
     ids = [f"cost-{i}" for i in range(n)]
-    start = time.perf_counter()
+    start = time.process_time()
     precompute(batch, ids, maker, cache_root=tmp / "maps")
-    total = (time.perf_counter() - start) / n
+    total = (time.process_time() - start) / n
     return {"edges": edges, "regions": max(total - edges, 0.0)}
 
 
@@ -153,17 +170,17 @@ def measure_shards(stack: np.ndarray, tmp: Path, samples: int) -> dict[str, floa
     out = {}
     for compress in (False, True):
         path = tmp / f"cost-{compress}.h5"
-        start = time.perf_counter()
+        start = time.process_time()
         with ShardWriter(path, num_samples=samples, height=SIZE[0], width=SIZE[1], compress_images=compress) as w:
             w.write(0, batch)
-        seconds = time.perf_counter() - start
+        seconds = time.process_time() - start
         size = path.stat().st_size
         if not compress:
             out["shard_write_per_mib"] = seconds / (size / 2**20)
             out["overhead_bytes_per_sample"] = (size - raw) / samples
-            start = time.perf_counter()
+            start = time.process_time()
             sha256_file(path)
-            out["verify_per_mib"] = (time.perf_counter() - start) / (size / 2**20)
+            out["verify_per_mib"] = (time.process_time() - start) / (size / 2**20)
         else:
             image_bytes = size - samples * (SIZE[0] * SIZE[1] + out["overhead_bytes_per_sample"])
             out["compressed_image_ratio"] = image_bytes / (samples * SIZE[0] * SIZE[1] * 6)
@@ -190,6 +207,7 @@ def main() -> None:
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        seconds["startup"] = measure_startup()
         seconds["decode_per_megapixel"], sources = measure_decode(images, tmp)
         stack = np.asarray(sources.load_stack())
         if str(args.weights_dir) and args.weights_dir.is_dir():

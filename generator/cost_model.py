@@ -5,6 +5,7 @@ The prediction multiplies the plan's counts by a table of per-stage costs measur
 ==================  =====================================================  ===========================
 stage               what one unit is                                       scales with
 ==================  =====================================================  ===========================
+startup             importing the build's libraries (once per run)         -
 decode              read, hash, fully decode and resize one source image   source megapixels
 edges               PiDiNet's four edge scales of one source               build pixels
 regions             the classical region proposer on one source            build pixels
@@ -13,12 +14,15 @@ e2i_forward         one edge-to-image rendering (small / global network)   build
 ssim_mask           the SSIM mask of one LogicAL sample                    build pixels
 render:<strategy>   draw + render + redraws of one sample (image-level)    build pixels
 shard_write         writing and hashing one MiB of shard                   bytes
-verify              re-hashing one MiB of shard (``synthgen verify``)      bytes
+verify              re-hashing one MiB of shard (``synthgen verify``)      bytes (also: hashing the
+                                                                           texture files when planning)
 ==================  =====================================================  ===========================
 
-Render costs are seconds per sample at the table's image size (256 x 256) and are scaled by the
-build's pixel count; a LogicAL sample costs two e2i renderings (normal and edited edges) plus its
-SSIM mask. Rendering and writing run in ``--workers`` processes, one thread each; decoding and
+Costs are CPU seconds (a machine shared with other jobs measures its work, not its wait for a core).
+Render costs are per sample at the table's image size (256 x 256) and are scaled by the build's
+pixel count; a LogicAL sample costs two e2i renderings (normal and edited edges) plus its SSIM mask.
+The prediction gives the CPU time of each stage and the wall time on an otherwise idle machine:
+rendering and writing run in ``--workers`` processes, one thread each; startup, decoding and
 precompute run once, in the parent, before. Sources already decoded in the cache are not counted
 (their files are hashed to find out); edge and region maps are counted even when cached.
 
@@ -60,9 +64,13 @@ def load_cost_table(path: str | Path | None = None) -> dict[str, Any]:
     return table
 
 
+#: stages that run in the build's worker processes; the others run once, in the parent
+PARALLEL_STAGES = ("render", "shard_write")
+
+
 @dataclass
 class Prediction:
-    """Predicted seconds per stage (wall clock with the build's workers) and bytes on disk."""
+    """Predicted CPU seconds per stage and bytes on disk; wall time on an idle machine."""
 
     seconds: dict[str, float] = field(default_factory=dict)
     bytes: int = 0
@@ -70,8 +78,14 @@ class Prediction:
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
-    def total_seconds(self) -> float:
+    def cpu_seconds(self) -> float:
         return sum(self.seconds.values())
+
+    @property
+    def wall_seconds(self) -> float:
+        """With ``parallel_workers`` processes and no other load on the machine."""
+        serial = sum(v for k, v in self.seconds.items() if k not in PARALLEL_STAGES)
+        return serial + sum(v for k, v in self.seconds.items() if k in PARALLEL_STAGES) / self.counts["parallel_workers"]
 
 
 def _is_logical(strategy: str) -> bool:
@@ -81,7 +95,7 @@ def _is_logical(strategy: str) -> bool:
 def predict_build(
     config: BuildConfig, strategies: tuple[str, ...], source_megapixels: list[float], num_samples: int,
     per_strategy: dict[str, int], *, workers: int, table: dict[str, Any], sources_cached: bool = False,
-    extra_bytes_per_sample: int = 0, e2i_network: str = "small",
+    extra_bytes_per_sample: int = 0, e2i_network: str = "small", texture_bytes: int = 0,
 ) -> Prediction:
     """Seconds per stage and bytes on disk for a planned build (see the module docstring)."""
     costs, table_size = table["seconds"], table["image_size"]
@@ -91,6 +105,9 @@ def predict_build(
     parallel = max(1, min(workers, os.cpu_count() or 1, shards))
     out = Prediction(counts={"sources": len(source_megapixels), "samples": num_samples, "shards": shards,
                              "parallel_workers": parallel})
+    out.seconds["startup"] = costs.get("startup", 0.0)
+    if texture_bytes:  # the manifest records every texture file's sha256
+        out.seconds["hash textures"] = costs["verify_per_mib"] * texture_bytes / 2**20
     if not sources_cached:
         out.seconds["decode"] = costs["decode_per_megapixel"] * sum(source_megapixels)
     else:
@@ -109,14 +126,14 @@ def predict_build(
             one = max(v for k, v in costs.items() if k.startswith("render:"))
             out.notes.append(f"render:{strategy}: not in the table, counted as the slowest image-level strategy")
         render += one * pixel_scale * count
-    out.seconds["render"] = render / parallel
+    out.seconds["render"] = render
     raw = h * w * 3 * 2 + h * w  # image + normal + mask, uncompressed (format 2)
     if config.compress_images:
         raw = h * w * 3 * 2 * table["compressed_image_ratio"] + h * w
     per_sample = raw + extra_bytes_per_sample + table["overhead_bytes_per_sample"]
     out.bytes = int(per_sample * num_samples)
     mib = out.bytes / 2**20
-    out.seconds["shard_write"] = costs["shard_write_per_mib"] * mib / parallel
+    out.seconds["shard_write"] = costs["shard_write_per_mib"] * mib
     out.notes.append(f"`synthgen verify` afterwards: about {costs['verify_per_mib'] * mib:.0f} s")
     return out
 
@@ -126,10 +143,13 @@ def format_prediction(pred: Prediction, table: dict[str, Any]) -> str:
     c = pred.counts
     lines = [f"dry run: {c['samples']} samples from {c['sources']} source images into {c['shards']} shard(s), "
              f"{c['parallel_workers']} worker(s); nothing written"]
+    lines.append(f"  {'stage':<14} {'CPU time':>10}")
     for stage, seconds in pred.seconds.items():
-        lines.append(f"  {stage:<12} {_duration(seconds):>10}")
-    lines.append(f"  {'total':<12} {_duration(pred.total_seconds):>10}")
-    lines.append(f"  {'disk':<12} {pred.bytes / 2**20:>8.1f} MiB")
+        lines.append(f"  {stage:<14} {_duration(seconds):>10}")
+    lines.append(f"  {'total CPU':<14} {_duration(pred.cpu_seconds):>10}")
+    lines.append(f"  {'wall (idle)':<14} {_duration(pred.wall_seconds):>10}   with {pred.counts['parallel_workers']} worker(s) "
+                 "on a machine without other jobs")
+    lines.append(f"  {'disk':<14} {pred.bytes / 2**20:>8.1f} MiB")
     lines.extend(f"  note: {note}" for note in pred.notes)
     lines.append(f"  costs: {table['path']} (measured {table.get('measured', '?')} on {table.get('machine', '?')})")
     return "\n".join(lines)
@@ -172,9 +192,15 @@ def dry_run(config: BuildConfig, *, workers: int = 1, cost_table: str | Path | N
 
         network = "global" if generator_config(config.e2i) == GeneratorConfig() else "small"
     cached = cached_stack_ready([sha256_file(s.path) for s in images], config.image_size, index.gray)
+    texture_bytes = 0
+    if config.texture_source == "dtd" and config.texture_root:
+        from .strategies.texture import TextureBank
+
+        root = Path(config.texture_root)
+        texture_bytes = sum((root / key).stat().st_size for key in TextureBank("dtd", (1, 1), dtd_root=root).keys())
     pred = predict_build(config, strategies, megapixels, num_samples, dict(Counter(s.strategy for s in specs)),
                          workers=workers, table=table, sources_cached=cached, extra_bytes_per_sample=extra_bytes,
-                         e2i_network=network)
+                         e2i_network=network, texture_bytes=texture_bytes)
     if extras:
         pred.notes.append("strategy extras (edge/JND maps) counted at their raw size: gzip makes them smaller")
     return format_prediction(pred, table)

@@ -35,10 +35,12 @@ def test_prediction_multiplies_counts_by_costs():
                          workers=2, table=TABLE)
     parallel = min(2, os.cpu_count() or 1)
     assert pred.seconds["decode"] == pytest.approx(1.0)
-    assert pred.seconds["render"] == pytest.approx((150 * 0.002 + 150 * 0.004) * 4 / parallel)
+    assert pred.seconds["render"] == pytest.approx((150 * 0.002 + 150 * 0.004) * 4)
     per_sample = 512 * 512 * 7 + 1000
     assert pred.bytes == 300 * per_sample
-    assert pred.seconds["shard_write"] == pytest.approx(0.01 * 300 * per_sample / 2**20 / parallel)
+    assert pred.seconds["shard_write"] == pytest.approx(0.01 * 300 * per_sample / 2**20)
+    parallel_part = pred.seconds["render"] + pred.seconds["shard_write"]
+    assert pred.wall_seconds == pytest.approx(pred.cpu_seconds - parallel_part + parallel_part / parallel)
     assert "edges" not in pred.seconds  # no LogicAL strategy: no maps
     cached = predict_build(_config(), ("draem",), [1.0] * 10, 300, {"draem": 300}, workers=1, table=TABLE,
                            sources_cached=True)
@@ -76,7 +78,7 @@ def test_dry_run_prints_the_prediction_and_writes_nothing(tmp_path):
             "--num-samples", "40", "--image-size", "64", "--out", str(out), "--dry-run"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    assert "dry run: 40 samples" in result.output and "total" in result.output and "MiB" in result.output
+    assert "dry run: 40 samples" in result.output and "total CPU" in result.output and "MiB" in result.output
     assert not out.exists()
     table = tmp_path / "costs.json"
     table.write_text(json.dumps({k: v for k, v in TABLE.items() if k != "path"}))
