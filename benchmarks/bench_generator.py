@@ -66,7 +66,8 @@ def interleaved(runs: dict, repeats: int) -> dict[str, float]:
 def synthgen_synthesis(paths: list[Path], dtd: Path, n: int, batch: int) -> dict:
     """One pass of ``n`` samples per strategy, as callables by strategy name."""
     from generator.imageio import read_rgb, resize_rgb
-    from generator.pipeline import SampleSpec, render_specs
+    from generator.pipeline import render_specs
+    from generator.plan import SampleSpec
     from generator.seeding import sample_seed
     from generator.strategies import StrategyContext
     from generator.strategies.texture import TextureBank

@@ -30,9 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from logical_demo import demo_context, demo_images, demo_maps, iou, train_demo_generator  # noqa: E402
 
-from generator.models.e2i import GeneratorConfig, GlobalGenerator  # noqa: E402
-from generator.models.e2i_train import E2IModel, E2ITrainingModule, TrainConfig, generate_tensor, small_config, tiny_config  # noqa: E402
-from generator.pipeline import SampleSpec, render_specs  # noqa: E402
+from generator.models.e2i import E2IModel, GeneratorConfig, GlobalGenerator, generate_tensor  # noqa: E402
+from generator.pipeline import render_specs  # noqa: E402
+from generator.plan import SampleSpec  # noqa: E402
+from generator.training.e2i import E2ITrainingModule, TrainConfig, small_config, tiny_config  # noqa: E402
 from generator.strategies import get_strategy  # noqa: E402
 from generator.strategies.logical import rasterize_shapes, semantic_region  # noqa: E402
 from generator.strategies.ssim_mask import ssim_map  # noqa: E402

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+import trainers.methods  # noqa: F401  (registers every method's model loader)
 from trainers.base import load_model, read_run_info
 
 

@@ -61,11 +61,13 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--dataset", default="demo", show_default=True, help="Dataset layout (see `synthgen datasets`).")
-@click.option("--root", type=click.Path(path_type=Path), help="Dataset root (the folder holding CATEGORY/). Not needed for demo.")
-@click.option("--category", help="Category to read, e.g. juice_bottle. Default for demo: parts_box.")
+@click.option("--root", type=click.Path(path_type=Path),
+              help="Dataset root (the folder holding CATEGORY/). Default: $SYNTHGEN_DATA/DATASET, else ./datasets/DATASET.")
+@click.option("--category", help="Category to read, e.g. juice_bottle. Default: every category (demo: parts_box).")
 @click.option("--strategy", "strategies", multiple=True, required=True,
               help="Strategy name(s), repeatable or comma-separated; 'caf' = the framework's per-class selection.")
-@click.option("--out", type=click.Path(path_type=Path), help="Output folder. Default: out/DATASET-CATEGORY.")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Output folder. Default: out/DATASET-CATEGORY; without --category OUT/CATEGORY (OUT: out/DATASET).")
 @click.option("--num-samples", type=int, help="Samples to make. Default: one per (source image, strategy).")
 @click.option("--image-size", default="256", show_default=True, help="N or HxW; every sample is resized to it.")
 @click.option("--seed", default=0, show_default=True, help="Global seed; fixes every sample.")
@@ -89,13 +91,19 @@ def cli() -> None:
 def build(dataset, root, category, strategies, out, num_samples, image_size, seed, textures, settings, caf_table,
           samples_per_shard, batch_size, device, workers, num_shards, shard_index, compress_images, quiet,
           edge_model, regions, sam_model, sam_checkpoint, weights_dir, e2i, dry_run, cost_table):
-    """Synthesize anomalies for one category and write sharded HDF5 + manifest (resumable)."""
+    """Synthesize anomalies and write sharded HDF5 + manifest (resumable).
+
+    Without --root the dataset is looked for in $SYNTHGEN_DATA/DATASET, then ./datasets/DATASET.
+    Without --category every category of the dataset is built, each into its own OUT/CATEGORY.
+    """
     from .config import BuildConfig, parse_image_size, parse_option
     from .pipeline import build as run_build
 
-    if category is None:
-        if dataset != "demo":
-            raise SynthgenError("--category: required for this dataset (e.g. --category juice_bottle)")
+    if root is None and dataset != "demo":
+        from .datasets import locate_root
+
+        root = locate_root(dataset)
+    if category is None and dataset == "demo":
         category = "parts_box"
     texture_source, texture_root = None, None
     if textures in ("normals", "perlin"):
@@ -128,11 +136,17 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
         sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,
         weights_dir=str(weights_dir) if weights_dir else None,
         e2i=str(e2i) if e2i else None,
-    )
+    )  # category None: the settings every category of the dataset is built with
     if dry_run:
+        if category is None:
+            raise SynthgenError("--dry-run: give --category (the prediction is for one category's plan)")
         from .cost_model import dry_run as predict
 
         click.echo(predict(config, workers=workers, cost_table=cost_table))
+        return
+    if category is None:
+        _build_every_category(config, out or Path("out") / dataset, quiet, workers=workers, num_shards=num_shards,
+                              shard_index=shard_index, progress=not quiet)
         return
     out = out or Path("out") / f"{dataset}-{category}"
     report = run_build(config, out, workers=workers, num_shards=num_shards, shard_index=shard_index, progress=not quiet)
@@ -141,6 +155,33 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
         click.echo(f"manifest: {report.out_dir / 'manifest.json'}")
     else:
         click.echo("manifest not written yet: other job-array slices still have shards to build")
+
+
+def _build_every_category(config, out: Path, quiet: bool, **build_options) -> None:
+    """Build each category present in the dataset root into ``out/<category>`` (each resumable on
+    its own), one summary line per category; a failing category is named and does not stop the rest."""
+    from dataclasses import replace
+
+    from .datasets import dataset_categories
+    from .pipeline import build as run_build
+
+    categories = dataset_categories(config.dataset, config.root)
+    failed = []
+    for i, category in enumerate(categories, start=1):
+        if not quiet:
+            click.echo(f"[{i}/{len(categories)}] {config.dataset}/{category} from {config.root}", err=True)
+        try:
+            report = run_build(replace(config, category=category), out / category, **build_options)
+        except SynthgenError as e:
+            click.echo(f"synthgen: error: {category}: {e}", err=True)
+            failed.append(category)
+            continue
+        manifest = "manifest written" if report.manifest_written else "manifest waits for other job-array slices"
+        click.echo(f"{category}: built {len(report.built)} shard(s), {len(report.skipped)} already complete, "
+                   f"into {report.out_dir} ({manifest})")
+    if failed:
+        raise SynthgenError(f"{len(failed)} of {len(categories)} categories failed ({', '.join(failed)}); fix them "
+                            "and run the same command again (finished categories are skipped)")
 
 
 @cli.command()
@@ -170,14 +211,15 @@ def inspect(build_dir, sheet, per_strategy, maps_sheet):
     path = write_contact_sheet(build_dir, sheet or Path(build_dir) / "contact_sheet.png", per_strategy=per_strategy)
     click.echo(f"contact sheet: {path}")
     if maps_sheet:
-        from .precompute import build_maps_sheet
+        from .shards.inspect import build_maps_sheet
 
         click.echo(f"maps sheet: {build_maps_sheet(build_dir, Path(build_dir) / 'maps_sheet.png')}")
 
 
 @cli.command()
 @click.option("--dataset", default="demo", show_default=True, help="Dataset layout (see `synthgen datasets`).")
-@click.option("--root", type=click.Path(path_type=Path), help="Dataset root (the folder holding CATEGORY/). Not needed for demo.")
+@click.option("--root", type=click.Path(path_type=Path),
+              help="Dataset root (the folder holding CATEGORY/). Default: $SYNTHGEN_DATA/DATASET, else ./datasets/DATASET.")
 @click.option("--category", help="Category to read, e.g. juice_bottle. Default for demo: parts_box.")
 @click.option("--split", default="train", show_default=True, help="Split whose normal images get maps.")
 @click.option("--image-size", default="256", show_default=True, help="N or HxW: the build's image size.")
@@ -212,7 +254,8 @@ def precompute(dataset, root, category, split, image_size, device, edge_model, r
 
 @cli.command("train-e2i")
 @click.option("--dataset", default="demo", show_default=True, help="Dataset layout (see `synthgen datasets`).")
-@click.option("--root", type=click.Path(path_type=Path), help="Dataset root (the folder holding CATEGORY/). Not needed for demo.")
+@click.option("--root", type=click.Path(path_type=Path),
+              help="Dataset root (the folder holding CATEGORY/). Default: $SYNTHGEN_DATA/DATASET, else ./datasets/DATASET.")
 @click.option("--category", help="Category to train on, e.g. juice_bottle. Default for demo: parts_box.")
 @click.option("--split", default="train", show_default=True, help="Split whose normal images are the training pairs.")
 @click.option("--image-size", default="256", show_default=True, help="N or HxW: train at the builds' image size.")
@@ -237,7 +280,7 @@ def train_e2i(dataset, root, category, split, image_size, epochs, batch_size, ou
               edge_model, weights_dir, no_resume, quiet):
     """Train the edge-to-image generator of the LogicAL strategies on a category's normal images."""
     from .config import parse_image_size
-    from .models import e2i_train
+    from .training import e2i as e2i_training
 
     if category is None:
         if dataset != "demo":
@@ -247,12 +290,12 @@ def train_e2i(dataset, root, category, split, image_size, epochs, batch_size, ou
     device = _resolve_device(device)
     # The precompute stage's edge maps are PiDiNet probabilities, not binary: train on them as they are.
     overrides = {"binary_edges": False, "vgg19_weights": str(vgg19) if vgg19 else None}
-    config = e2i_train.NETWORKS[network](**overrides)
-    pairs = e2i_train.category_pairs(dataset, root, category, split, size, edge_model=edge_model,
-                                     weights_dir=weights_dir, device=device, progress=not quiet)
+    config = e2i_training.NETWORKS[network](**overrides)
+    pairs = e2i_training.category_pairs(dataset, root, category, split, size, edge_model=edge_model,
+                                        weights_dir=weights_dir, device=device, progress=not quiet)
     out = out or Path("out") / f"e2i-{dataset}-{category}"
-    path = e2i_train.train_e2i(pairs, out, config=config, epochs=epochs, batch_size=batch_size, image_size=size,
-                               seed=seed, device=device, resume=not no_resume, progress=not quiet)
+    path = e2i_training.train_e2i(pairs, out, config=config, epochs=epochs, batch_size=batch_size,
+                                  image_size=size, seed=seed, device=device, resume=not no_resume, progress=not quiet)
     click.echo(f"generator: {path}")
     click.echo(f"use it with: synthgen build ... --strategy logical --e2i {path}")
 

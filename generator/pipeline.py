@@ -1,10 +1,7 @@
 """``synthgen build``: plan the samples, render them shard by shard, write sidecars, merge the manifest.
 
-Plan. Sample ``i`` of a build uses source image ``j = i % S`` (S normal source images) as its
-``k = i // S``-th variant, with strategy ``strategies[(j + k) % len(strategies)]``, so every source
-meets every strategy and the counts per strategy are balanced. Its seed comes from
-(seed, category, source id, variant, strategy) alone (generator.seeding), so nothing about a sample
-depends on the worker that renders it, the batch it lands in, or which job-array slice runs.
+The plan (which sample, which source image, which strategy, which seed) is made by
+:mod:`generator.plan`; this module renders it.
 
 Shards. The plan is cut into ``ceil(N / samples_per_shard)`` shards up front. A shard is written
 atomically and followed by its JSON sidecar; a shard whose file and sidecar verify is never redone,
@@ -22,9 +19,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -34,158 +30,17 @@ from tqdm import tqdm
 
 from . import __version__
 from .atomic import remove_stale_temps, write_json_atomic
-from .config import BuildConfig, digest
-from .datasets import DatasetIndex, load_dataset
+from .config import BuildConfig
 from .errors import SynthgenError
 from .imageio import sha256_file
-from .seeding import rng_for, sample_seed
-from .shards.format import MASK_ON, shard_name, sidecar_name
+from .plan import BuildPlan, SampleSpec, plan_build
+from .seeding import rng_for
+from .shards.format import MASK_ON, sidecar_name
 from .shards.manifest import BUILD_FILE, write_manifest
 from .shards.writer import ShardWriter
-from .sources import SourceSet, prepare_sources
 from .strategies import Rendered, Strategy, StrategyContext, get_strategy
 from .strategies.base import to_uint8_hwc
-from .strategies.caf import caf_strategies
 from .strategies.texture import TextureBank
-
-
-@dataclass(frozen=True)
-class SampleSpec:
-    """One planned sample."""
-
-    index: int
-    source_index: int
-    variant: int
-    strategy: str
-    seed: int
-
-
-@dataclass
-class BuildPlan:
-    """Everything decided before rendering starts (also what a worker process needs)."""
-
-    config: BuildConfig
-    config_hash: str
-    dataset: DatasetIndex
-    sources: SourceSet
-    strategies: tuple[str, ...]  # after expanding "caf"
-    specs: list[SampleSpec]
-    textures: dict[str, Any] = field(default_factory=dict)  # manifest record of the texture source
-    artifacts: list[dict[str, Any]] = field(default_factory=list)  # weights/generators used
-    maps: Any = None  # precompute.MapStore of the sources, when a strategy needs "maps"
-
-    @property
-    def num_shards(self) -> int:
-        return -(-len(self.specs) // self.config.samples_per_shard)
-
-    def shard_specs(self, s: int) -> list[SampleSpec]:
-        n = self.config.samples_per_shard
-        return self.specs[s * n : (s + 1) * n]
-
-    def shard_file(self, s: int) -> str:
-        c = self.config
-        return shard_name(c.dataset, c.category, c.split, s, self.num_shards)
-
-
-# --------------------------------------------------------------------------------------------------
-# planning
-
-
-def expand_strategies(names: tuple[str, ...], category: str, caf_table: str | None) -> tuple[str, ...]:
-    """Replace ``caf`` by the framework's per-class selection for ``category``; drop duplicates."""
-    out: list[str] = []
-    for name in names:
-        for expanded in caf_strategies(category, caf_table) if name == "caf" else [name]:
-            if expanded not in out:
-                out.append(expanded)
-    for name in out:
-        get_strategy(name)  # unknown names fail here, before any work
-    return tuple(out)
-
-
-def make_plan(source_ids: list[str], strategies: tuple[str, ...], num_samples: int, seed: int, category: str) -> list[SampleSpec]:
-    n_src = len(source_ids)
-    specs = []
-    for i in range(num_samples):
-        j, k = i % n_src, i // n_src
-        strategy = strategies[(j + k) % len(strategies)]
-        specs.append(SampleSpec(i, j, k, strategy, sample_seed(seed, category, source_ids[j], k, strategy)))
-    return specs
-
-
-def plan_build(config: BuildConfig, *, progress: bool = True) -> BuildPlan:
-    """Read the dataset, check and hash everything the output depends on, and lay out the samples."""
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise SynthgenError("--device cuda: no CUDA device is available on this machine")
-    index = load_dataset(config.dataset, config.root, config.category)
-    images = index.split(config.split, normal_only=True)
-    if not images:
-        raise SynthgenError(f"{index.root}: no normal images in split '{config.split}' of {config.category}")
-    strategies = expand_strategies(config.strategies, config.category, config.caf_table)
-    needs = set().union(*(get_strategy(s).needs for s in strategies))
-    if "textures" in needs and config.texture_source is None:
-        users = [s for s in strategies if "textures" in get_strategy(s).needs]
-        raise SynthgenError(
-            f"--textures: strategy {users[0]} needs an anomaly texture source: a DTD-style folder, 'normals' or 'perlin'"
-        )
-    sources = prepare_sources(images, config.image_size, gray=index.gray, progress=progress)
-    textures = _texture_record(config) if "textures" in needs else {}
-    models_record, model_artifacts = _models_record(config, strategies, needs)  # checked before the slow maps
-    maps, maps_record, artifacts = None, None, []
-    if "maps" in needs:  # edges and regions of every source, computed once and cached
-        from .precompute import precompute_sources
-
-        maps, maps_record, artifacts = precompute_sources(config, sources, progress=progress)
-    artifacts = artifacts + model_artifacts
-    num_samples = config.num_samples or len(images) * len(strategies)
-    specs = make_plan([s.id for s in images], strategies, num_samples, config.seed, config.category)
-    identity = {
-        "config": config.identity(),
-        "strategies": list(strategies),
-        "num_samples": num_samples,
-        "sources": list(sources.sha256),
-        "textures": textures.get("files"),
-        "synthgen_version": __version__,
-    }
-    if maps_record is not None:
-        identity["maps"] = maps_record  # which models (weights sha256) and parameters made the maps
-    if models_record:
-        identity["models"] = models_record  # sha256 of the generator files the strategies render with
-    return BuildPlan(config, digest(identity), index, sources, strategies, specs, textures, artifacts, maps)
-
-
-def _models_record(config: BuildConfig, strategies: tuple[str, ...], needs: set[str]) -> tuple[dict, list[dict]]:
-    """Check the edge-to-image generator file of strategies that need "models" -> ({"e2i": sha256} for
-    the build identity, its manifest artifact rows); ({}, []) when no strategy needs it."""
-    if "models" not in needs:
-        return {}, []
-    from .models.e2i import check_image_size
-    from .models.e2i_train import TRAIN_HINT, generator_config, generator_training_size
-
-    if config.e2i is None:
-        users = [s for s in strategies if "models" in get_strategy(s).needs]
-        raise SynthgenError(f"--e2i: strategy {users[0]} needs an edge-to-image generator file; {TRAIN_HINT}")
-    check_image_size(generator_config(config.e2i), *config.image_size, where=f"--e2i {config.e2i}")
-    trained_at = generator_training_size(config.e2i)
-    if trained_at is not None and trained_at != tuple(config.image_size):
-        # The network is fully convolutional, so it runs; but its renders at another scale are off its
-        # training distribution, and the SSIM masks then mark rendering errors, not the edits.
-        warnings.warn(
-            f"--e2i {config.e2i}: trained at {trained_at[0]}x{trained_at[1]}, this build renders at "
-            f"{config.image_size[0]}x{config.image_size[1]}; train it at the build's --image-size for faithful images and masks"
-        )
-    sha = sha256_file(config.e2i)
-    return {"e2i": sha}, [{"name": "e2i", "file": str(config.e2i), "sha256": sha, "role": "edge-to-image generator"}]
-
-
-def _texture_record(config: BuildConfig) -> dict[str, Any]:
-    record: dict[str, Any] = {"source": config.texture_source}
-    if config.texture_source == "dtd":
-        bank = TextureBank("dtd", config.image_size, dtd_root=config.texture_root)
-        root = Path(config.texture_root)
-        record["root"] = str(root)
-        record["files"] = [{"key": key, "sha256": sha256_file(root / key)} for key in bank.keys()]
-    return record
 
 
 # --------------------------------------------------------------------------------------------------
@@ -232,7 +87,7 @@ def _load_models(plan: BuildPlan, device: torch.device) -> dict[str, Any]:
     """The networks the build's strategies render with (the edge-to-image generator), on ``device``."""
     if not any("models" in get_strategy(s).needs for s in plan.strategies):
         return {}
-    from .models.e2i_train import load_e2i_model
+    from .models.e2i import load_e2i_model
 
     return {"e2i": load_e2i_model(plan.config.e2i, device)}
 
@@ -329,19 +184,12 @@ def _unpack(rendered: Rendered, normals: list[np.ndarray], strategy: Strategy, r
     ]
 
 
-def _extra_fields(strategies: tuple[str, ...]) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for name in strategies:
-        fields.update(get_strategy(name).extra_fields)
-    return fields
-
-
 def build_shard(plan: BuildPlan, s: int, out_dir: Path, ctx: StrategyContext, progress: tqdm | None = None) -> dict:
     """Render shard ``s`` into ``out_dir`` (atomically), write its sidecar, return the sidecar."""
     config = plan.config
     specs = plan.shard_specs(s)
     h, w = config.image_size
-    extras = _extra_fields(plan.strategies)
+    extras = plan.extra_fields
     attrs = {
         "synthgen_version": __version__,
         "dataset": config.dataset,

@@ -364,7 +364,7 @@ def evenly_spaced(n: int, k: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------------------
-# `synthgen precompute` and `synthgen inspect --maps`
+# `synthgen precompute`
 
 
 def precompute_category(
@@ -408,18 +408,3 @@ def precompute_category(
         path = maps_sheet(stack[picks], store.subset(picks), [images[i].id for i in picks], sheet)
         lines.append(f"maps sheet: {path}")
     return lines
-
-
-def build_maps_sheet(build_dir: str | Path, out_png: str | Path, rows: int = 6) -> Path:
-    """The maps sheet of a finished build whose strategies used maps (read back from the cache, which
-    recomputes nothing unless the cache was cleared)."""
-    from .pipeline import plan_build
-    from .shards.reader import read_manifest
-
-    manifest = read_manifest(build_dir)
-    plan = plan_build(BuildConfig.from_dict(manifest["config"]), progress=False)
-    if plan.maps is None:
-        raise SynthgenError(f"{build_dir}: this build's strategies use no edge or region maps")
-    stack = plan.sources.load_stack()
-    picks = evenly_spaced(len(stack), rows)
-    return maps_sheet(stack[picks], plan.maps.subset(picks), [plan.sources.images[i].id for i in picks], out_png)

@@ -1,4 +1,4 @@
-"""Edge-to-image generator (generator/models/e2i.py) and its training (generator/models/e2i_train.py).
+"""Edge-to-image generator (generator/models/e2i.py) and its training (generator/training/).
 
 Architecture checks run on the meta device (no compute); training smoke tests use the tiny
 configuration on 64x64 synthetic (Canny edge, photo) pairs, on the CPU, with fixed seeds; the
@@ -16,31 +16,35 @@ import pytest
 import torch
 from PIL import Image
 
-import generator.models.e2i_train as e2i_train
+import generator.models.e2i as e2i
+import generator.training.e2i as e2i_training
 from generator.errors import SynthgenError
 from generator.imageio import sha256_file
 from generator.models.e2i import (
     GeneratorConfig,
     GlobalGenerator,
-    MultiscaleDiscriminator,
-    VGGPerceptualLoss,
     count_flops,
     count_params,
-    feature_matching_loss,
-    load_vgg19_features,
-    lsgan_loss,
+    generate,
+    load_generator,
+    save_generator,
 )
-from generator.models.e2i_train import (
+from generator.training.e2i import (
     E2ITrainingModule,
     EdgeImagePairs,
     TrainConfig,
-    generate,
-    load_generator,
     lr_factor,
-    save_generator,
     small_config,
     tiny_config,
     train_e2i,
+)
+from generator.training.gan import (
+    MultiscaleDiscriminator,
+    VGGPerceptualLoss,
+    feature_matching_loss,
+    load_vgg19_features,
+    lsgan_loss,
+    resolve_vgg19_weights,
 )
 
 
@@ -116,7 +120,7 @@ def test_small_config_sits_between_tiny_and_full():
         sizes = [count_params(init_generator(c, seed=0)) for c in (tiny_config(), small_config(), TrainConfig())]
     assert sizes[0] < sizes[1] < sizes[2] / 8
     assert small_config().generator.size_multiple == 8  # 256x128 (juice_bottle's aspect) fits
-    assert set(e2i_train.NETWORKS) == {"full", "small", "tiny"}
+    assert set(e2i_training.NETWORKS) == {"full", "small", "tiny"}
 
 
 def test_tiny_config_forward():
@@ -168,7 +172,7 @@ def test_bad_vgg_weights_file_is_a_user_error(tmp_path):
     with pytest.raises(SynthgenError, match="vgg19.pth"):
         load_vgg19_features(bad)
     with pytest.raises(SynthgenError, match="not found"):
-        e2i_train.resolve_vgg19_weights(tmp_path / "missing.pth")
+        resolve_vgg19_weights(tmp_path / "missing.pth")
 
 
 def test_configs_validate():
@@ -234,7 +238,7 @@ def test_generator_file_round_trip_is_bit_exact(tmp_path):
     # The same generator gives the same file, so a manifest can pin it by sha256.
     save_generator(generator, tmp_path / "again.pt", training={"perceptual_loss": "none"})
     assert sha256_file(path) == sha256_file(tmp_path / "again.pt")
-    assert e2i_train.read_generator_file(path)["training"] == {"perceptual_loss": "none"}
+    assert e2i.read_generator_file(path)["training"] == {"perceptual_loss": "none"}
 
 
 def test_bad_generator_files_are_user_errors(tmp_path):
@@ -280,7 +284,7 @@ def test_training_smoke_improves_l1_and_records_everything(tmp_path):
     record = json.loads((run / "e2i_generator.json").read_text())
     assert record["perceptual_loss"] == "none" and "feature matching only" in record["perceptual_loss_note"]
     assert record["sha256"] == sha256_file(out)
-    assert e2i_train.read_generator_file(out)["training"]["perceptual_loss"] == "none"
+    assert e2i.read_generator_file(out)["training"]["perceptual_loss"] == "none"
 
     log_dir = run / "logs" / "version_0"
     with open(log_dir / "metrics.csv") as f:
@@ -319,7 +323,7 @@ def test_training_with_vgg_weights_adds_the_perceptual_loss(tmp_path, monkeypatc
     relu1_1..relu5_1 slices) in place of real weights: this checks the wiring, cheaply."""
     weights = tmp_path / "vgg19-test.pth"
     weights.write_bytes(b"stand-in")
-    monkeypatch.setattr(e2i_train, "load_vgg19_features", lambda path: _random_vgg19_features(narrow=True))
+    monkeypatch.setattr(e2i_training, "load_vgg19_features", lambda path: _random_vgg19_features(narrow=True))
     _train(tmp_path, "vgg", config=tiny_config(vgg19_weights=str(weights)), epochs=1, image_size=32)
     record = json.loads((tmp_path / "vgg" / "e2i_generator.json").read_text())
     assert record["perceptual_loss"] == "vgg19"
@@ -352,7 +356,7 @@ def test_train_e2i_command_trains_on_the_demo_and_says_how_to_use_it(tmp_path, p
     record = json.loads((out / "e2i_generator.json").read_text())
     assert record["num_pairs"] == 24 and record["image_size"] == [64, 64]  # the demo's 24 training images
     assert record["config"]["binary_edges"] is False  # PiDiNet probabilities, as the build's maps are
-    model = e2i_train.load_e2i_model(out / "e2i_generator.pt")
+    model = e2i.load_e2i_model(out / "e2i_generator.pt")
     assert model.binary_edges is False and model.sha256 == record["sha256"]
 
 

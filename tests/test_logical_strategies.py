@@ -22,8 +22,10 @@ from skimage.metrics import structural_similarity
 
 from generator.errors import SynthgenError
 from generator.imageio import sha256_file
-from generator.models.e2i_train import E2IModel, E2ITrainingModule, save_generator, tiny_config
-from generator.pipeline import SampleSpec, build, plan_build, render_specs
+from generator.models.e2i import E2IModel, save_generator
+from generator.pipeline import build, render_specs
+from generator.plan import SampleSpec, plan_build
+from generator.training.e2i import E2ITrainingModule, tiny_config
 from generator.config import BuildConfig
 from generator.shards.reader import read_manifest
 from generator.strategies import get_strategy

@@ -25,12 +25,12 @@ from generator.precompute import (
     EDGES_KIND,
     MapMaker,
     MapSettings,
-    build_maps_sheet,
     compute_maps,
     load_images,
     precompute,
 )
 from generator.regions import RefineParams, RegionParams, RegionProposer, SamParams, SamSegmenter
+from generator.shards.inspect import build_maps_sheet
 from generator.shards.reader import read_manifest
 from generator.strategies import base as strategy_base
 from generator.strategies.base import Recipe, Rendered, Strategy
@@ -293,7 +293,7 @@ def test_build_identity_follows_the_map_makers_and_reuses_the_cache(probe, demo_
 
 
 def test_train_e2i_pairs_read_the_edges_a_build_precomputed(probe, demo_root, pidinet_weights, tmp_path, monkeypatch):
-    from generator.models.e2i_train import category_pairs
+    from generator.training.e2i import category_pairs
 
     config = _config(demo_root, pidinet_weights)
     build(config, tmp_path / "build", progress=False)

@@ -93,11 +93,17 @@ def read_model_file(run_dir: str | Path, method: str, version: int) -> dict[str,
 
 
 def load_model(run_dir: str | Path, device: torch.device | str = "cpu") -> AnomalyModel:
-    """Load the trained model of a run folder, whatever its method."""
-    import trainers.methods  # noqa: F401  (registers every method's loader)
+    """Load the trained model of a run folder with its method's registered loader.
 
+    Each method registers its loader when its package is imported; ``trainers.methods`` imports
+    every method, and the entry points (``trainers/cli.py``) import it. This module imports no
+    method, so the methods can import it without a circle.
+    """
     info = read_run_info(run_dir)
     method = info.get("method")
     if method not in _LOADERS:
-        raise SynthgenError(f"{Path(run_dir) / RUN_FILE}: unknown method {method!r} (known: {', '.join(sorted(_LOADERS))})")
+        raise SynthgenError(
+            f"{Path(run_dir) / RUN_FILE}: unknown method {method!r} (registered: {', '.join(sorted(_LOADERS)) or 'none'}; "
+            "`import trainers.methods` registers every method)"
+        )
     return _LOADERS[method](Path(run_dir), torch.device(device))

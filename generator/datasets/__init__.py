@@ -9,19 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import demo, folder, madsim, mpdd, mvtec_ad, mvtec_loco, visa  # noqa: F401  (registers the readers)
-from ..errors import SynthgenError
 from ._layout import require_root
 from .base import DatasetIndex, DefectSpec, MaskRef, SourceImage, get_reader, reader_names, register_reader
 from .demo import ensure_demo, render_demo
+from .locate import dataset_categories, locate_root
 
 __all__ = [
     "DatasetIndex",
     "DefectSpec",
     "MaskRef",
     "SourceImage",
+    "dataset_categories",
     "ensure_demo",
     "get_reader",
     "load_dataset",
+    "locate_root",
     "reader_names",
     "register_reader",
     "render_demo",
@@ -31,11 +33,10 @@ __all__ = [
 def load_dataset(name: str, root: str | Path | None, category: str) -> DatasetIndex:
     """Index ``category`` of dataset ``name`` under ``root``; every user mistake is a one-line SynthgenError.
 
-    ``root`` may be None only for the demo dataset (which then lives in the cache).
+    ``root`` None: the demo renders itself into the cache; other datasets are looked for where users
+    keep them (:func:`generator.datasets.locate.locate_root`: ``$SYNTHGEN_DATA``, then ``./datasets``).
     """
     reader = get_reader(name)
     if root is None:
-        if name != "demo":
-            raise SynthgenError(f"--root: dataset '{name}' needs the folder that holds its categories")
-        return reader(None, category)
+        return reader(None, category) if name == "demo" else reader(locate_root(name), category)
     return reader(require_root(root), category)

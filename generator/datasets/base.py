@@ -90,18 +90,32 @@ class DatasetIndex:
 
 
 Reader = Callable[[Path, str], DatasetIndex]
+#: root -> the categories present under it (``synthgen build`` without ``--category`` builds them all)
+CategoryLister = Callable[[Path], list[str]]
 
 _READERS: dict[str, Reader] = {}
+_CATEGORY_LISTERS: dict[str, CategoryLister] = {}
 
 
-def register_reader(name: str) -> Callable[[Reader], Reader]:
-    """Decorator: ``@register_reader("mvtec_ad")`` on a function ``(root, category) -> DatasetIndex``."""
+def register_reader(name: str, categories: CategoryLister | None = None) -> Callable[[Reader], Reader]:
+    """Decorator: ``@register_reader("mvtec_ad")`` on a function ``(root, category) -> DatasetIndex``.
+
+    categories: lists the categories under a root, for layouts other than the MVTec skeleton
+    (``<root>/<category>/train/good/``, which :mod:`generator.datasets.locate` lists by default).
+    """
 
     def deco(fn: Reader) -> Reader:
         _READERS[name] = fn
+        if categories is not None:
+            _CATEGORY_LISTERS[name] = categories
         return fn
 
     return deco
+
+
+def get_category_lister(name: str) -> CategoryLister | None:
+    """The reader's own category lister, or None when it uses the MVTec skeleton."""
+    return _CATEGORY_LISTERS.get(name)
 
 
 def reader_names() -> list[str]:

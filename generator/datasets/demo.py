@@ -677,7 +677,7 @@ def ensure_demo(root: str | Path | None = None) -> Path:
     return root
 
 
-@register_reader("demo")
+@register_reader("demo", categories=lambda root: [CATEGORY])
 def read_demo(root: Path | None, category: str) -> DatasetIndex:
     """The demo category, rendered on first use (at ``root`` if given, else in the cache)."""
     return read_loco_layout("demo", ensure_demo(root), category, require_config=True)

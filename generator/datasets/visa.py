@@ -68,7 +68,12 @@ def _source_image(root: Path, csv_path: Path, line: int, row: dict[str, str]) ->
     return SourceImage(image_id(split, defect, image), image, split, defect, label, masks)
 
 
-@register_reader("visa")
+def visa_categories(root: Path) -> list[str]:
+    """The objects of the split file, sorted."""
+    return sorted({row["object"] for _, row in _read_rows(require_root(root) / SPLIT_CSV)})
+
+
+@register_reader("visa", categories=visa_categories)
 def read_visa(root: Path, category: str) -> DatasetIndex:
     root = require_root(root)
     csv_path = root / SPLIT_CSV

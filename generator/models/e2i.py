@@ -1,9 +1,12 @@
-"""The edge-to-image generator: a pix2pixHD-style conditional GAN, re-derived (not ported).
+"""The edge-to-image generator: a pix2pixHD-style network, its file format, and running it.
 
 LogicAL (sec. 3.1, 4.2) turns edited edge maps into anomalous photos with a generator trained like
-pix2pixHD, with DeepSIM's TPS augmentation (see :mod:`generator.models.tps`). Its input is the
-first-scale PiDiNet edge map of an image (LogicAL 4.2: "the first scale edge map contains more
-detail edges"), one channel; its output is the RGB photo.
+pix2pixHD, with DeepSIM's TPS augmentation. Its input is the first-scale PiDiNet edge map of an image
+(LogicAL 4.2: "the first scale edge map contains more detail edges"), one channel; its output is the
+RGB photo. This module is what a build needs: the network, generator files
+(:func:`save_generator` / :func:`load_e2i_model`) and inference (:func:`generate_tensor`,
+:func:`generate`). Training (discriminator, losses, the Lightning loop) lives in
+:mod:`generator.training`; a build never imports it.
 
 Architecture facts come from pix2pixHD's published description and code, read for facts only
 (DESIGN.md sec. 5; DeepSIM trains pix2pixHD's "global" generator):
@@ -12,43 +15,39 @@ Architecture facts come from pix2pixHD's published description and code, read fo
   -> ``n_blocks``=9 residual blocks -> 4 stride-2 3x3 transposed convs halving it -> 7x7 conv to RGB
   -> tanh. InstanceNorm without affine parameters and ReLU after every conv but the last; reflection
   padding for the 7x7 convs and inside the residual blocks.
-- Multi-scale PatchGAN discriminator: ``num_d``=2 identical discriminators, the second seeing the
-  input average-pooled (3x3, stride 2, padding 1, padding not counted). Each: a 4x4 stride-2 conv
-  (ndf=64) + LeakyReLU(0.2); ``n_layers``-1=2 more 4x4 stride-2 convs doubling the width (max 512)
-  + InstanceNorm + LeakyReLU; one 4x4 stride-1 conv + InstanceNorm + LeakyReLU; a 4x4 stride-1 conv to
-  one channel. Padding 2 for every 4x4 conv. It sees the edge map and the image concatenated
-  (a conditional discriminator) and returns every layer's output, for feature matching.
-- Losses: least-squares GAN (targets 1 real, 0 fake), discriminator feature matching weighted
-  ``lambda_feat``=10, each scale 1/num_d and each layer 4/(n_layers+1), and a VGG19 perceptual loss
-  (relu1_1..relu5_1 weighted 1/32, 1/16, 1/8, 1/4, 1; also times ``lambda_feat``) that is used ONLY
-  when VGG19 ImageNet weights can be found; without them feature matching alone is the
-  reconstruction signal (DESIGN.md sec. 5) and the training run records that.
-- Initialisation: conv weights N(0, 0.02) (pix2pixHD ``weights_init``); biases zero (pix2pixHD keeps
-  PyTorch's random default; zero makes initialisation a pure function of the seed).
 
-All tensors outside this module are in [0, 1] (the project's convention); the networks map to and
+A generator file holds its config, its weights and how it was trained (a JSON-able record), so a
+build can check it and record its sha256.
+
+All tensors outside this module are in [0, 1] (the project's convention); the network maps to and
 from pix2pixHD's [-1, 1] internally.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..atomic import atomic_path
 from ..errors import SynthgenError
+from ..imageio import sha256_file
 
-#: VGG19 layers the perceptual loss compares: relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (torchvision
-#: ``vgg19().features`` indices 1, 6, 11, 20, 29), with pix2pixHD's weights.
-VGG_SLICE_ENDS = (2, 7, 12, 21, 30)
-VGG_LAYER_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+#: what every "no usable generator" error tells the user to do
+TRAIN_HINT = (
+    "train one with `synthgen train-e2i --dataset DATASET --root ROOT --category CATEGORY --out DIR` "
+    "and pass DIR/e2i_generator.pt"
+)
+GENERATOR_FORMAT = "synthgen-e2i-generator"
+GENERATOR_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -62,8 +61,8 @@ class GeneratorConfig:
     out_channels: int = 3
 
     def __post_init__(self):
-        _check_ints(self, ("ngf", "in_channels", "out_channels"), minimum=1)
-        _check_ints(self, ("n_downsampling", "n_blocks"), minimum=0)
+        check_ints(self, ("ngf", "in_channels", "out_channels"), minimum=1)
+        check_ints(self, ("n_downsampling", "n_blocks"), minimum=0)
 
     @property
     def size_multiple(self) -> int:
@@ -71,21 +70,8 @@ class GeneratorConfig:
         return 2**self.n_downsampling
 
 
-@dataclass(frozen=True)
-class DiscriminatorConfig:
-    """Widths of the multi-scale PatchGAN discriminator (defaults: pix2pixHD train options)."""
 
-    ndf: int = 64
-    n_layers: int = 3
-    num_d: int = 2
-    max_width: int = 512
-    in_channels: int = 1 + 3  # edge map + image
-
-    def __post_init__(self):
-        _check_ints(self, ("ndf", "n_layers", "num_d", "max_width", "in_channels"), minimum=1)
-
-
-def _check_ints(config, names, minimum: int) -> None:
+def check_ints(config, names, minimum: int) -> None:
     for name in names:
         value = getattr(config, name)
         if not isinstance(value, int) or value < minimum:
@@ -164,124 +150,6 @@ class GlobalGenerator(nn.Module):
         return (self.layers(edges * 2 - 1) + 1) / 2
 
 
-def _conv4x4(c_in: int, c_out: int, stride: int) -> nn.Conv2d:
-    """pix2pixHD's discriminator conv: 4x4 kernel, padding ceil((4-1)/2) = 2."""
-    return nn.Conv2d(c_in, c_out, 4, stride=stride, padding=2)
-
-
-class PatchDiscriminator(nn.Module):
-    """One PatchGAN; ``forward`` returns the output of every layer, the last being the patch scores."""
-
-    def __init__(self, config: DiscriminatorConfig):
-        super().__init__()
-        width = config.ndf
-        layers = [nn.Sequential(_conv4x4(config.in_channels, width, 2), nn.LeakyReLU(0.2, inplace=True))]
-        for _ in range(1, config.n_layers):
-            prev, width = width, min(2 * width, config.max_width)
-            layers.append(nn.Sequential(_conv4x4(prev, width, 2), nn.InstanceNorm2d(width), nn.LeakyReLU(0.2, inplace=True)))
-        prev, width = width, min(2 * width, config.max_width)
-        layers.append(nn.Sequential(_conv4x4(prev, width, 1), nn.InstanceNorm2d(width), nn.LeakyReLU(0.2, inplace=True)))
-        layers.append(nn.Sequential(_conv4x4(width, 1, 1)))
-        self.layers = nn.ModuleList(layers)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        features = []
-        for layer in self.layers:
-            x = layer(x)
-            features.append(x)
-        return features
-
-
-class MultiscaleDiscriminator(nn.Module):
-    """``num_d`` PatchGANs on successively 2x average-pooled (edge, image) pairs; finest scale first."""
-
-    def __init__(self, config: DiscriminatorConfig = DiscriminatorConfig()):
-        super().__init__()
-        self.config = config
-        self.scales = nn.ModuleList(PatchDiscriminator(config) for _ in range(config.num_d))
-        self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
-
-    def forward(self, edges: torch.Tensor, images: torch.Tensor) -> list[list[torch.Tensor]]:
-        x = torch.cat([edges, images], dim=1) * 2 - 1
-        outputs = []
-        for i, scale in enumerate(self.scales):
-            if i:
-                x = self.downsample(x)
-            outputs.append(scale(x))
-        return outputs
-
-
-def init_weights(module: nn.Module, seed: int) -> None:
-    """pix2pixHD's initialisation from an explicit seed: conv weights N(0, 0.02), biases 0."""
-    generator = torch.Generator().manual_seed(int(seed))
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            with torch.no_grad():
-                m.weight.copy_(torch.randn(m.weight.shape, generator=generator) * 0.02)
-                if m.bias is not None:
-                    m.bias.zero_()
-
-
-def lsgan_loss(outputs: list[list[torch.Tensor]], real: bool) -> torch.Tensor:
-    """Least-squares GAN loss summed over scales: mean((score - target)^2), target 1 real / 0 fake."""
-    target = 1.0 if real else 0.0
-    return sum(F.mse_loss(features[-1].float(), torch.full_like(features[-1].float(), target)) for features in outputs)
-
-
-def feature_matching_loss(fake: list[list[torch.Tensor]], real: list[list[torch.Tensor]]) -> torch.Tensor:
-    """pix2pixHD's discriminator feature matching: L1 between the intermediate features of fake and
-    real inputs (all layers but the scores), each layer weighted 4/(n_layers+1), each scale 1/num_d.
-
-    Unweighted by ``lambda_feat``; the caller multiplies. The real features are treated as constants.
-    """
-    num_d = len(fake)
-    layer_weight = 4.0 / len(fake[0])  # len = n_layers + 1 intermediate outputs + the scores
-    total = fake[0][0].new_zeros((), dtype=torch.float32)
-    for fake_scale, real_scale in zip(fake, real):
-        for f, r in zip(fake_scale[:-1], real_scale[:-1]):
-            total = total + layer_weight / num_d * F.l1_loss(f.float(), r.detach().float())
-    return total
-
-
-class VGGPerceptualLoss(nn.Module):
-    """pix2pixHD's VGG loss: sum_i w_i L1(vgg_i(fake), vgg_i(real)) over relu1_1..relu5_1.
-
-    ``features`` is torchvision's ``vgg19().features`` with ImageNet weights. Inputs are [0, 1]
-    images, normalised with ImageNet statistics as those weights expect (pix2pixHD feeds its [-1, 1]
-    tensors unnormalised; normalising is what the weights were trained with).
-    """
-
-    def __init__(self, features: nn.Sequential):
-        super().__init__()
-        starts = (0,) + VGG_SLICE_ENDS[:-1]
-        self.slices = nn.ModuleList(features[a:b] for a, b in zip(starts, VGG_SLICE_ENDS))
-        self.requires_grad_(False)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        x, y = (fake - self.mean) / self.std, (real - self.mean) / self.std
-        total = fake.new_zeros((), dtype=torch.float32)
-        for weight, layer in zip(VGG_LAYER_WEIGHTS, self.slices):
-            x, y = layer(x), layer(y)
-            total = total + weight * F.l1_loss(x.float(), y.detach().float())
-        return total
-
-
-def load_vgg19_features(path: str | Path) -> nn.Sequential:
-    """VGG19 convolutional layers with the weights in ``path`` (torchvision's vgg19-dcbb9e9d.pth layout)."""
-    from torchvision.models import vgg19
-
-    path = Path(path)
-    if not path.is_file():
-        raise SynthgenError(f"{path}: VGG19 weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model = vgg19()
-        model.load_state_dict(state)
-    except Exception as e:  # unpickling and key/shape errors: all mean "not a VGG19 state_dict"
-        raise SynthgenError(f"{path}: not a torchvision VGG19 state_dict ({type(e).__name__})") from None
-    return model.features.eval()
 
 
 def count_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
@@ -297,3 +165,145 @@ def count_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
 
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+# --------------------------------------------------------------------------------------------
+# Generator files and inference
+
+
+def save_generator(generator: GlobalGenerator, path: str | Path, *, training: dict[str, Any] | None = None) -> None:
+    """Write the generator (config + weights + training record, JSON-able) atomically to ``path``.
+
+    The file is a function of its contents alone, so equal generators have equal sha256.
+    """
+    payload = {
+        "format": GENERATOR_FORMAT,
+        "version": GENERATOR_FORMAT_VERSION,
+        "config": dataclasses.asdict(generator.config),
+        "training": json.loads(json.dumps(training or {})),  # plain values only: loadable with weights_only
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()},
+    }
+    # Serialise in memory: torch.save to a path names the archive's root folder after the (here
+    # temporary, random) file name, which would make identical generators give different files.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with atomic_path(path, suffix=".pt") as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def read_generator_file(path: str | Path) -> dict[str, Any]:
+    """The validated contents of a generator file: format, version, config, training, state_dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise SynthgenError(f"{path}: generator file not found; {TRAIN_HINT}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle with code, not a torch file at all
+        raise SynthgenError(f"{path}: not a readable generator file ({type(e).__name__}); {TRAIN_HINT}") from None
+    if not isinstance(payload, dict) or payload.get("format") != GENERATOR_FORMAT:
+        raise SynthgenError(f"{path}: not a synthgen edge-to-image generator file; {TRAIN_HINT}")
+    if payload.get("version") != GENERATOR_FORMAT_VERSION:
+        raise SynthgenError(
+            f"{path}: generator file version {payload.get('version')!r}; this synthgen reads {GENERATOR_FORMAT_VERSION}"
+        )
+    if not isinstance(payload.get("config"), dict) or not isinstance(payload.get("state_dict"), dict):
+        raise SynthgenError(f"{path}: generator file lacks its config or weights")
+    return payload
+
+
+def generator_config(path: str | Path) -> GeneratorConfig:
+    """The architecture recorded in a generator file (validated, weights not loaded)."""
+    return config_from_dict(GeneratorConfig, read_generator_file(path)["config"], str(path))
+
+
+def generator_training_size(path: str | Path) -> tuple[int, int] | None:
+    """The (H, W) a generator file was trained at (its training record), or None if it does not say."""
+    size = (read_generator_file(path).get("training") or {}).get("image_size")
+    return (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 else None
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> GlobalGenerator:
+    """The generator saved in ``path``, in eval mode on ``device``."""
+    payload = read_generator_file(path)
+    config = config_from_dict(GeneratorConfig, payload["config"], str(path))
+    with torch.device("meta"):  # no point initialising weights that are about to be replaced
+        generator = GlobalGenerator(config)
+    try:
+        generator.load_state_dict(payload["state_dict"], assign=True)
+    except RuntimeError as e:
+        raise SynthgenError(f"{path}: weights do not match the generator config ({str(e).splitlines()[0]})") from None
+    return generator.to(device).eval()
+
+
+@dataclass(frozen=True)
+class E2IModel:
+    """A generator file loaded for synthesis: the network, how it reads edges, and what identifies it.
+
+    binary_edges: the generator was trained on binary edge maps (TrainConfig.binary_edges), so edge
+    maps are binarised at one half before it sees them, as in training.
+    """
+
+    generator: GlobalGenerator
+    binary_edges: bool
+    path: Path
+    sha256: str
+
+
+def load_e2i_model(path: str | Path, device: str | torch.device = "cpu") -> E2IModel:
+    """A generator file (:func:`save_generator`) ready for :func:`generate_tensor` on ``device``."""
+    path = Path(path)
+    training = read_generator_file(path).get("training") or {}
+    binary = (training.get("config") or {}).get("binary_edges", False)
+    return E2IModel(load_generator(path, device), bool(binary), path, sha256_file(path))
+
+
+def generate_tensor(model: E2IModel, edges: torch.Tensor) -> torch.Tensor:
+    """Images (B, 3, H, W) float32 in [0, 1] from edge maps (B, 1, H, W) float in [0, 1], on the
+    generator's device; bf16 autocast on CUDA (pix2pixHD's generator is conv + instance norm, which
+    bf16 handles; the SSIM ground truth is computed from these images in float32)."""
+    if model.binary_edges:
+        edges = (edges >= 0.5).float()
+    device = next(model.generator.parameters()).device
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        return model.generator(edges.to(device, torch.float32)).float().clamp(0, 1)
+
+
+def generate(
+    generator: GlobalGenerator,
+    edges,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> np.ndarray:
+    """Images (N, H, W, 3) uint8 from edge maps (N, H, W) or (N, 1, H, W), numpy or torch.
+
+    uint8 edges are read as 0..255, float edges must be in [0, 1]. ``dtype`` other than float32
+    runs the generator under autocast at that precision (bfloat16 on GPU). Each image depends only on
+    its own edge map (instance normalisation is per sample). The generator is moved to ``device``.
+    """
+    edges = edges if isinstance(edges, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(edges))
+    if edges.ndim == 4 and edges.shape[1] == 1:
+        edges = edges[:, 0]
+    if edges.ndim != 3:
+        raise SynthgenError(f"edges: expected (N, H, W) edge maps, got shape {tuple(edges.shape)}")
+    if edges.dtype == torch.uint8:
+        edges = edges.float() / 255
+    elif edges.is_floating_point():
+        if edges.numel() and (edges.min() < 0 or edges.max() > 1):
+            raise SynthgenError("edges: float edge maps must lie in [0, 1]")
+    else:
+        raise SynthgenError(f"edges: unsupported dtype {edges.dtype} (use uint8 or float)")
+    check_image_size(generator.config, edges.shape[1], edges.shape[2], where="edges")
+    device = torch.device(device)
+    generator = generator.to(device).eval()
+    out = []
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        for start in range(0, edges.shape[0], batch_size):
+            batch = edges[start : start + batch_size].to(device=device, dtype=torch.float32).unsqueeze(1)
+            out.append(to_uint8(generator(batch).permute(0, 2, 3, 1)))
+    return np.concatenate(out) if out else np.zeros((0, *edges.shape[1:], 3), np.uint8)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Float images in [0, 1], any layout -> uint8 numpy, rounded (what a generator's output becomes)."""
+    return x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()

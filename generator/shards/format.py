@@ -37,6 +37,8 @@ so readers accept both; the version is in every shard's root attributes and in t
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 SCHEMA_VERSION = 2
 #: shard/manifest versions this code reads (1: gzip masks, 2: raw masks; the same datasets otherwise)
 READABLE_SCHEMA_VERSIONS = (1, 2)
@@ -53,6 +55,29 @@ CORE_FIELDS: dict[str, tuple] = {
 
 # per-sample scalar/string metadata
 META_FIELDS = ("label", "index", "seed", "variant", "strategy", "source_id", "source_sha256", "params")
+
+
+def field_table(image_size: tuple[int, int], compress_images: bool, extra_fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's ``fields``: dtype, per-sample shape, compression and meaning of every image-like
+    dataset of a shard, the core ones and the strategies' extras (``strategies.base.ExtraField``)."""
+    h, w = image_size
+    fields: dict[str, Any] = {}
+    for name, (shape_fn, dtype, compressed, doc) in CORE_FIELDS.items():
+        compressed = compressed or (compress_images and name in ("image", "normal"))
+        fields[name] = {
+            "dtype": dtype,
+            "shape": ["N", *shape_fn(h, w)],
+            "compression": f"gzip-{GZIP_LEVEL}+shuffle" if compressed else "none",
+            "doc": doc,
+        }
+    for name, spec in extra_fields.items():
+        fields[name] = {
+            "dtype": spec.dtype,
+            "shape": ["N", *spec.shape(h, w)],
+            "compression": f"gzip-{GZIP_LEVEL}+shuffle" if spec.compress else "none",
+            "doc": spec.doc,
+        }
+    return fields
 
 
 def shard_name(dataset: str, category: str, split: str, i: int, n: int) -> str:

@@ -2,7 +2,8 @@
 
 The table counts samples per strategy and label (from the manifest, no shard reads). The contact
 sheet shows, for each strategy, a few anomalous samples as (image | mask overlay) pairs, picked
-evenly over the build so the sheet is the same every time.
+evenly over the build so the sheet is the same every time. ``--maps`` adds the sheet of the edge and
+region maps the build's sources were given (:func:`build_maps_sheet`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..errors import SynthgenError
 from ..viz import contact_sheet, overlay_mask, save_sheet
 from .reader import read_manifest
 
@@ -89,3 +91,19 @@ def _evenly(items: list, k: int) -> list:
         return items
     idx = np.linspace(0, len(items) - 1, k).round().astype(int)
     return [items[i] for i in idx]
+
+
+def build_maps_sheet(build_dir: str | Path, out_png: str | Path, rows: int = 6) -> Path:
+    """The maps sheet of a finished build whose strategies used maps (read back from the cache, which
+    recomputes nothing unless the cache was cleared)."""
+    from ..config import BuildConfig
+    from ..plan import plan_build
+    from ..precompute import evenly_spaced, maps_sheet
+
+    manifest = read_manifest(build_dir)
+    plan = plan_build(BuildConfig.from_dict(manifest["config"]), progress=False)
+    if plan.maps is None:
+        raise SynthgenError(f"{build_dir}: this build's strategies use no edge or region maps")
+    stack = plan.sources.load_stack()
+    picks = evenly_spaced(len(stack), rows)
+    return maps_sheet(stack[picks], plan.maps.subset(picks), [plan.sources.images[i].id for i in picks], out_png)

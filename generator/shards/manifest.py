@@ -20,10 +20,10 @@ from manifests import schema_path
 from .. import __version__
 from ..atomic import write_json_atomic
 from ..errors import SynthgenError
-from .format import CORE_FIELDS, GZIP_LEVEL, MASK_ON, SCHEMA_VERSION
+from .format import MASK_ON, SCHEMA_VERSION, field_table
 
 if TYPE_CHECKING:
-    from ..pipeline import BuildPlan
+    from ..plan import BuildPlan
 
 BUILD_FILE = "build.json"  # written when a build starts: its identity, so a different build is refused
 MANIFEST_FILE = "manifest.json"
@@ -32,29 +32,6 @@ MANIFEST_FILE = "manifest.json"
 def _add(total: dict[str, int], part: dict[str, int]) -> None:
     for key, value in part.items():
         total[key] = total.get(key, 0) + value
-
-
-def _field_table(plan: "BuildPlan") -> dict[str, Any]:
-    from ..pipeline import _extra_fields
-
-    h, w = plan.config.image_size
-    fields: dict[str, Any] = {}
-    for name, (shape_fn, dtype, compressed, doc) in CORE_FIELDS.items():
-        compressed = compressed or (plan.config.compress_images and name in ("image", "normal"))
-        fields[name] = {
-            "dtype": dtype,
-            "shape": ["N", *shape_fn(h, w)],
-            "compression": f"gzip-{GZIP_LEVEL}+shuffle" if compressed else "none",
-            "doc": doc,
-        }
-    for name, spec in _extra_fields(plan.strategies).items():
-        fields[name] = {
-            "dtype": spec.dtype,
-            "shape": ["N", *spec.shape(h, w)],
-            "compression": f"gzip-{GZIP_LEVEL}+shuffle" if spec.compress else "none",
-            "doc": spec.doc,
-        }
-    return fields
 
 
 def build_manifest(plan: "BuildPlan", sidecars: list[dict], environment: dict[str, str]) -> dict[str, Any]:
@@ -90,7 +67,7 @@ def build_manifest(plan: "BuildPlan", sidecars: list[dict], environment: dict[st
         },
         "textures": plan.textures,
         "artifacts": plan.artifacts,
-        "fields": _field_table(plan),
+        "fields": field_table(config.image_size, config.compress_images, plan.extra_fields),
         "shards": shards,
         "totals": totals,
         "environment": environment,

@@ -64,6 +64,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from ..errors import SynthgenError
+from ..models.e2i import TRAIN_HINT, generate_tensor
 from ..models.tps import apply_tps, draw_tps
 from .base import ExtraField, Recipe, Rendered, Strategy, StrategyContext, register_strategy
 from .rotation import number_option
@@ -127,9 +128,7 @@ def source_maps(ctx: StrategyContext, index: int) -> dict[str, np.ndarray]:
 
 
 def e2i_model(ctx: StrategyContext, strategy: str):
-    """The build's edge-to-image generator (an :class:`generator.models.e2i_train.E2IModel`)."""
-    from ..models.e2i_train import TRAIN_HINT  # imported on use: e2i_train pulls in Lightning
-
+    """The build's edge-to-image generator (an :class:`generator.models.e2i.E2IModel`)."""
     model = ctx.models.get("e2i")
     if model is None:
         raise SynthgenError(f"--e2i: strategy {strategy} needs an edge-to-image generator file; {TRAIN_HINT}")
@@ -342,8 +341,6 @@ class _LogicAL(Strategy):
         return value
 
     def render(self, images: torch.Tensor, recipes: list[Recipe], ctx: StrategyContext) -> Rendered:
-        from ..models.e2i_train import generate_tensor  # imported on use: e2i_train pulls in Lightning
-
         model = e2i_model(ctx, self.name)
         device = images.device
         normal_edge = _stack(recipes, "normal_edge", device)[:, None].float() / 255

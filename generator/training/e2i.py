@@ -1,4 +1,7 @@
-"""Training and running the edge-to-image generator (LogicAL sec. 3.1 / 4.2; pix2pixHD + DeepSIM TPS).
+"""Training the edge-to-image generator (LogicAL sec. 3.1 / 4.2; pix2pixHD + DeepSIM TPS).
+
+What ``synthgen train-e2i`` runs; a build never imports this module (it loads the exported file with
+:func:`generator.models.e2i.load_e2i_model`).
 
 - :class:`E2ITrainingModule`: a LightningModule with manual optimisation of generator and
   discriminator (pix2pixHD: one Adam each, lr 2e-4, betas (0.5, 0.999); lr constant for the first
@@ -6,27 +9,20 @@
   Every training pair is TPS-warped (DeepSIM), the same warp for edge map and photo, drawn from a
   numpy Generator seeded by (seed, epoch, batch index), so a run is reproducible and a resumed run
   sees the same warps as an uninterrupted one.
-- :func:`train_e2i`: what ``synthgen train-e2i`` calls: trains with checkpoints, resume and a CSV
-  log, then exports the generator with :func:`save_generator`.
+- :func:`train_e2i`: trains with checkpoints, resume and a CSV log, then exports the generator with
+  :func:`generator.models.e2i.save_generator`.
 - :func:`category_pairs`: the (first-scale PiDiNet edge map, photo) pairs of a dataset category,
   read and resized as a build reads its sources (``synthgen train-e2i`` trains on these).
-- :func:`generate`: batched inference, edge maps in, uint8 RGB images out; :func:`generate_tensor`
-  the same on device tensors (bf16 on CUDA), as the LogicAL strategies render with it.
-- :func:`save_generator` / :func:`load_generator`: a generator file holding its config, its
-  weights and how it was trained, so a build can record the file's sha256;
-  :func:`load_e2i_model` loads one for a build (:class:`E2IModel`: network, edge encoding, sha256).
 
 The VGG19 perceptual loss is used only when VGG19 ImageNet weights resolve (see
-:func:`resolve_vgg19_weights`); otherwise the generator trains on LSGAN + discriminator feature
-matching alone, and ``perceptual_loss: "none"`` is recorded in the hyperparameters, the log and the
-exported generator file.
+:func:`generator.training.gan.resolve_vgg19_weights`); otherwise the generator trains on LSGAN +
+discriminator feature matching alone, and ``perceptual_loss: "none"`` is recorded in the
+hyperparameters, the log and the exported generator file.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,33 +39,22 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from ..atomic import atomic_path, write_json_atomic
 from ..errors import SynthgenError
 from ..imageio import resize_mask, resize_rgb, sha256_file, write_png
+from ..models.e2i import GeneratorConfig, GlobalGenerator, check_image_size, config_from_dict, save_generator, to_uint8
+from ..models.tps import MAX_SHIFT, POINTS_PER_DIM, draw_tps, warp_pair
 from ..seeding import stable_hash32
-from .e2i import (
+from .gan import (
     DiscriminatorConfig,
-    GeneratorConfig,
-    GlobalGenerator,
     MultiscaleDiscriminator,
     VGGPerceptualLoss,
-    check_image_size,
-    config_from_dict,
     feature_matching_loss,
     init_weights,
     load_vgg19_features,
     lsgan_loss,
+    resolve_vgg19_weights,
 )
-from .tps import MAX_SHIFT, POINTS_PER_DIM, draw_tps, warp_pair
 
 log = logging.getLogger(__name__)
 
-#: what every "no usable generator" error tells the user to do
-TRAIN_HINT = (
-    "train one with `synthgen train-e2i --dataset DATASET --root ROOT --category CATEGORY --out DIR` "
-    "and pass DIR/e2i_generator.pt"
-)
-GENERATOR_FORMAT = "synthgen-e2i-generator"
-GENERATOR_FORMAT_VERSION = 1
-#: torchvision's file name for VGG19 ImageNet weights (``VGG19_Weights.IMAGENET1K_V1``)
-VGG19_FILE = "vgg19-dcbb9e9d.pth"
 #: samples shown in the per-epoch preview grid
 PREVIEW_SAMPLES = 4
 
@@ -208,26 +193,6 @@ class EpochShuffleSampler(Sampler[int]):
 # Training
 
 
-def resolve_vgg19_weights(explicit: str | Path | None) -> Path | None:
-    """Where VGG19 ImageNet weights are, or None when there are none (no download is attempted).
-
-    An explicit path must exist. Otherwise look for torchvision's file name in torch's hub cache
-    (where ``torchvision.models.vgg19(weights=...)`` stores its verified download) and in synthgen's
-    cache (``$SYNTHGEN_CACHE/weights``).
-    """
-    from ..paths import cache_root
-
-    if explicit is not None:
-        path = Path(explicit)
-        if not path.is_file():
-            raise SynthgenError(f"{path}: VGG19 weights file not found (vgg19_weights)")
-        return path
-    for folder in (Path(torch.hub.get_dir()) / "checkpoints", cache_root() / "weights"):
-        if (folder / VGG19_FILE).is_file():
-            return folder / VGG19_FILE
-    return None
-
-
 def lr_factor(epoch: int, epochs: int, decay_fraction: float) -> float:
     """pix2pixHD's schedule: constant, then lr * (1 - k/n_decay) in the k-th of the last n_decay epochs."""
     n_decay = round(epochs * decay_fraction)
@@ -332,11 +297,7 @@ def sample_grid(edges: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> 
     columns = [edges.expand(-1, 3, -1, -1), fake, real]
     rows = torch.cat(columns, dim=3)  # (B, 3, H, 3W)
     grid = torch.cat(list(rows), dim=1)  # (3, B*H, 3W)
-    return _to_uint8(grid.permute(1, 2, 0))
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    return x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
+    return to_uint8(grid.permute(1, 2, 0))
 
 
 def _trainer_device(device: str | torch.device) -> tuple[str, list[int] | int, str]:
@@ -468,7 +429,7 @@ def category_pairs(
     from ..datasets import load_dataset
     from ..precompute import cached_edge_maps, source_image_id
     from ..sources import prepare_sources
-    from .edges import EdgeDetector
+    from ..models.edges import EdgeDetector
 
     index = load_dataset(dataset, str(root) if root else None, category)
     images = index.split(split, normal_only=True)
@@ -479,140 +440,3 @@ def category_pairs(
     ids = [source_image_id(sha) for sha in sources.sha256]
     edges = cached_edge_maps(stack, ids, EdgeDetector(edge_model, device, weights_dir=weights_dir), progress=progress)
     return [(edges[i, 0], stack[i]) for i in range(len(stack))]
-
-
-# --------------------------------------------------------------------------------------------
-# Generator files and inference
-
-
-def save_generator(generator: GlobalGenerator, path: str | Path, *, training: dict[str, Any] | None = None) -> None:
-    """Write the generator (config + weights + training record, JSON-able) atomically to ``path``.
-
-    The file is a function of its contents alone, so equal generators have equal sha256.
-    """
-    payload = {
-        "format": GENERATOR_FORMAT,
-        "version": GENERATOR_FORMAT_VERSION,
-        "config": dataclasses.asdict(generator.config),
-        "training": json.loads(json.dumps(training or {})),  # plain values only: loadable with weights_only
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()},
-    }
-    # Serialise in memory: torch.save to a path names the archive's root folder after the (here
-    # temporary, random) file name, which would make identical generators give different files.
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    with atomic_path(path, suffix=".pt") as tmp:
-        tmp.write_bytes(buffer.getvalue())
-
-
-def read_generator_file(path: str | Path) -> dict[str, Any]:
-    """The validated contents of a generator file: format, version, config, training, state_dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise SynthgenError(f"{path}: generator file not found; {TRAIN_HINT}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, pickle with code, not a torch file at all
-        raise SynthgenError(f"{path}: not a readable generator file ({type(e).__name__}); {TRAIN_HINT}") from None
-    if not isinstance(payload, dict) or payload.get("format") != GENERATOR_FORMAT:
-        raise SynthgenError(f"{path}: not a synthgen edge-to-image generator file; {TRAIN_HINT}")
-    if payload.get("version") != GENERATOR_FORMAT_VERSION:
-        raise SynthgenError(
-            f"{path}: generator file version {payload.get('version')!r}; this synthgen reads {GENERATOR_FORMAT_VERSION}"
-        )
-    if not isinstance(payload.get("config"), dict) or not isinstance(payload.get("state_dict"), dict):
-        raise SynthgenError(f"{path}: generator file lacks its config or weights")
-    return payload
-
-
-def generator_config(path: str | Path) -> GeneratorConfig:
-    """The architecture recorded in a generator file (validated, weights not loaded)."""
-    return config_from_dict(GeneratorConfig, read_generator_file(path)["config"], str(path))
-
-
-def generator_training_size(path: str | Path) -> tuple[int, int] | None:
-    """The (H, W) a generator file was trained at (its training record), or None if it does not say."""
-    size = (read_generator_file(path).get("training") or {}).get("image_size")
-    return (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 else None
-
-
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> GlobalGenerator:
-    """The generator saved in ``path``, in eval mode on ``device``."""
-    payload = read_generator_file(path)
-    config = config_from_dict(GeneratorConfig, payload["config"], str(path))
-    with torch.device("meta"):  # no point initialising weights that are about to be replaced
-        generator = GlobalGenerator(config)
-    try:
-        generator.load_state_dict(payload["state_dict"], assign=True)
-    except RuntimeError as e:
-        raise SynthgenError(f"{path}: weights do not match the generator config ({str(e).splitlines()[0]})") from None
-    return generator.to(device).eval()
-
-
-@dataclass(frozen=True)
-class E2IModel:
-    """A generator file loaded for synthesis: the network, how it reads edges, and what identifies it.
-
-    binary_edges: the generator was trained on binary edge maps (TrainConfig.binary_edges), so edge
-    maps are binarised at one half before it sees them, as in training.
-    """
-
-    generator: GlobalGenerator
-    binary_edges: bool
-    path: Path
-    sha256: str
-
-
-def load_e2i_model(path: str | Path, device: str | torch.device = "cpu") -> E2IModel:
-    """A generator file (:func:`save_generator`) ready for :func:`generate_tensor` on ``device``."""
-    path = Path(path)
-    training = read_generator_file(path).get("training") or {}
-    binary = (training.get("config") or {}).get("binary_edges", False)
-    return E2IModel(load_generator(path, device), bool(binary), path, sha256_file(path))
-
-
-def generate_tensor(model: E2IModel, edges: torch.Tensor) -> torch.Tensor:
-    """Images (B, 3, H, W) float32 in [0, 1] from edge maps (B, 1, H, W) float in [0, 1], on the
-    generator's device; bf16 autocast on CUDA (pix2pixHD's generator is conv + instance norm, which
-    bf16 handles; the SSIM ground truth is computed from these images in float32)."""
-    if model.binary_edges:
-        edges = (edges >= 0.5).float()
-    device = next(model.generator.parameters()).device
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        return model.generator(edges.to(device, torch.float32)).float().clamp(0, 1)
-
-
-def generate(
-    generator: GlobalGenerator,
-    edges,
-    batch_size: int = 8,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> np.ndarray:
-    """Images (N, H, W, 3) uint8 from edge maps (N, H, W) or (N, 1, H, W), numpy or torch.
-
-    uint8 edges are read as 0..255, float edges must be in [0, 1]. ``dtype`` other than float32
-    runs the generator under autocast at that precision (bfloat16 on GPU). Each image depends only on
-    its own edge map (instance normalisation is per sample). The generator is moved to ``device``.
-    """
-    edges = edges if isinstance(edges, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(edges))
-    if edges.ndim == 4 and edges.shape[1] == 1:
-        edges = edges[:, 0]
-    if edges.ndim != 3:
-        raise SynthgenError(f"edges: expected (N, H, W) edge maps, got shape {tuple(edges.shape)}")
-    if edges.dtype == torch.uint8:
-        edges = edges.float() / 255
-    elif edges.is_floating_point():
-        if edges.numel() and (edges.min() < 0 or edges.max() > 1):
-            raise SynthgenError("edges: float edge maps must lie in [0, 1]")
-    else:
-        raise SynthgenError(f"edges: unsupported dtype {edges.dtype} (use uint8 or float)")
-    check_image_size(generator.config, edges.shape[1], edges.shape[2], where="edges")
-    device = torch.device(device)
-    generator = generator.to(device).eval()
-    out = []
-    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-        for start in range(0, edges.shape[0], batch_size):
-            batch = edges[start : start + batch_size].to(device=device, dtype=torch.float32).unsqueeze(1)
-            out.append(_to_uint8(generator(batch).permute(0, 2, 3, 1)))
-    return np.concatenate(out) if out else np.zeros((0, *edges.shape[1:], 3), np.uint8)

@@ -1,0 +1,157 @@
+"""The import graph of the code base: no circles, and the build never reaches training code.
+
+Covers generator/ and trainers/ (whose method registry, trainers.base, is filled by the methods
+registering themselves; only the entry points import the method table trainers.methods).
+
+DESIGN.md sec. 2: a newcomer follows ``synthgen build`` downward only. The graph is read from the
+source with ``ast`` (nothing is imported), counting every import statement, also those inside
+functions and ``if TYPE_CHECKING:`` blocks, because each one is a dependency a reader has to follow.
+An import of a package counts as an edge to its ``__init__``; an import of a submodule does not
+count as an edge to its parent package (Python runs the parent's ``__init__`` first, but that is
+how registries such as ``generator.strategies`` fill themselves, not a dependency of the member).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("generator", "trainers")
+
+
+def module_files() -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the repository's packages."""
+    modules = {}
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            parts = list(path.relative_to(REPO).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join(parts)] = path
+    return modules
+
+
+def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
+    """The repository modules that ``name`` (at ``path``) imports, as dotted names in ``known``."""
+    is_package = path.name == "__init__.py"
+    package = name if is_package else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                stem = ".".join(base + ([node.module] if node.module else []))
+            else:
+                stem = node.module or ""
+            # `from X import y`: y may be a submodule of X (then the edge goes to it) or a name in X
+            targets = [f"{stem}.{alias.name}" if f"{stem}.{alias.name}" in known else stem for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:  # `import generator.models.e2i` -> that module
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = module_files()
+    return {name: imported_modules(name, path, set(files)) for name, path in files.items()}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        v = todo.pop()
+        if v not in seen:
+            seen.add(v)
+            todo.extend(graph[v])
+    return seen
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    return import_graph()
+
+
+def test_graph_reader_sees_the_known_edges(graph):
+    """The reader resolves relative, package and submodule imports (else the checks below prove nothing)."""
+    assert "generator.plan" in graph["generator.pipeline"]  # from .plan import ...
+    assert "generator.strategies.logical" in graph["generator.strategies"]  # from . import logical
+    assert "generator.models.e2i" in graph["generator.strategies.logical"]  # from ..models.e2i import ...
+    assert "generator" in graph["generator.pipeline"]  # from . import __version__
+    assert "generator.training.e2i" in graph["generator.cli"]  # imported inside a function
+
+
+def test_generator_has_no_import_cycle(graph):
+    cycles = [c for c in import_cycles(graph) if c[0].startswith("generator")]
+    assert cycles == [], "import circles in generator/: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_trainers_have_no_import_cycle(graph):
+    cycles = [c for c in import_cycles(graph) if c[0].startswith("trainers")]
+    assert cycles == [], "import circles in trainers/: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_only_entry_points_import_the_method_table(graph):
+    """trainers.methods imports every method; a module below it importing it would close a circle."""
+    importers = sorted(m for m, targets in graph.items() if "trainers.methods" in targets)
+    assert importers == ["trainers.cli"]
+    assert {"trainers.reconstruction", "trainers.pbas"} <= graph["trainers.methods"]
+
+
+def test_build_path_never_reaches_training_or_trainers(graph):
+    """What `synthgen build` can import: no training code (Lightning), nothing from trainers/."""
+    build_path = reachable(graph, "generator.pipeline")
+    assert "generator.strategies.logical" in build_path and "generator.models.e2i" in build_path
+    bad = sorted(m for m in build_path if m.startswith(("generator.training", "trainers")))
+    assert bad == [], f"the build path imports {bad}"
+    strategies = [m for m in graph if m.startswith("generator.strategies")]
+    assert not any(reachable(graph, m) & {m2 for m2 in graph if m2.startswith("generator.training")} for m in strategies)
+
+
+def test_generator_imports_nothing_from_trainers(graph):
+    bad = sorted((m, t) for m, targets in graph.items() if m.startswith("generator") for t in targets if t.startswith("trainers"))
+    assert bad == []
