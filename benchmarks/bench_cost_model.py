@@ -95,7 +95,7 @@ def measure_maps(stack: np.ndarray, weights_dir: Path, tmp: Path) -> dict[str, f
 def measure_e2i() -> dict[str, float]:
     """Forward of the small and the global (pix2pixHD) generator, and one small training step, per image."""
     from generator.models.e2i import GeneratorConfig, GlobalGenerator
-    from generator.models.e2i_train import E2ITrainingModule, small_config
+    from generator.training.e2i import E2ITrainingModule, small_config
 
     out = {}
     edges = (torch.rand(1, 1, *SIZE) > 0.9).float()

@@ -5,7 +5,8 @@ The prediction multiplies the plan's counts by a table of per-stage costs measur
 ==================  =====================================================  ===========================
 stage               what one unit is                                       scales with
 ==================  =====================================================  ===========================
-startup             importing the build's libraries (once per run)         -
+startup             importing the build's libraries (once per run, and      -
+                    once per worker process when --workers > 1)
 decode              read, hash, fully decode and resize one source image   source megapixels
 edges               PiDiNet's four edge scales of one source               build pixels
 regions             the classical region proposer on one source            build pixels
@@ -65,7 +66,7 @@ def load_cost_table(path: str | Path | None = None) -> dict[str, Any]:
 
 
 #: stages that run in the build's worker processes; the others run once, in the parent
-PARALLEL_STAGES = ("render", "shard_write")
+PARALLEL_STAGES = ("worker startup", "render", "shard_write")
 
 
 @dataclass
@@ -106,6 +107,8 @@ def predict_build(
     out = Prediction(counts={"sources": len(source_megapixels), "samples": num_samples, "shards": shards,
                              "parallel_workers": parallel})
     out.seconds["startup"] = costs.get("startup", 0.0)
+    if parallel > 1:  # each worker is a fresh process (loky) that imports the libraries again
+        out.seconds["worker startup"] = costs.get("startup", 0.0) * parallel
     if texture_bytes:  # the manifest records every texture file's sha256
         out.seconds["hash textures"] = costs["verify_per_mib"] * texture_bytes / 2**20
     if not sources_cached:
@@ -167,7 +170,7 @@ def dry_run(config: BuildConfig, *, workers: int = 1, cost_table: str | Path | N
     """Plan ``config`` cheaply (file listing and image headers only) and return the prediction report."""
     from .datasets import load_dataset
     from .imageio import probe_image, sha256_file
-    from .pipeline import _extra_fields, expand_strategies, make_plan
+    from .plan import expand_strategies, make_plan, strategy_extra_fields
     from .sources import cached_stack_ready
 
     table = load_cost_table(cost_table)
@@ -183,12 +186,11 @@ def dry_run(config: BuildConfig, *, workers: int = 1, cost_table: str | Path | N
         info = probe_image(source.path)
         megapixels.append(info.width * info.height / 1e6)
     h, w = config.image_size
-    extras = _extra_fields(strategies)
+    extras = strategy_extra_fields(strategies)
     extra_bytes = sum(int(np.prod(spec.shape(h, w))) * np.dtype(spec.dtype).itemsize + 1 for spec in extras.values())
     network = "small"
     if config.e2i:
-        from .models.e2i import GeneratorConfig
-        from .models.e2i_train import generator_config
+        from .models.e2i import GeneratorConfig, generator_config
 
         network = "global" if generator_config(config.e2i) == GeneratorConfig() else "small"
     cached = cached_stack_ready([sha256_file(s.path) for s in images], config.image_size, index.gray)
