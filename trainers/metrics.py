@@ -233,8 +233,8 @@ def _with_origin(fpr: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
 # about 50 bytes per pixel. The per-image ground truth is kept sparse: anomalous pixels only.
 
 
-#: pixels sorted at once by a pixel curve (about 200 MB of working memory)
-CURVE_CHUNK_PIXELS = 4_000_000
+#: pixels sorted at once by a pixel curve (about 100 MB of working memory)
+CURVE_CHUNK_PIXELS = 2_000_000
 
 
 class _PixelTruth(NamedTuple):
@@ -279,7 +279,7 @@ def _descending_sums(
             at = np.searchsorted(pixels, truth.anomalous[hit])
             weight = np.zeros(pixels.size)
             weight[at] = truth.weights[hit]
-            is_normal = np.ones(pixels.size, dtype=np.int64)
+            is_normal = np.ones(pixels.size, dtype=np.int8)  # summed in int64 below
             is_normal[at] = 0
             scores.append(flat[pixels].astype(np.float64))
             normal.append(is_normal)
@@ -290,7 +290,7 @@ def _descending_sums(
         order = np.argsort(band)[::-1]
         band = band[order]
         run_ends = np.flatnonzero(np.append(band[1:] != band[:-1], True))
-        fps = false_positives + np.cumsum(np.concatenate(normal)[order])
+        fps = false_positives + np.cumsum(np.concatenate(normal)[order], dtype=np.int64)
         # the running sum continues from the previous band, element by element, as one cumsum would
         sums = np.cumsum(np.concatenate(([weight_sum], np.concatenate(weights)[order])))[1:]
         false_positives, weight_sum = int(fps[-1]), float(sums[-1])
@@ -337,7 +337,7 @@ def _mask_truths(maps: list[np.ndarray], masks: list[np.ndarray]) -> list[_Pixel
     """Binary ground truth: every anomalous pixel weighs 1 (it is a true positive once predicted)."""
     truths = []
     for mask in masks:
-        anomalous = np.flatnonzero(mask.ravel())
+        anomalous = np.flatnonzero(mask.ravel()).astype(np.int32)  # one image has < 2**31 pixels
         truths.append(_PixelTruth(anomalous, np.ones(anomalous.size)))
     return truths
 
@@ -438,7 +438,7 @@ def _pro_truths(anomaly_maps: Any, gt_masks: Any) -> tuple[list[np.ndarray], lis
         labels = labels.ravel()
         # Each pixel of a region adds 1/|region| to that region's overlap once it is predicted.
         per_label = 1.0 / np.maximum(np.bincount(labels), 1)
-        anomalous = np.flatnonzero(labels)
+        anomalous = np.flatnonzero(labels).astype(np.int32)
         truths.append(_PixelTruth(anomalous, per_label[labels[anomalous]]))
         n_regions += count
         n_normal += labels.size - anomalous.size
@@ -511,7 +511,7 @@ def _spro_truths(
             weight[pixels] += _saturation_gains(scores[pixels].astype(np.float64), saturation)
             anomalous[pixels] = True
             n_regions += 1
-        in_regions = np.flatnonzero(anomalous)
+        in_regions = np.flatnonzero(anomalous).astype(np.int32)
         truths.append(_PixelTruth(in_regions, weight[in_regions]))
         n_normal += scores.size - in_regions.size
     return maps, truths, n_normal, n_regions
