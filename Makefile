@@ -1,5 +1,7 @@
 # The two set-up commands of the README:
 #   make demo   install everything, build the embedded demo dataset, write its contact sheet
+#               (the LogicAL strategies fetch PiDiNet's weights once and train the demo's inpainting
+#               generator once, a few minutes on 2 cores, cached in ~/.cache/synthgen)
 #   make test   install everything, run the test suite (what CI runs)
 # Everything installs into .venv; nothing outside this folder is touched (but ~/.cache/synthgen).
 
@@ -12,18 +14,20 @@ BENCH_VENV ?= .venv-bench
 
 .PHONY: install demo test test-slow bench clean
 
+# Extras: publish (synthgen publish, export --format anomalib) and consumers (anomalib, whose datamodules
+# the export tests run). The torch pins are repeated so no extra's resolver can move torch.
 $(BIN)/synthgen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,publish,consumers]" torch==2.14.1 torchvision==0.29.1
 	touch $@
 
 install: $(BIN)/synthgen
 
 demo: install
-	$(BIN)/synthgen build --dataset demo --strategy draem,transparent,opaque,ndaa,cutpaste,cutpaste-scar \
-		--textures perlin --out $(DEMO) --workers 2
+	$(BIN)/synthgen build --dataset demo --textures perlin --out $(DEMO) --workers 2 \
+		--strategy draem,transparent,opaque,ndaa,cutpaste,cutpaste-scar,semantic-remove,logical
 	$(BIN)/synthgen verify $(DEMO)
 	$(BIN)/synthgen inspect $(DEMO) --sheet $(DEMO)/contact_sheet.png
 

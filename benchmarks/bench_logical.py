@@ -1,9 +1,12 @@
 """LogicAL measurements (issue 4): mask fidelity per strategy on the demo, and CPU/GPU throughput.
 
-    python benchmarks/bench_logical.py [--size 128] [--epochs 5] [--samples 16] [--device cpu] [--threads 2] [--throughput-only]
+    python benchmarks/bench_logical.py [--renderer both] [--size 128] [--epochs 5] [--steps 150] [--samples 16]
+                                       [--device cpu] [--threads 2] [--throughput-only]
 
-1. Mask fidelity. The demo's first 24 training scenes with their exact object regions and stand-in edge
-   maps (tests/logical_demo.py); a tiny edge-to-image generator trained on them for ``--epochs``;
+1. Mask fidelity, per renderer side by side (``--renderer both``). The demo's first 24 training scenes
+   with their exact object regions and stand-in edge maps (tests/logical_demo.py); a tiny
+   edge-to-image generator trained on them for ``--epochs`` (full renderer) and the demo preset's
+   inpainting generator trained ``--steps`` steps (inpaint renderer);
    every LogicAL strategy rendered ``--samples`` times through the pipeline's render path. Reported:
    mean IoU of the SSIM mask with the edited region (the chosen object for semantic strategies, the
    three shapes for arbitrary ones), redraws and fallbacks. The edited region is an upper bound of
@@ -31,9 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from logical_demo import demo_context, demo_images, demo_maps, iou, train_demo_generator  # noqa: E402
 
 from generator.models.e2i import E2IModel, GeneratorConfig, GlobalGenerator, generate_tensor  # noqa: E402
+from generator.models.inpaint import InpaintModel, inpaint_tensor, load_inpainter  # noqa: E402
 from generator.pipeline import render_specs  # noqa: E402
 from generator.plan import SampleSpec  # noqa: E402
 from generator.training.e2i import E2ITrainingModule, TrainConfig, small_config, tiny_config  # noqa: E402
+from generator.training.inpaint import NETWORKS as INPAINT_NETWORKS, train_inpainter  # noqa: E402
 from generator.strategies import get_strategy  # noqa: E402
 from generator.strategies.logical import rasterize_shapes, semantic_region  # noqa: E402
 from generator.strategies.ssim_mask import ssim_map  # noqa: E402
@@ -75,9 +80,7 @@ def threshold_sweep(model, images, regions, maps, samples: int, thresholds=(0.3,
         recipes = [strategy.draw(np.random.default_rng(3000 + i), ctx, i % len(images)) for i in range(samples)]
         batch = torch.stack([ctx.normal_image(i % len(images)) for i in range(samples)])
         accepted = strategy.render(batch, recipes, ctx).accepted.tolist()
-        normal = torch.from_numpy(np.stack([r.arrays["normal_edge"] for r in recipes]))[:, None].float() / 255
-        anomaly = torch.from_numpy(np.stack([r.arrays["anomaly_edge"] for r in recipes]))[:, None].float() / 255
-        ssim = ssim_map(generate_tensor(model, normal), generate_tensor(model, anomaly)).numpy()
+        ssim = rendered_ssim(model, batch, recipes)
         row = []
         for t in thresholds:
             scores = []
@@ -89,6 +92,27 @@ def threshold_sweep(model, images, regions, maps, samples: int, thresholds=(0.3,
                     scores.append(iou(ssim[i] < t, region))
             row.append(f"{np.mean(scores):.3f} " if scores else "  -    ")
         print(f"{name:<20} " + " ".join(row))
+
+
+def rendered_ssim(model, images: torch.Tensor, recipes) -> np.ndarray:
+    """The SSIM map the strategies threshold: inpaint renderer, real photo vs the sample inside the
+    hole (1 outside); full renderer, the renders of the normal and the edited edges."""
+    anomaly = torch.from_numpy(np.stack([r.arrays["anomaly_edge"] for r in recipes]))[:, None].float() / 255
+    if isinstance(model, InpaintModel):
+        regions = torch.from_numpy(np.stack([r.arrays["region"] for r in recipes])).float()
+        composite, hole = inpaint_tensor(model, images, anomaly, regions)
+        return torch.where(hole > 0, ssim_map(images, composite), torch.ones_like(hole)).numpy()
+    normal = torch.from_numpy(np.stack([r.arrays["normal_edge"] for r in recipes]))[:, None].float() / 255
+    return ssim_map(generate_tensor(model, normal), generate_tensor(model, anomaly)).numpy()
+
+
+def train_demo_inpainter(out_dir: Path, images: np.ndarray, maps: list[dict], steps: int, seed: int = 0) -> InpaintModel:
+    """The demo preset's inpainting generator (generator/training/inpaint.py) trained ``steps`` steps."""
+    import dataclasses
+
+    config = dataclasses.replace(INPAINT_NETWORKS["demo"], steps=steps)
+    path = train_inpainter(images, lambda i: maps[i], out_dir, config=config, seed=seed, progress=False)
+    return load_inpainter(path, image_size=images.shape[1:3])
 
 
 def train_step_seconds(config: TrainConfig, batch: int, size: int, device: str, steps: int = 2) -> float:
@@ -127,7 +151,7 @@ def inference_images_per_second(generator: torch.nn.Module, batch: int, size: in
     return batch / float(np.median(times[1:]))
 
 
-def strategy_samples_per_second(model: E2IModel, size: int, n: int) -> float:
+def strategy_samples_per_second(model, size: int, n: int) -> float:
     images, regions = demo_images(8, size)
     ctx = demo_context(images, demo_maps(images, regions), model)
     specs = [SampleSpec(i, i % 8, i // 8, "logical", 2000 + i) for i in range(n)]
@@ -144,6 +168,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16, help="samples per strategy")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--renderer", default="both", choices=("full", "inpaint", "both"),
+                        help="which LogicAL renderer(s) to measure; both = side by side in one run")
+    parser.add_argument("--steps", type=int, default=150, help="training steps of the inpainting demo generator")
     parser.add_argument("--throughput-only", action="store_true", help="skip the mask-fidelity part (1.)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -151,12 +178,27 @@ def main() -> None:
 
     images, regions = demo_images(24, args.size)
     maps = demo_maps(images, regions)
-    start = time.perf_counter()
-    model = train_demo_generator(Path(tempfile.mkdtemp()), images, maps, epochs=args.epochs)
-    print(f"tiny generator: {args.epochs} epochs on 24 pairs at {args.size}: {time.perf_counter() - start:.1f} s")
+    models = {}
+    if args.renderer in ("full", "both"):
+        start = time.perf_counter()
+        models["full"] = train_demo_generator(Path(tempfile.mkdtemp()), images, maps, epochs=args.epochs)
+        print(f"full renderer, tiny generator: {args.epochs} epochs on 24 pairs at {args.size}: {time.perf_counter() - start:.1f} s")
+    if args.renderer in ("inpaint", "both"):
+        start = time.perf_counter()
+        models["inpaint"] = train_demo_inpainter(Path(tempfile.mkdtemp()), images, maps, steps=args.steps)
+        print(f"inpaint renderer, demo preset: {args.steps} steps on 24 images at {args.size}: {time.perf_counter() - start:.1f} s")
     if not args.throughput_only:
-        mask_fidelity(model, images, regions, maps, args.samples)
-        threshold_sweep(model, images, regions, maps, args.samples)
+        for name, model in models.items():
+            print(f"\n=== renderer {name}")
+            mask_fidelity(model, images, regions, maps, args.samples)
+            threshold_sweep(model, images, regions, maps, args.samples)
+    if args.renderer in ("inpaint", "both"):
+        for name, model in models.items():
+            print(f"logical strategy (draw + render, {name} renderer's demo generator, {args.size}x{args.size}): "
+                  f"{strategy_samples_per_second(model, args.size, 16):.2f} samples/s")
+    if args.renderer == "inpaint":
+        return
+    model = models["full"]
 
     print("\nthroughput at 256x256")
     print(f"train step, tiny config, batch 8: {train_step_seconds(tiny_config(), 8, 256, args.device):.2f} s")

@@ -1,16 +1,18 @@
-"""Mask fidelity of a real LogicAL build: IoU of each semantic sample's SSIM mask with the region it edited.
+"""Mask fidelity of a real LogicAL build: IoU of each sample's SSIM mask with the region it edited.
 
 A semantic strategy records the label of the candidate region it edited (``params["region"]``; the
-edit covers that region with its nested parts, ``semantic_region``); the region maps are the build's
-own precomputed maps (read back from the cache with the build's map settings), so the edited region
-of every sample is known exactly, on real images too. The region is an upper bound of what can
-change (its parts without edges render the same before and after), so IoU < 1 even for a perfect
-generator. Arbitrary-region samples are skipped (their shapes are not region labels).
+edit covers that region with its nested parts, ``semantic_region``), an arbitrary one its shapes; the
+region maps are the build's own precomputed maps (read back from the cache with the build's map
+settings), so the edited region of every sample is known exactly, on real images too. The region is
+an upper bound of what can change (its parts without edges render the same before and after), so
+IoU < 1 even for a perfect generator. For builds of the inpaint renderer it also reports the largest
+absolute pixel difference between sample and normal outside the edit region dilated by the
+renderer's hole dilation (the renderer promises 0 there).
 
     python benchmarks/logical_mask_iou.py BUILD [--sheet iou.png [--only train/good/011,train/good/016]]
 
-Prints one JSON line per strategy (samples, mean and median IoU) and, with --sheet, writes the
-samples as rows of: normal | anomaly | SSIM mask | edited region.
+Prints one JSON line per strategy (samples, mean and median IoU, max outside difference) and, with
+--sheet, writes the samples as rows of: normal | anomaly | SSIM mask | edited region.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from generator.config import BuildConfig
+from generator.models.inpaint import HOLE_DILATION, dilate
 from generator.precompute import compute_maps, settings_from_config
 from generator.shards.reader import ShardDataset, read_manifest
-from generator.strategies.logical import semantic_region
+from generator.strategies.logical import rasterize_shapes, semantic_region
 from generator.viz import contact_sheet, save_sheet
 
 
@@ -39,6 +43,34 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
+def edited_region(sample: dict, regions: dict[str, np.ndarray]) -> np.ndarray:
+    """The bool (H, W) region a LogicAL sample edited (or re-rendered, for identity samples)."""
+    p = sample["params"]
+    if p["region_mode"] == "semantic":
+        return semantic_region(regions[sample["source_id"]], int(p["region"]))
+    return rasterize_shapes(p["region"], sample["image"].shape[1:])
+
+
+def logical_samples(build: Path, *, identity: bool = False) -> tuple[list[dict], dict[str, np.ndarray], BuildConfig]:
+    """(the build's accepted LogicAL edits, or its identity samples, with image/normal/mask and params;
+    region maps by source id; the build config)."""
+    manifest = read_manifest(build)
+    config = BuildConfig.from_dict(manifest["config"])
+    root = Path(manifest["dataset"]["root"])
+    files = {s["id"]: root / s["file"] for s in manifest["dataset"]["sources"]}
+    data = ShardDataset(build, fields=("image", "normal", "mask"), with_params=True)
+    samples = [data[i] for i in range(len(data))]
+    if identity:
+        samples = [s for s in samples if s["params"].get("edit") == "identity"]
+    else:
+        samples = [s for s in samples if s["label"] == 1 and "region_mode" in s["params"]]
+    if not samples:
+        raise SystemExit(f"{build}: no {'identity' if identity else 'anomalous'} samples of a LogicAL strategy")
+    ids = sorted({s["source_id"] for s in samples})
+    maps = compute_maps([files[i] for i in ids], image_size=tuple(config.image_size), settings=settings_from_config(config))
+    return samples, {i: m["regions"] for i, m in zip(ids, maps)}, config
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("build", type=Path)
@@ -46,31 +78,25 @@ def main() -> None:
     parser.add_argument("--only", help="Comma-separated source ids to put on the sheet (default: every sample).")
     args = parser.parse_args()
 
-    manifest = read_manifest(args.build)
-    config = BuildConfig.from_dict(manifest["config"])
-    root = Path(manifest["dataset"]["root"])
-    files = {s["id"]: root / s["file"] for s in manifest["dataset"]["sources"]}
-    data = ShardDataset(args.build, fields=("image", "normal", "mask"), with_params=True)
-    samples = [data[i] for i in range(len(data))]
-    samples = [s for s in samples if s["label"] == 1 and s["params"].get("region_mode") == "semantic"]
-    if not samples:
-        raise SystemExit(f"{args.build}: no anomalous samples of a semantic strategy")
-    ids = sorted({s["source_id"] for s in samples})
-    maps = compute_maps([files[i] for i in ids], image_size=tuple(config.image_size), settings=settings_from_config(config))
-    regions = {i: m["regions"] for i, m in zip(ids, maps)}
-
+    samples, regions, config = logical_samples(args.build)
     scores: dict[str, list[float]] = defaultdict(list)
+    outside: dict[str, list[int]] = defaultdict(list)
     rows, captions = [], []
     for s in samples:
-        region = semantic_region(regions[s["source_id"]], int(s["params"]["region"]))
+        region = edited_region(s, regions)
         mask = s["mask"][0].numpy() > 0
         scores[s["strategy"]].append(iou(mask, region))
+        if config.renderer == "inpaint":
+            hole = dilate(torch.from_numpy(region)[None], HOLE_DILATION)[0].numpy() > 0
+            difference = np.abs(to_uint8(s["image"]).astype(int) - to_uint8(s["normal"]))
+            outside[s["strategy"]].append(int(difference[~hole].max()) if (~hole).any() else 0)
         if args.sheet and (not args.only or s["source_id"] in args.only.split(",")):
             rows.append([to_uint8(s["normal"]), to_uint8(s["image"]), (mask * 255).astype(np.uint8), (region * 255).astype(np.uint8)])
             captions.append(f"{s['strategy']} {s['source_id']} IoU {scores[s['strategy']][-1]:.2f}")
     for strategy, values in sorted(scores.items()):
         print(json.dumps({"build": str(args.build), "strategy": strategy, "samples": len(values),
-                          "mean_iou": round(float(np.mean(values)), 3), "median_iou": round(float(np.median(values)), 3)}))
+                          "mean_iou": round(float(np.mean(values)), 3), "median_iou": round(float(np.median(values)), 3),
+                          "max_abs_difference_outside_hole": max(outside[strategy]) if outside[strategy] else None}))
     if args.sheet:
         save_sheet(args.sheet, contact_sheet(rows, captions, ["normal", "anomaly", "SSIM mask", "edited region"], tile=192))
         print(f"sheet: {args.sheet}")

@@ -83,18 +83,23 @@ def cli() -> None:
 @click.option("--compress-images", is_flag=True, help="gzip the image datasets too (smaller, slower to read).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_map_options
+@click.option("--renderer", type=click.Choice(["inpaint", "full"]), default="inpaint", show_default=True,
+              help="LogicAL renderer: inpaint re-renders only the edit region of the real photo; full renders the "
+                   "whole photo from its edge map (the paper's pix2pixHD, a GPU's job).")
 @click.option("--e2i", type=click.Path(path_type=Path),
-              help="Edge-to-image generator file for the LogicAL strategies (made by `synthgen train-e2i`).")
+              help="Generator file of the renderer (made by `synthgen train-e2i`). Default for inpaint: train one on "
+                   "the category's normal images, cached and reused.")
 @click.option("--dry-run", is_flag=True, help="Print the predicted time and disk size of this build; write nothing.")
 @click.option("--cost-table", type=click.Path(path_type=Path),
               help="Per-stage costs for --dry-run (benchmarks/bench_cost_model.py). Default: the shipped table.")
 def build(dataset, root, category, strategies, out, num_samples, image_size, seed, textures, settings, caf_table,
           samples_per_shard, batch_size, device, workers, num_shards, shard_index, compress_images, quiet,
-          edge_model, regions, sam_model, sam_checkpoint, weights_dir, e2i, dry_run, cost_table):
+          edge_model, regions, sam_model, sam_checkpoint, weights_dir, renderer, e2i, dry_run, cost_table):
     """Synthesize anomalies and write sharded HDF5 + manifest (resumable).
 
     Without --root the dataset is looked for in $SYNTHGEN_DATA/DATASET, then ./datasets/DATASET.
     Without --category every category of the dataset is built, each into its own OUT/CATEGORY.
+    Without --e2i the LogicAL strategies' inpainting generator is trained once per category and cached.
     """
     from .config import BuildConfig, parse_image_size, parse_option
     from .pipeline import build as run_build
@@ -136,6 +141,7 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
         sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,
         weights_dir=str(weights_dir) if weights_dir else None,
         e2i=str(e2i) if e2i else None,
+        renderer=renderer,
     )  # category None: the settings every category of the dataset is built with
     if dry_run:
         if category is None:
@@ -148,6 +154,9 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
         _build_every_category(config, out or Path("out") / dataset, quiet, workers=workers, num_shards=num_shards,
                               shard_index=shard_index, progress=not quiet)
         return
+    from .training.auto import with_generator  # trains (once, cached) when no --e2i is given
+
+    config = with_generator(config, progress=not quiet)
     out = out or Path("out") / f"{dataset}-{category}"
     report = run_build(config, out, workers=workers, num_shards=num_shards, shard_index=shard_index, progress=not quiet)
     click.echo(f"built {len(report.built)} shard(s), {len(report.skipped)} already complete, into {report.out_dir}")
@@ -171,7 +180,10 @@ def _build_every_category(config, out: Path, quiet: bool, **build_options) -> No
         if not quiet:
             click.echo(f"[{i}/{len(categories)}] {config.dataset}/{category} from {config.root}", err=True)
         try:
-            report = run_build(replace(config, category=category), out / category, **build_options)
+            from .training.auto import with_generator
+
+            category_config = with_generator(replace(config, category=category), progress=build_options["progress"])
+            report = run_build(category_config, out / category, **build_options)
         except SynthgenError as e:
             click.echo(f"synthgen: error: {category}: {e}", err=True)
             failed.append(category)
@@ -187,13 +199,13 @@ def _build_every_category(config, out: Path, quiet: bool, **build_options) -> No
 @cli.command()
 @click.argument("build_dir", type=click.Path(path_type=Path))
 def verify(build_dir):
-    """Recompute every shard's sha256; report damaged, missing or unlisted shards (exit 1 if any)."""
+    """Recompute every shard's (or published file's) sha256; report damaged, missing or unlisted ones (exit 1 if any)."""
     from .shards.verify import verify_build
 
     report = verify_build(build_dir)
     for line in report.problems:
         click.echo(line)
-    click.echo(f"{len(report.ok)} shard(s) ok, {len(report.problems)} problem(s)")
+    click.echo(f"{len(report.ok)} {report.unit}(s) ok, {len(report.problems)} problem(s)")
     sys.exit(0 if report.passed else 1)
 
 
@@ -206,9 +218,11 @@ def verify(build_dir):
 def inspect(build_dir, sheet, per_strategy, maps_sheet):
     """Print counts per strategy and write a contact sheet (image | mask overlay)."""
     from .shards.inspect import summary_table, write_contact_sheet
+    from .shards.untrusted import check_output_file
 
+    sheet = check_output_file(sheet or Path(build_dir) / "contact_sheet.png", "--sheet", ".png")  # before any output
     click.echo(summary_table(build_dir))
-    path = write_contact_sheet(build_dir, sheet or Path(build_dir) / "contact_sheet.png", per_strategy=per_strategy)
+    path = write_contact_sheet(build_dir, sheet, per_strategy=per_strategy)
     click.echo(f"contact sheet: {path}")
     if maps_sheet:
         from .shards.inspect import build_maps_sheet
@@ -259,28 +273,28 @@ def precompute(dataset, root, category, split, image_size, device, edge_model, r
 @click.option("--category", help="Category to train on, e.g. juice_bottle. Default for demo: parts_box.")
 @click.option("--split", default="train", show_default=True, help="Split whose normal images are the training pairs.")
 @click.option("--image-size", default="256", show_default=True, help="N or HxW: train at the builds' image size.")
-@click.option("--epochs", default=300, show_default=True, help="Training epochs (LogicAL sec. 4.2: 300).")
-@click.option("--batch-size", default=56, show_default=True, help="Pairs per step (LogicAL sec. 4.2: 56 on a GPU).")
+@click.option("--renderer", type=click.Choice(["inpaint", "full"]), default="inpaint", show_default=True,
+              help="inpaint: edge-guided inpainting of a region (CPU-trainable); full: pix2pixHD, whole image (GPU).")
+@click.option("--epochs", default=300, show_default=True, help="full: training epochs (LogicAL sec. 4.2: 300).")
+@click.option("--steps", type=int, help="inpaint: training steps. Default: the --network preset's.")
+@click.option("--batch-size", type=int, help="Pairs per step. Default: 56 for full (LogicAL sec. 4.2), the preset's for inpaint.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder. Default: out/e2i-DATASET-CATEGORY.")
-@click.option("--seed", default=0, show_default=True, help="Seeds the weights, the data order and the TPS warps.")
+@click.option("--seed", default=0, show_default=True, help="Seeds the weights, the data order and the augmentations.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="cuda trains in bf16 mixed precision, cpu in float32.")
-@click.option("--network", type=click.Choice(["full", "small", "tiny"]), default="full", show_default=True,
-              help="full: pix2pixHD's sizes (GPU); small: half width, 3 downsamplings, 6 blocks (trainable on a CPU "
-                   "in hours); tiny: the smoke-test network.")
+              help="full: cuda trains in bf16 mixed precision, cpu in float32.")
+@click.option("--network", type=click.Choice(["cpu", "demo", "edgeconnect", "full", "small", "tiny"]),
+              help="inpaint: cpu (default; ~5 min of CPU time at 256x128), demo (~70 s at 256x256), edgeconnect "
+                   "(EdgeConnect's widths, GPU). full: full (default, pix2pixHD's sizes, GPU), small (a CPU in hours), "
+                   "tiny (smoke tests).")
 @click.option("--vgg19", type=click.Path(path_type=Path),
               help="VGG19 ImageNet weights for the perceptual loss. Default: torchvision's cache, else none.")
-@click.option("--edge-model", default="pidinet", show_default=True,
-              help="PiDiNet weights: a registered name (see `synthgen weights`) or a checkpoint path.")
-@click.option("--weights-dir", type=click.Path(path_type=Path),
-              help="Folder holding pretrained weights (searched with its subfolders). Default: $SYNTHGEN_WEIGHTS.")
+@_map_options
 @click.option("--no-resume", is_flag=True, help="Start over even if the run folder has a checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train_e2i(dataset, root, category, split, image_size, epochs, batch_size, out, seed, device, network, vgg19,
-              edge_model, weights_dir, no_resume, quiet):
-    """Train the edge-to-image generator of the LogicAL strategies on a category's normal images."""
+def train_e2i(dataset, root, category, split, image_size, renderer, epochs, steps, batch_size, out, seed, device, network,
+              vgg19, edge_model, regions, sam_model, sam_checkpoint, weights_dir, no_resume, quiet):
+    """Train the generator of a LogicAL renderer on a category's normal images."""
     from .config import parse_image_size
-    from .training import e2i as e2i_training
 
     if category is None:
         if dataset != "demo":
@@ -288,16 +302,43 @@ def train_e2i(dataset, root, category, split, image_size, epochs, batch_size, ou
         category = "parts_box"
     size = parse_image_size(image_size)
     device = _resolve_device(device)
-    # The precompute stage's edge maps are PiDiNet probabilities, not binary: train on them as they are.
-    overrides = {"binary_edges": False, "vgg19_weights": str(vgg19) if vgg19 else None}
-    config = e2i_training.NETWORKS[network](**overrides)
-    pairs = e2i_training.category_pairs(dataset, root, category, split, size, edge_model=edge_model,
-                                        weights_dir=weights_dir, device=device, progress=not quiet)
     out = out or Path("out") / f"e2i-{dataset}-{category}"
-    path = e2i_training.train_e2i(pairs, out, config=config, epochs=epochs, batch_size=batch_size,
-                                  image_size=size, seed=seed, device=device, resume=not no_resume, progress=not quiet)
+    presets = {"inpaint": ("cpu", "demo", "edgeconnect"), "full": ("full", "small", "tiny")}[renderer]
+    network = network or presets[0]
+    if network not in presets:
+        raise SynthgenError(f"--network {network}: not a preset of --renderer {renderer} ({', '.join(presets)})")
+    if renderer == "inpaint":
+        import dataclasses
+
+        from .precompute import MapSettings, category_sources_and_maps
+        from .training.inpaint import CHECKPOINT_FILE, NETWORKS, train_inpainter
+
+        config = NETWORKS[network]
+        config = dataclasses.replace(config, steps=steps or config.steps, batch_size=batch_size or config.batch_size)
+        settings = MapSettings(edge_model=edge_model, weights_dir=str(weights_dir) if weights_dir else None,
+                               regions=regions, sam_model=sam_model, device=device,
+                               sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None)
+        sources, store, maps_record = category_sources_and_maps(dataset, root, category, split, size, settings,
+                                                                progress=not quiet)
+        if no_resume:
+            (out / CHECKPOINT_FILE).unlink(missing_ok=True)
+        data = {"dataset": dataset, "category": category, "split": split, "sources": list(sources.sha256),
+                "maps": maps_record, "network": network}
+        path = train_inpainter(sources.load_stack(), store, out, config=config, seed=seed, device=device,
+                               data_identity=data, weights_dir=settings.weights_dir,
+                               vgg19_weights=str(vgg19) if vgg19 else None, progress=not quiet)
+    else:
+        from .training import e2i as e2i_training
+
+        # The precompute stage's edge maps are PiDiNet probabilities, not binary: train on them as they are.
+        overrides = {"binary_edges": False, "vgg19_weights": str(vgg19) if vgg19 else None}
+        config = e2i_training.NETWORKS[network](**overrides)
+        pairs = e2i_training.category_pairs(dataset, root, category, split, size, edge_model=edge_model,
+                                            weights_dir=weights_dir, device=device, progress=not quiet)
+        path = e2i_training.train_e2i(pairs, out, config=config, epochs=epochs, batch_size=batch_size or 56,
+                                      image_size=size, seed=seed, device=device, resume=not no_resume, progress=not quiet)
     click.echo(f"generator: {path}")
-    click.echo(f"use it with: synthgen build ... --strategy logical --e2i {path}")
+    click.echo(f"use it with: synthgen build ... --strategy logical --renderer {renderer} --e2i {path}")
 
 
 @cli.command()
@@ -315,16 +356,42 @@ def weights(weights_dir):
 
 @cli.command()
 @click.argument("build_dir", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", default="mvtec", show_default=True, help="Output layout.")
+@click.option("--format", "fmt", type=click.Choice(["mvtec", "anomalib", "webdataset"]), default="mvtec",
+              show_default=True, help="mvtec: MVTec AD folders (anomalib Folder/MVTecAD); anomalib: the same plus "
+                                      "samples.parquet (anomalib Tabular); webdataset: tar shards.")
 @click.option("--to", "to", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--source-root", type=click.Path(path_type=Path),
+              help="Where the source dataset is now, if it moved since the build (train/good is read from it).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
 @click.option("--quiet", is_flag=True)
-def export(build_dir, fmt, to, overwrite, quiet):
-    """Write a build as the MVTec AD folder layout (readable by anomalib's Folder datamodule)."""
+def export(build_dir, fmt, to, source_root, overwrite, quiet):
+    """Write a build in a layout third-party trainers read (see README: exports)."""
     from .shards.export import export_build
 
-    path = export_build(build_dir, to, fmt=fmt, overwrite=overwrite, progress=not quiet)
+    path = export_build(build_dir, to, fmt=fmt, overwrite=overwrite, source_root=source_root, progress=not quiet)
     click.echo(f"exported to {path}")
+
+
+@cli.command()
+@click.argument("build_dir", type=click.Path(path_type=Path))
+@click.option("--to", "to", type=click.Path(path_type=Path), required=True, help="Publication folder (new or empty).")
+@click.option("--license", "license_id", help="Licence of the publication (hub id, e.g. cc-by-4.0). Default: the source "
+                                              "dataset's; required when it cannot be found from the dataset's files.")
+@click.option("--with-normals", is_flag=True, help="Also publish each sample's clean normal image (column `normal`).")
+@click.option("--source-root", type=click.Path(path_type=Path),
+              help="Where the source dataset is now, if it moved since the build (its licence files are read there).")
+@click.option("--rows-per-file", type=click.IntRange(min=1), help="Samples per Parquet file. Default: 2000.")
+@click.option("--push-to-hub", "repo", help="Also upload the folder to this Hugging Face dataset repo (needs network).")
+@click.option("--quiet", is_flag=True)
+def publish(build_dir, to, license_id, with_normals, source_root, rows_per_file, repo, quiet):
+    """Write a build as a dataset-hub folder: Parquet + dataset card + croissant.json + checksums."""
+    from .publish import publish_build, push_to_hub
+
+    path = publish_build(build_dir, to, license=license_id, with_normals=with_normals, source_root=source_root,
+                         rows_per_file=rows_per_file, hub_repo=repo, progress=not quiet)
+    click.echo(f"published to {path} (check it with: synthgen verify {path})")
+    if repo:
+        click.echo(f"uploaded to {push_to_hub(path, repo)}")
 
 
 @cli.command()

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import SynthgenError
+from .names import check_name
 
 #: fields that never change the output bytes; excluded from the identity hash. The weights paths are
 #: locations only: the plan identity holds the sha256 of the weights files they lead to.
@@ -48,13 +49,22 @@ class BuildConfig:
     sam_model: str = "vit_b"  # vit_b | vit_l | vit_h
     sam_checkpoint: str | None = None
     weights_dir: str | None = None  # else $SYNTHGEN_WEIGHTS
-    e2i: str | None = None  # edge-to-image generator file (synthgen train-e2i), when a strategy needs "models"
+    e2i: str | None = None  # generator file of the LogicAL renderer, when a strategy needs "models"
+    renderer: str = "inpaint"  # inpaint (edge-guided inpainting of the edit region) | full (pix2pixHD, whole image)
 
     def __post_init__(self) -> None:
         self.strategies = tuple(self.strategies)
         self.image_size = tuple(int(v) for v in self.image_size)
         if not self.strategies:
             raise SynthgenError("--strategy: give at least one strategy")
+        # Names become file and folder names of the build (shards, exports): one rule, checked where they
+        # are written here and again where a build is read (generator/shards/untrusted.py).
+        check_name(self.dataset, "dataset", "--dataset")
+        if self.category is not None:  # None: the template every category of a dataset is built with
+            check_name(self.category, "category", "--category")
+        check_name(self.split, "split", "--split")
+        for name in self.strategies:
+            check_name(name, "strategy", "--strategy")
         if len(self.image_size) != 2 or min(self.image_size) < 32:
             raise SynthgenError(f"--image-size: {self.image_size} is too small (at least 32x32)")
         for name, value in (("samples-per-shard", self.samples_per_shard), ("batch-size", self.batch_size)):
@@ -64,6 +74,8 @@ class BuildConfig:
             raise SynthgenError(f"--num-samples: must be at least 1, got {self.num_samples}")
         if self.texture_source is not None and self.texture_source not in TEXTURE_SOURCES:
             raise SynthgenError(f"--textures: unknown source '{self.texture_source}' ({', '.join(TEXTURE_SOURCES)} or a folder)")
+        if self.renderer not in ("inpaint", "full"):
+            raise SynthgenError(f"--renderer: must be inpaint or full, got '{self.renderer}'")
         if self.device not in ("cpu", "cuda"):
             raise SynthgenError(f"--device: must be cpu or cuda, got '{self.device}'")
 
@@ -74,7 +86,15 @@ class BuildConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "BuildConfig":
+    def from_dict(cls, d: dict[str, Any], where: str = "config") -> "BuildConfig":
+        """The config a manifest or build.json recorded (``where``: that file, for the error message)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SynthgenError(f"{where}: unknown build config key {unknown[0]!r}")
+        missing = sorted(f.name for f in fields(cls) if f.name not in d and f.default is MISSING and f.default_factory is MISSING)
+        if missing:
+            raise SynthgenError(f"{where}: build config lacks {missing[0]!r}")
         return cls(**d)
 
     def identity(self) -> dict[str, Any]:

@@ -15,7 +15,13 @@ class SynthgenError(Exception):
     """A user-facing error. The message must name the file or option and the problem, on one line."""
 
     def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))  # force one line
+        message = str(message)
+        # A DataLoader worker's error is raised again in the parent as SynthgenError("Caught SynthgenError
+        # in DataLoader worker process N.\nOriginal Traceback ...\ngenerator.errors.SynthgenError: MSG"):
+        # keep only MSG, the line the user needs.
+        if message.startswith("Caught SynthgenError") and "SynthgenError: " in message:
+            message = message.rsplit("SynthgenError: ", 1)[1]
+        super().__init__(" ".join(message.split()))  # force one line
 
 
 def read_json_file(path: str | Path, what: str) -> Any:
@@ -25,5 +31,5 @@ def read_json_file(path: str | Path, what: str) -> Any:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SynthgenError(f"{path}: {what} not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:  # RecursionError: nesting too deep
         raise SynthgenError(f"{path}: cannot read the {what} ({e})") from None

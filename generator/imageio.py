@@ -16,6 +16,7 @@ Colour policy (documented in the README):
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +145,13 @@ def resize_mask(arr: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     if arr.shape[:2] == (h, w):
         return arr
     return cv2.resize(arr, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def encode_png(arr: np.ndarray, *, compress_level: int = 6) -> bytes:
+    """The bytes :func:`write_png` would write (for PNGs that live inside Parquet or tar files)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
 
 
 def write_png(path: str | Path, arr: np.ndarray, *, compress_level: int = 6) -> None:

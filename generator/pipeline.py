@@ -87,9 +87,10 @@ def _load_models(plan: BuildPlan, device: torch.device) -> dict[str, Any]:
     """The networks the build's strategies render with (the edge-to-image generator), on ``device``."""
     if not any("models" in get_strategy(s).needs for s in plan.strategies):
         return {}
-    from .models.e2i import load_e2i_model
+    from .models.renderers import load_renderer_model
 
-    return {"e2i": load_e2i_model(plan.config.e2i, device)}
+    config = plan.config
+    return {"e2i": load_renderer_model(config.e2i, config.renderer, device, config.image_size)}
 
 
 def _no_textures(key: str) -> torch.Tensor:

@@ -14,7 +14,6 @@ The plan is cut into ``ceil(N / samples_per_shard)`` shards up front, so every s
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,26 +153,23 @@ def plan_build(config: BuildConfig, *, progress: bool = True) -> BuildPlan:
 
 
 def _models_record(config: BuildConfig, strategies: tuple[str, ...], needs: set[str]) -> tuple[dict, list[dict]]:
-    """Check the edge-to-image generator file of strategies that need "models" -> ({"e2i": sha256} for
-    the build identity, its manifest artifact rows); ({}, []) when no strategy needs it."""
+    """Check the generator file of strategies that need "models" (the LogicAL renderers) -> ({"e2i":
+    sha256, "renderer": name} for the build identity, its manifest artifact rows); ({}, []) when no
+    strategy needs one."""
     if "models" not in needs:
         return {}, []
-    from .models.e2i import TRAIN_HINT, check_image_size, generator_config, generator_training_size
+    from .models.renderers import INPAINT_HINT, check_generator_file
 
     if config.e2i is None:
+        from .models.e2i import TRAIN_HINT
+
         users = [s for s in strategies if "models" in get_strategy(s).needs]
-        raise SynthgenError(f"--e2i: strategy {users[0]} needs an edge-to-image generator file; {TRAIN_HINT}")
-    check_image_size(generator_config(config.e2i), *config.image_size, where=f"--e2i {config.e2i}")
-    trained_at = generator_training_size(config.e2i)
-    if trained_at is not None and trained_at != tuple(config.image_size):
-        # The network is fully convolutional, so it runs; but its renders at another scale are off its
-        # training distribution, and the SSIM masks then mark rendering errors, not the edits.
-        warnings.warn(
-            f"--e2i {config.e2i}: trained at {trained_at[0]}x{trained_at[1]}, this build renders at "
-            f"{config.image_size[0]}x{config.image_size[1]}; train it at the build's --image-size for faithful images and masks"
-        )
-    sha = sha256_file(config.e2i)
-    return {"e2i": sha}, [{"name": "e2i", "file": str(config.e2i), "sha256": sha, "role": "edge-to-image generator"}]
+        hint = INPAINT_HINT if config.renderer == "inpaint" else TRAIN_HINT
+        raise SynthgenError(f"--e2i: strategy {users[0]} needs a generator file for --renderer {config.renderer}; {hint}")
+    sha = check_generator_file(config.e2i, config.renderer, config.image_size)
+    role = "inpainting generator (edge-guided)" if config.renderer == "inpaint" else "edge-to-image generator (full image)"
+    row = {"name": "e2i", "file": str(config.e2i), "sha256": sha, "role": f"{role}, --renderer {config.renderer}"}
+    return {"e2i": sha, "renderer": config.renderer}, [row]
 
 
 def _texture_record(config: BuildConfig) -> dict[str, Any]:

@@ -143,6 +143,31 @@ def precompute_sources(
     return store, maker.describe(), maker.artifacts()
 
 
+def category_sources_and_maps(
+    dataset: str, root: str | Path | None, category: str, split: str, image_size: tuple[int, int],
+    settings: MapSettings, *, progress: bool = False,
+) -> tuple[SourceSet, MapStore, dict[str, Any]]:
+    """A category's normal images of ``split``, read and resized as a build reads them, with their maps
+    (computed into the cache when missing): (sources, map store, identity record of the map models)."""
+    sources = category_sources(dataset, root, category, split, image_size, progress=progress)
+    maker = MapMaker(settings)
+    store, _ = precompute(sources.load_stack(), [source_image_id(sha) for sha in sources.sha256], maker, progress=progress)
+    return sources, store, maker.describe()
+
+
+def category_sources(dataset: str, root: str | Path | None, category: str, split: str, image_size: tuple[int, int],
+                     *, progress: bool = False) -> SourceSet:
+    """A category's normal images of ``split``, read and resized exactly as ``synthgen build`` reads them."""
+    from .datasets import load_dataset
+    from .sources import prepare_sources
+
+    index = load_dataset(dataset, str(root) if root else None, category)
+    images = index.split(split, normal_only=True)
+    if not images:
+        raise SynthgenError(f"{index.root}: no normal images in split '{split}' of {category}")
+    return prepare_sources(images, image_size, gray=index.gray, progress=progress)
+
+
 def _resolve_sam(name: str, settings: MapSettings) -> Path:
     """A SAM checkpoint by registry name. "auto" looks only on this machine: a silent multi-GB download
     is no default; "sam" goes through the whole resolution, download included."""
@@ -382,14 +407,8 @@ def precompute_category(
     """Maps of a category's normal images at a build's image size, into the cache; summary lines for
     the user. The sources are read and resized exactly as ``synthgen build`` reads them, so a later
     build at the same size with the same settings finds every map in the cache."""
-    from .datasets import load_dataset
-    from .sources import prepare_sources
-
-    index = load_dataset(dataset, str(root) if root else None, category)
-    images = index.split(split, normal_only=True)
-    if not images:
-        raise SynthgenError(f"{index.root}: no normal images in split '{split}' of {category}")
-    sources = prepare_sources(images, image_size, gray=index.gray, progress=progress)
+    sources = category_sources(dataset, root, category, split, image_size, progress=progress)
+    images = sources.images
     maker = MapMaker(settings)
     stack = sources.load_stack()
     store, report = precompute(stack, [source_image_id(sha) for sha in sources.sha256], maker, progress=progress)

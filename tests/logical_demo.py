@@ -29,6 +29,10 @@ EDGE_SIGMAS = (1.0, 2.0, 4.0, 8.0)
 EDGE_FULL = 0.08
 
 
+LOGICAL_STRATEGIES = ("semantic-remove", "semantic-replace", "semantic-merge",
+                      "arbitrary-remove", "arbitrary-replace", "arbitrary-merge", "logical")
+
+
 @dataclass(frozen=True)
 class DemoSource:
     id: str
@@ -85,7 +89,12 @@ def train_demo_generator(out_dir: Path, images: np.ndarray, maps: list[dict], ep
 
 
 def demo_context(images: np.ndarray, maps: list[dict], model, options: dict | None = None) -> StrategyContext:
-    """A StrategyContext over the demo images, their maps and the generator, on the CPU."""
+    """A StrategyContext over the demo images, their maps and the generator, on the CPU.
+
+    Every sample is an edit (``identity_fraction`` 0 for every strategy) unless ``options`` set it:
+    the tests and measurements of edits want edits; the seam guard is tested on its own."""
+    options = {name: {"identity_fraction": 0.0, **(options or {}).get(name, {})}
+               for name in {*LOGICAL_STRATEGIES, *(options or {})}}
     size = images.shape[1:3]
     stack = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
 
@@ -101,7 +110,7 @@ def demo_context(images: np.ndarray, maps: list[dict], model, options: dict | No
         normal_image=lambda i: stack[i],
         texture=no_textures,
         texture_keys=lambda: [],
-        options=options or {},
+        options=options,
         maps=lambda i: maps[i],
         models={"e2i": model} if model is not None else {},
     )

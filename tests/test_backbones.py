@@ -1,4 +1,4 @@
-"""Tests for trainers/backbones.py: layer shapes, freezing, strict checkpoint mapping, and proof that
+"""Tests for generator/models/backbones.py (re-exported as trainers.backbones): layer shapes, freezing, strict checkpoint mapping, and proof that
 the offline EfficientNet-Lite0 weights are mapped and normalised correctly (they classify photos).
 
 Expected channels and strides are written out from the architectures' published definitions

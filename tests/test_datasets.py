@@ -324,9 +324,9 @@ def test_missing_category_lists_the_available_ones(tmp_path):
     _raises(lambda: load_dataset("mvtec_ad", root, "bottle"), root / "bottle", "available categories: gadget, widget")
 
 
-@pytest.mark.parametrize("category", ["", ".", "..", "a/b"])
+@pytest.mark.parametrize("category", ["", ".", "..", "a/b", "/abs", "..\\x"])
 def test_category_must_be_a_folder_name(tmp_path, category):
-    _raises(lambda: load_dataset("mvtec_ad", _ad_layout(tmp_path), category), "not a folder name")
+    _raises(lambda: load_dataset("mvtec_ad", _ad_layout(tmp_path), category), "--category", "category name")
 
 
 @pytest.mark.parametrize("dataset", ["mvtec_ad", "mvtec_loco", "mpdd", "madsim", "folder"])

@@ -349,7 +349,7 @@ def test_train_e2i_command_trains_on_the_demo_and_says_how_to_use_it(tmp_path, p
     from generator.cli import main
 
     out = tmp_path / "run"
-    main(["train-e2i", "--image-size", "64", "--epochs", "1", "--batch-size", "8", "--network", "tiny", "--device", "cpu",
+    main(["train-e2i", "--renderer", "full", "--image-size", "64", "--epochs", "1", "--batch-size", "8", "--network", "tiny", "--device", "cpu",
           "--weights-dir", str(pidinet_weights.parent), "--out", str(out), "--quiet"])
     printed = capsys.readouterr().out
     assert f"generator: {out / 'e2i_generator.pt'}" in printed and f"--e2i {out / 'e2i_generator.pt'}" in printed

@@ -5,6 +5,7 @@ loader, resume."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 
@@ -20,6 +21,7 @@ from skimage.metrics import structural_similarity
 
 import trainers.base as base
 from generator.errors import SynthgenError
+from generator.imageio import sha256_file
 from generator.shards.writer import ShardWriter
 from generator.strategies.base import ExtraField
 from trainers.cli import train_cli
@@ -102,17 +104,34 @@ def write_build(folder, n: int = 8, seed: int = 0, extras=EXTRAS):
     shard = "test-logical-train-00000-of-00001.h5"
     with ShardWriter(folder / shard, num_samples=n, height=SIZE, width=SIZE, extras=extras, attrs={"dataset": "test"}) as w:
         w.write(0, batch)
+    _write_manifest(folder, shard, n, seed, sorted(set(batch["source_id"])))
+    return folder
+
+
+def _write_manifest(folder, shard: str, n: int, seed: int, source_ids: list[str]) -> None:
+    """A schema-valid manifest for a hand-made one-shard build (readers validate it, as any build's)."""
+    counts = {"strategies": {"logical-test": n}, "labels": {}, "redraws": {}, "fallback_normal": {}}
+    config = {"dataset": "test", "category": "stripes", "strategies": ["logical-test"], "split": "train",
+              "image_size": [SIZE, SIZE], "seed": seed, "samples_per_shard": n, "batch_size": n, "device": "cpu"}
     manifest = {
+        "schema_version": 1,
         "synthgen_version": "test",
-        "config_hash": f"hand-made-{seed}",
-        "config": {"image_size": [SIZE, SIZE]},
-        "dataset": {"name": "test", "category": "stripes", "sources": [{"id": i} for i in sorted(set(batch["source_id"]))]},
+        "config_hash": hashlib.sha256(f"hand-made-{seed}".encode()).hexdigest(),
+        "config": config,
+        "seed": seed,
         "strategies": ["logical-test"],
-        "totals": {"samples": n},
-        "shards": [{"file": shard}],
+        "mask_value": 255,
+        "dataset": {"name": "test", "category": "stripes", "split": "train", "root": "",
+                    "sources": [{"id": i, "file": f"{i}.png", "sha256": "0" * 64} for i in source_ids]},
+        "textures": {},
+        "artifacts": [],
+        "fields": {name: {"dtype": "uint8", "shape": [], "compression": "none", "doc": ""} for name in ("image", "mask", "normal")},
+        "totals": {"samples": n, **counts},
+        "shards": [{"file": shard, "sha256": sha256_file(folder / shard), "bytes": (folder / shard).stat().st_size,
+                    "shard_index": 0, "first_index": 0, "num_samples": n, **counts}],
+        "environment": {},
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -292,9 +311,10 @@ def _write_build_with_five_scales(folder, extras):
     folder.mkdir(parents=True)
     batch = _samples(2, 0)
     batch["edge"] = np.repeat(batch["edge"], 5, axis=1)
-    with ShardWriter(folder / "s.h5", num_samples=2, height=SIZE, width=SIZE, extras=extras, attrs={"dataset": "test"}) as w:
+    shard = "test-stripes-train-00000-of-00001.h5"
+    with ShardWriter(folder / shard, num_samples=2, height=SIZE, width=SIZE, extras=extras, attrs={"dataset": "test"}) as w:
         w.write(0, batch)
-    (folder / "manifest.json").write_text(json.dumps({"shards": [{"file": "s.h5"}]}))
+    _write_manifest(folder, shard, 2, 0, sorted(set(batch["source_id"])))
     return folder
 
 
@@ -324,7 +344,7 @@ def test_training_lowers_the_loss_and_model_round_trips(build_dir, tmp_path):
     info = json.loads((run / "run.json").read_text())
     assert info["method"] == "logical" and info["status"] == "complete"
     assert info["model"]["selected"] == "last" and info["model"]["epochs"] == 6
-    assert info["data"]["shards_config_hash"] == "hand-made-0" and info["config"]["lr"] == 1e-3
+    assert info["data"]["shards_config_hash"] == hashlib.sha256(b"hand-made-0").hexdigest() and info["config"]["lr"] == 1e-3
 
     assert base._LOADERS["logical"] is load
     detector = base.load_model(run, "cpu")

@@ -365,7 +365,7 @@ def test_missing_generator_or_maps_are_user_errors(demo):
 
 def test_build_without_a_generator_file_says_how_to_train_one(tmp_path):
     config = BuildConfig(dataset="demo", category="parts_box", strategies=("semantic-remove",), image_size=(64, 64),
-                         e2i=str(tmp_path / "missing.pt"))
+                         e2i=str(tmp_path / "missing.pt"), renderer="full")
     with pytest.raises(SynthgenError, match="missing.pt.*synthgen train-e2i"):
         build(config, tmp_path / "out", progress=False)
 
@@ -375,7 +375,7 @@ def test_build_warns_when_the_generator_was_trained_at_another_size(tmp_path, pi
     generator = E2ITrainingModule(tiny_config().to_dict(), seed=0, epochs=1).generator
     save_generator(generator, e2i, training={"image_size": [32, 32]})
     config = BuildConfig(dataset="demo", category="parts_box", strategies=("semantic-remove",), image_size=(64, 64),
-                         regions="classical", weights_dir=str(pidinet_weights.parent), e2i=str(e2i))
+                         regions="classical", weights_dir=str(pidinet_weights.parent), e2i=str(e2i), renderer="full")
     with pytest.warns(UserWarning, match="trained at 32x32, this build renders at 64x64"):
         plan_build(config, progress=False)
     save_generator(generator, e2i, training={"image_size": [64, 64]})
@@ -392,12 +392,14 @@ def test_build_stores_what_the_logical_trainer_reads(tmp_path, pidinet_weights):
     save_generator(generator, e2i, training={"config": tiny_config(binary_edges=False).to_dict()})
     config = BuildConfig(dataset="demo", category="parts_box", strategies=("semantic-remove", "arbitrary-replace"),
                          num_samples=8, samples_per_shard=8, batch_size=4, image_size=(64, 64), regions="classical",
-                         weights_dir=str(pidinet_weights.parent), e2i=str(e2i))
+                         weights_dir=str(pidinet_weights.parent), e2i=str(e2i), renderer="full",
+                         options={name: {"identity_fraction": 0.0} for name in ("semantic-remove", "arbitrary-replace")})
     out = tmp_path / "build"
     report = build(config, out, progress=False)
     assert report.manifest_written
     manifest = read_manifest(out)
-    assert {"name": "e2i", "file": str(e2i), "sha256": sha256_file(e2i), "role": "edge-to-image generator"} in manifest["artifacts"]
+    role = "edge-to-image generator (full image), --renderer full"
+    assert {"name": "e2i", "file": str(e2i), "sha256": sha256_file(e2i), "role": role} in manifest["artifacts"]
     shard = out / manifest["shards"][0]["file"]
     check_build(out)  # the LogicAL trainer's own check of its field contract
     with h5py.File(shard, "r") as f:

@@ -285,7 +285,7 @@ def test_an_interrupted_run_resumes_to_the_same_model(tiny_run, tmp_path, mvtec_
     assert all(torch.equal(first[k], resumed[k]) for k in first)
     assert (out / "logs" / "metrics.csv").read_text() == (tiny_run / "logs" / "metrics.csv").read_text()
     (out / "checkpoints" / "last.ckpt").write_bytes(b"truncated")
-    with pytest.raises(SynthgenError, match="last.ckpt is not a readable checkpoint"):
+    with pytest.raises(SynthgenError, match="last.ckpt: not a readable training checkpoint"):
         train(out, **args, resume=True)
 
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, Protocol
 import torch
 
 from generator.errors import SynthgenError, read_json_file
+from generator.safe_load import load_torch_file, require_dict
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.pt"
@@ -83,7 +84,7 @@ def read_model_file(run_dir: str | Path, method: str, version: int) -> dict[str,
     path = Path(run_dir) / MODEL_FILE
     if not path.is_file():
         raise SynthgenError(f"{path}: not found (the run has not finished; run the same command again to resume it)")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = require_dict(load_torch_file(path, "model file"), path, "model file")
     if blob.get("method") != method or blob.get("format") != version:
         raise SynthgenError(
             f"{path}: expected a {method} model file of format {version}, "
@@ -106,4 +107,11 @@ def load_model(run_dir: str | Path, device: torch.device | str = "cpu") -> Anoma
             f"{Path(run_dir) / RUN_FILE}: unknown method {method!r} (registered: {', '.join(sorted(_LOADERS)) or 'none'}; "
             "`import trainers.methods` registers every method)"
         )
-    return _LOADERS[method](Path(run_dir), torch.device(device))
+    try:
+        return _LOADERS[method](Path(run_dir), torch.device(device))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as e:
+        # the model file loaded as plain data (read_model_file) but its entries do not fit the method
+        # (RecursionError: an output ensemble whose members lead back to itself)
+        raise SynthgenError(
+            f"{Path(run_dir) / MODEL_FILE}: does not fit a {method} model ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
+        ) from None

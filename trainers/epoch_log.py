@@ -22,18 +22,15 @@ from typing import Any, Sequence
 import torch
 
 from generator.atomic import atomic_path
-from generator.errors import SynthgenError
 from generator.imageio import sha256_file
+from generator.safe_load import load_torch_file, require_dict
 
 from .base import MODEL_FILE
 from .lightning_utils import CHECKPOINT_DIR, LAST_CHECKPOINT, finish_run
 
 
 def read_epoch_checkpoint(path: str | Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated or foreign file
-        raise SynthgenError(f"--resume: {path} is not a readable checkpoint ({type(e).__name__}); start the run again in a new folder") from None
+    return require_dict(load_torch_file(path, "training checkpoint"), path, "training checkpoint", ("log",))
 
 
 class EpochLog:

@@ -34,6 +34,7 @@ from lightning.pytorch.loggers import CSVLogger
 from generator import __version__ as synthgen_version
 from generator.errors import SynthgenError
 from generator.imageio import sha256_file
+from generator.safe_load import LIGHTNING_WEIGHTS_ONLY, check_lightning_checkpoint
 
 from .base import MODEL_FILE, RUN_FILE, read_run_info, write_run_info
 
@@ -233,13 +234,15 @@ def fit_select_and_finish(
 ) -> None:
     """Train, load the selected epoch's weights (``select == "val"``: best.ckpt), write model.pt with
     ``save_model(module)`` and record the outcome in run.json."""
+    if resume_from is not None:  # plain data that fits, before Lightning reads it (whether or not the caller checked)
+        check_lightning_checkpoint(resume_from, module)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=LIGHTNING_WEIGHTS_ONLY)
     elapsed = time.perf_counter() - started
 
     selected_epoch = trainer.current_epoch
     if select == "val":
-        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)  # our own file
+        best = check_lightning_checkpoint(checkpoint.best_model_path, module)
         module.load_state_dict(best["state_dict"])
         selected_epoch = int(best["epoch"]) + 1  # epochs completed when it was saved
     model_path = save_model(module)

@@ -18,6 +18,7 @@ from typing import Iterable
 
 from ..errors import SynthgenError
 from ..imageio import ImageInfo, probe_image
+from ..names import check_name, check_source_id
 from .base import DatasetIndex, DefectSpec, SourceImage
 
 # File types a folder layout may hold; anything else in an image folder (notes, thumbnails) is ignored.
@@ -38,8 +39,7 @@ def require_root(root: str | Path) -> Path:
 def category_dir(root: str | Path, category: str) -> Path:
     """``root/category``, checked; the error lists the categories that do exist."""
     root = require_root(root)
-    if not category or Path(category).name != category or category in (".", ".."):
-        raise SynthgenError(f"category '{category}': not a folder name")
+    check_name(category, "category", "--category")
     folder = root / category
     if not folder.is_dir():
         available = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -137,6 +137,8 @@ def finish_index(
 ) -> DatasetIndex:
     """Sort the items by id and run the checks every reader needs (header reads only)."""
     items = sorted(items, key=lambda s: s.id)
+    for item in items:  # ids are stored in every sample and may become file names downstream
+        check_source_id(item.id, item.path)
     for a, b in zip(items, items[1:]):
         if a.id == b.id:
             raise SynthgenError(f"{b.path}: same id '{b.id}' as {a.path}; image names must be unique per folder")

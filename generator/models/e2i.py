@@ -40,6 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..atomic import atomic_path
 from ..errors import SynthgenError
 from ..imageio import sha256_file
+from .generator_file import generator_file_payload
 
 #: what every "no usable generator" error tells the user to do
 TRAIN_HINT = (
@@ -193,15 +194,9 @@ def save_generator(generator: GlobalGenerator, path: str | Path, *, training: di
 
 def read_generator_file(path: str | Path) -> dict[str, Any]:
     """The validated contents of a generator file: format, version, config, training, state_dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise SynthgenError(f"{path}: generator file not found; {TRAIN_HINT}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, pickle with code, not a torch file at all
-        raise SynthgenError(f"{path}: not a readable generator file ({type(e).__name__}); {TRAIN_HINT}") from None
-    if not isinstance(payload, dict) or payload.get("format") != GENERATOR_FORMAT:
-        raise SynthgenError(f"{path}: not a synthgen edge-to-image generator file; {TRAIN_HINT}")
+    payload = generator_file_payload(path, TRAIN_HINT)
+    if payload.get("format") != GENERATOR_FORMAT:
+        raise SynthgenError(f"{path}: an inpainting generator file (--renderer inpaint), not a full-image one; {TRAIN_HINT}")
     if payload.get("version") != GENERATOR_FORMAT_VERSION:
         raise SynthgenError(
             f"{path}: generator file version {payload.get('version')!r}; this synthgen reads {GENERATOR_FORMAT_VERSION}"

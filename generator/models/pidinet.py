@@ -29,8 +29,6 @@ a plain ``nn.Conv2d`` once, which is faster and runs on any backend.
 from __future__ import annotations
 
 import copy
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SynthgenError
+from ..safe_load import load_torch_file
 
 # ImageNet statistics: the checkpoints were trained on RGB in [0, 1] normalised with them (SOURCES.md).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -298,10 +297,7 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise SynthgenError(f"{path}: checkpoint file not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
-        raise SynthgenError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})") from None
+    checkpoint = load_torch_file(path, "PyTorch checkpoint")
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not state or not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise SynthgenError(f"{path}: not a PiDiNet checkpoint (expected {{'epoch', 'state_dict'}} or a state dict)")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import SynthgenError
+from ..safe_load import load_torch_file
 from ..models.weights import REGISTRY, file_sha256, verify_file
 
 SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
@@ -92,10 +93,7 @@ def load_sam(model_type: str, checkpoint: str | Path, device: torch.device) -> t
     from segment_anything import sam_model_registry
 
     path = _checked_checkpoint(model_type, checkpoint)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - the unpickler raises anything (IndexError, KeyError, ...) on junk
-        raise SynthgenError(f"{path}: not a readable PyTorch checkpoint ({_first_line(e)})") from None
+    state = load_torch_file(path, "PyTorch checkpoint")
     if not isinstance(state, dict):
         raise SynthgenError(f"{path}: not a Segment Anything checkpoint (holds {type(state).__name__})")
     sam = sam_model_registry[model_type]()
@@ -234,8 +232,3 @@ class SamSegmenter:
             self._generator = SamAutomaticMaskGenerator(self._load(), **asdict(self.params))
         records = self._generator.generate(image)
         return [r["segmentation"] for r in records]
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

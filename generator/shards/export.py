@@ -1,15 +1,33 @@
-"""``synthgen export --format mvtec``: write a build as an MVTec AD folder tree.
+"""``synthgen export``: write a build in the layouts other people's trainers read.
 
-Layout (what anomalib's Folder datamodule and most MVTec readers expect)::
+``--format mvtec`` (anomalib's ``Folder`` and ``MVTecAD`` datamodules, most MVTec readers)::
 
+    OUT/<category>/train/good/<source>.png                  the build's source images at the build's size:
+                                                            the normal training set the samples were made from
     OUT/<category>/test/<strategy>/<index>.png              anomalous samples, by strategy
     OUT/<category>/ground_truth/<strategy>/<index>_mask.png their masks (0 / 255)
-    OUT/<category>/test/good/<index>.png                    samples whose mask is empty (label 0)
-    OUT/<category>/export.json                              which build this came from
+    OUT/<category>/export.json                              what went where, counts per strategy, the build
+    OUT/synthetic_normal/<category>/<strategy>/<index>.png  samples whose mask is empty (label 0)
 
-``<index>`` is the sample's 6-digit plan index, so a file maps back to its row in the shards.
+``--format anomalib``: the same tree plus ``OUT/<category>/samples.parquet`` with the columns anomalib's
+``Tabular`` datamodule reads (image_path, label_index, split, mask_path; paths relative to
+OUT/<category>): the training images as split "train", the anomalous samples as split "test".
+
+``--format webdataset``: tar shards for streaming (generator/shards/export_webdataset.py).
+
+Why normal samples are kept out of ``test/``: a strategy's normal samples (DRAEM keeps half of its
+samples unchanged, a rotation sample is a rotated normal) are copies, or near copies, of training images.
+Under ``test/good`` they would be a train/test leak for anyone who trains on ``train/good`` and would
+silently swell the normal class of the test set; they go to ``synthetic_normal/`` outside the MVTec
+tree instead (MVTecAD's reader globs the whole category folder), and ``export.json`` counts, per
+strategy, the anomalous and the normal samples, which add up to the manifest's counts.
+
+``<index>`` is the sample's 6-digit plan index, so a file maps back to its row in the shards; a
+training image is named after its source id (``train/good/007`` -> ``train_good_007.png``).
 The tree is written to a temporary folder and renamed into place: an interrupted export leaves
-nothing under OUT.
+nothing under OUT. The build is untrusted input (generator/shards/untrusted.py): its category and
+strategy names become folder names only after the name rule accepts them, and OUT may not be, hold or
+lie inside the build, so no flag can make an export write into or delete its input.
 """
 
 from __future__ import annotations
@@ -17,62 +35,114 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-
-import h5py
-from tqdm import tqdm
+from typing import Any
 
 from ..atomic import TMP_PREFIX, write_json_atomic
 from ..errors import SynthgenError
 from ..imageio import write_png
-from .reader import read_manifest
+from .samples import check_strategy_counts, iter_samples, source_file_name, training_images
+from .untrusted import check_output_apart, existing_shard_paths, read_manifest
 
-FORMATS = ("mvtec",)
+FORMATS = ("mvtec", "anomalib", "webdataset")
+SYNTHETIC_NORMAL = "synthetic_normal"
 
 
 def export_build(build_dir: str | Path, to: str | Path, *, fmt: str = "mvtec", overwrite: bool = False,
-                 progress: bool = True) -> Path:
+                 source_root: str | Path | None = None, progress: bool = True) -> Path:
+    """Export ``build_dir`` into the folder ``to``; returns the folder a reader opens (OUT/<category>
+    for the folder formats, OUT for webdataset)."""
     if fmt not in FORMATS:
         raise SynthgenError(f"--format: unknown format '{fmt}' (known: {', '.join(FORMATS)})")
     build_dir, to = Path(build_dir), Path(to)
-    manifest = read_manifest(build_dir)
+    check_output_apart(to, build_dir, "--to")
+    manifest = read_manifest(build_dir)  # schema-valid; category and strategy names follow the name rule
+    existing_shard_paths(build_dir, manifest)  # a missing shard is refused before anything is written
     if to.exists() and any(to.iterdir()) and not overwrite:
         raise SynthgenError(f"{to}: folder exists and is not empty; pass --overwrite to replace it")
     category = manifest["dataset"]["category"]
     tmp = to.parent / f"{TMP_PREFIX}export-{to.name}-{os.getpid()}"
+    old = to.parent / f"{TMP_PREFIX}replaced-{to.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        counts = _write_tree(build_dir, manifest, tmp / category, progress)
-        write_json_atomic(tmp / category / "export.json", {
+        if fmt == "webdataset":
+            from .export_webdataset import write_webdataset
+
+            record, opened = write_webdataset(build_dir, manifest, tmp, progress), ""
+        else:
+            record, opened = _write_tree(build_dir, manifest, tmp, fmt, source_root, progress), category
+        write_json_atomic(tmp / opened / "export.json", {
             "format": fmt,
+            "build": str(build_dir.resolve()),
             "build_config_hash": manifest["config_hash"],
             "synthgen_version": manifest["synthgen_version"],
-            "counts": counts,
+            **record,
         })
-        if to.exists():
-            shutil.rmtree(to)
+        if to.exists():  # move the old export aside first: a crash between the renames loses neither
+            os.replace(to, old)
         os.replace(tmp, to)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return to / category
+    return to / opened if opened else to
 
 
-def _write_tree(build_dir: Path, manifest: dict, root: Path, progress: bool) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    total = manifest["totals"]["samples"]
-    with tqdm(total=total, desc="export", unit="sample", disable=not progress) as bar:
-        for shard in manifest["shards"]:
-            with h5py.File(build_dir / shard["file"], "r") as f:
-                strategies = f["strategy"].asstr()[...]
-                labels = f["label"][...]
-                indices = f["index"][...]
-                for row in range(len(labels)):
-                    name = f"{int(indices[row]):06d}"
-                    group = strategies[row] if labels[row] else "good"
-                    (root / "test" / group).mkdir(parents=True, exist_ok=True)
-                    write_png(root / "test" / group / f"{name}.png", f["image"][row])
-                    if labels[row]:
-                        (root / "ground_truth" / group).mkdir(parents=True, exist_ok=True)
-                        write_png(root / "ground_truth" / group / f"{name}_mask.png", f["mask"][row])
-                    counts[group] = counts.get(group, 0) + 1
-                    bar.update(1)
-    return counts
+def _write_tree(build_dir: Path, manifest: dict, out: Path, fmt: str, source_root: str | Path | None,
+                progress: bool) -> dict[str, Any]:
+    """The MVTec tree (and, for anomalib, its samples.parquet) under ``out``; returns export.json's record."""
+    category = manifest["dataset"]["category"]
+    root = out / category
+    rows: list[dict[str, Any]] = []  # samples.parquet
+    train = root / "train" / "good"
+    train.mkdir(parents=True)
+    n_train = 0
+    for source_id, pixels in training_images(build_dir, manifest, source_root):
+        name = source_file_name(source_id)
+        write_png(train / name, pixels)
+        rows.append({"image_path": f"train/good/{name}", "label_index": 0, "split": "train", "mask_path": ""})
+        n_train += 1
+    per_strategy: dict[str, dict[str, int]] = {}
+    for sample in iter_samples(build_dir, manifest, progress=progress, desc="export"):
+        counts = per_strategy.setdefault(sample.strategy, {"anomalous": 0, "normal": 0})
+        if sample.label:
+            image = f"test/{sample.strategy}/{sample.key}.png"
+            mask = f"ground_truth/{sample.strategy}/{sample.key}_mask.png"
+            for relative, pixels in ((image, sample.image), (mask, sample.mask)):
+                (root / relative).parent.mkdir(parents=True, exist_ok=True)
+                write_png(root / relative, pixels)
+            rows.append({"image_path": image, "label_index": 1, "split": "test", "mask_path": mask})
+            counts["anomalous"] += 1
+        else:
+            folder = out / SYNTHETIC_NORMAL / category / sample.strategy
+            folder.mkdir(parents=True, exist_ok=True)
+            write_png(folder / f"{sample.key}.png", sample.image)
+            counts["normal"] += 1
+    check_strategy_counts(build_dir, manifest, per_strategy)
+    if fmt == "anomalib":
+        _write_samples_table(rows, root / "samples.parquet")
+    h, w = manifest["config"]["image_size"]
+    return {
+        "where": {
+            "train/good": f"{n_train} source images of the build ({manifest['dataset']['name']} "
+                          f"{manifest['dataset']['split']} split), resized to {h}x{w}, sha256 checked",
+            "test/<strategy>": "anomalous samples (label 1)",
+            "ground_truth/<strategy>": "their masks, <index>_mask.png, 0 normal / 255 anomalous",
+            f"../{SYNTHETIC_NORMAL}/{category}/<strategy>": "normal samples (label 0): copies or near copies "
+                                                             "of training images, kept out of test/",
+            **({"samples.parquet": "anomalib Tabular table: image_path, label_index, split, mask_path"}
+               if fmt == "anomalib" else {}),
+        },
+        "train_images": n_train,
+        "counts": per_strategy,
+    }
+
+
+def _write_samples_table(rows: list[dict[str, Any]], path: Path) -> None:
+    """anomalib's Tabular table as Parquet (it refuses HDF5; reads csv, json, parquet)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise SynthgenError("--format anomalib: needs pyarrow (pip install 'synthgen[publish]')") from None
+    schema = pa.schema([("image_path", pa.string()), ("label_index", pa.int64()), ("split", pa.string()),
+                        ("mask_path", pa.string())])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)

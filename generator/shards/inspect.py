@@ -3,19 +3,19 @@
 The table counts samples per strategy and label (from the manifest, no shard reads). The contact
 sheet shows, for each strategy, a few anomalous samples as (image | mask overlay) pairs, picked
 evenly over the build so the sheet is the same every time. ``--maps`` adds the sheet of the edge and
-region maps the build's sources were given (:func:`build_maps_sheet`).
+region maps the build's sources were given (:func:`build_maps_sheet`). The build is untrusted input:
+its manifest and shards are read through generator/shards/untrusted.py.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from ..errors import SynthgenError
 from ..viz import contact_sheet, overlay_mask, save_sheet
-from .reader import read_manifest
+from .untrusted import check_output_file, check_shard, existing_shard_paths, open_shard, read_manifest, read_names
 
 
 def summary_table(build_dir: str | Path) -> str:
@@ -41,12 +41,8 @@ def summary_table(build_dir: str | Path) -> str:
 
 
 def strategy_label_counts(build_dir: str | Path) -> dict[str, tuple[int, int]]:
-    m = read_manifest(build_dir)
     counts: dict[str, list[int]] = {}
-    for shard in m["shards"]:
-        with h5py.File(Path(build_dir) / shard["file"], "r") as f:
-            names = f["strategy"].asstr()[...]
-            labels = f["label"][...]
+    for path, names, labels in _strategies_and_labels(build_dir):
         for name, label in zip(names, labels):
             c = counts.setdefault(str(name), [0, 0])
             c[0 if label else 1] += 1
@@ -60,22 +56,18 @@ SAMPLES_PER_ROW = 8
 def write_contact_sheet(build_dir: str | Path, out_png: str | Path, per_strategy: int = 4, tile: int = 128) -> Path:
     """A PNG of ``per_strategy`` anomalous samples of each strategy (evenly spread over the build), as
     (image | mask overlay) pairs, at most :data:`SAMPLES_PER_ROW` pairs a row."""
-    build_dir = Path(build_dir)
-    m = read_manifest(build_dir)
-    picks: dict[str, list[tuple[str, int]]] = {}
-    for shard in m["shards"]:
-        with h5py.File(build_dir / shard["file"], "r") as f:
-            names = f["strategy"].asstr()[...]
-            labels = f["label"][...]
+    out_png = check_output_file(out_png, "--sheet", ".png")
+    picks: dict[str, list[tuple[Path, int]]] = {}
+    for path, names, labels in _strategies_and_labels(build_dir, ("image", "mask")):
         for row, (name, label) in enumerate(zip(names, labels)):
             if label:
-                picks.setdefault(str(name), []).append((shard["file"], row))
+                picks.setdefault(str(name), []).append((path, row))
     rows, row_labels = [], []
     for name in sorted(picks):
         chosen = _evenly(picks[name], per_strategy)
         tiles = []
-        for file, row in chosen:
-            with h5py.File(build_dir / file, "r") as f:
+        for path, row in chosen:
+            with open_shard(path) as f:
                 image, mask = f["image"][row], f["mask"][row]
             tiles += [image, overlay_mask(image, mask)]
         for start in range(0, len(tiles), 2 * SAMPLES_PER_ROW):
@@ -84,6 +76,17 @@ def write_contact_sheet(build_dir: str | Path, out_png: str | Path, per_strategy
     if not rows:
         rows, row_labels = [[np.zeros((tile, tile, 3), np.uint8)]], ["no anomalous samples in this build"]
     return save_sheet(out_png, contact_sheet(rows, row_labels, tile=tile))
+
+
+def _strategies_and_labels(build_dir: str | Path, also: tuple[str, ...] = ()):
+    """(shard path, strategy column, label column) of every shard, each shard checked to hold the
+    metadata and the fields in ``also`` in the format's dtype and shape."""
+    manifest = read_manifest(build_dir)
+    for entry, path in zip(manifest["shards"], existing_shard_paths(build_dir, manifest)):
+        with open_shard(path) as f:
+            check_shard(f, path, ("label", "strategy", *also), entry["num_samples"], manifest["config"]["image_size"])
+            names, labels = read_names(f, "strategy", path), f["label"][...]
+        yield path, names, labels
 
 
 def _evenly(items: list, k: int) -> list:
@@ -101,7 +104,7 @@ def build_maps_sheet(build_dir: str | Path, out_png: str | Path, rows: int = 6) 
     from ..precompute import evenly_spaced, maps_sheet
 
     manifest = read_manifest(build_dir)
-    plan = plan_build(BuildConfig.from_dict(manifest["config"]), progress=False)
+    plan = plan_build(BuildConfig.from_dict(manifest["config"], where=Path(build_dir) / "manifest.json"), progress=False)
     if plan.maps is None:
         raise SynthgenError(f"{build_dir}: this build's strategies use no edge or region maps")
     stack = plan.sources.load_stack()

@@ -21,29 +21,21 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import SynthgenError, read_json_file
+from ..errors import SynthgenError
+from .untrusted import (
+    check_shard,
+    check_source_id,
+    existing_shard_paths,
+    open_shard,
+    read_manifest,  # noqa: F401  (public: the checked manifest of a build)
+    read_names,
+    read_text_column,
+)
 from .format import READABLE_SCHEMA_VERSIONS
-
-MANIFEST = "manifest.json"
 
 _IMAGE_FIELDS = ("image", "normal")
 #: small per-sample fields returned with every sample (held in memory, see ShardDataset.__init__)
 _METADATA = ("label", "index", "strategy", "source_id")
-
-
-def _read_column(dataset: h5py.Dataset) -> np.ndarray:
-    """A whole 1-D metadata dataset; strings as a numpy array of str."""
-    if h5py.check_string_dtype(dataset.dtype) is not None:
-        return np.asarray(dataset.asstr()[...], dtype=object).astype(str)
-    return dataset[...]
-
-
-def read_manifest(build_dir: str | Path) -> dict:
-    """Load ``manifest.json`` of a finished build, with a one-line error when it is missing or broken."""
-    path = Path(build_dir) / MANIFEST
-    if not path.is_file():
-        raise SynthgenError(f"{path}: no manifest (not a synthgen build, or the build has not finished)")
-    return read_json_file(path, "manifest")
 
 
 class _SampleReader:
@@ -96,7 +88,7 @@ class ShardDataset(Dataset):
         transform: Callable[[dict], dict] | None = None,
         with_params: bool = False,
     ):
-        self.files = _shard_files(source)
+        self.files, expected_counts, image_size = _shard_files(source)
         self.fields = tuple(fields)
         self.transform = transform
         self.with_params = with_params
@@ -104,19 +96,27 @@ class ShardDataset(Dataset):
 
         # Scan the small per-sample metadata once (in the parent process) and keep it in memory:
         # reading four scalars from HDF5 per sample would cost more than reading the image itself.
-        # Every handle is closed again.
+        # Every handle is closed again. A build is untrusted input (generator/shards/untrusted.py): each
+        # shard's datasets are checked for dtype and shape here, so a bad file fails now, in one line,
+        # not later inside a DataLoader worker.
         file_numbers, rows_per_file = [], []
         meta: dict[str, list[np.ndarray]] = {name: [] for name in _METADATA}
+        needed = _METADATA + self.fields + (("params",) if with_params else ())
         for fi, path in enumerate(self.files):
-            with h5py.File(path, "r") as f:
+            with open_shard(path) as f:
                 version = f.attrs.get("schema_version", 1)
                 if version not in READABLE_SCHEMA_VERSIONS:
                     raise SynthgenError(f"{path}: shard format version {version} is not one this synthgen reads "
                                         f"({', '.join(map(str, READABLE_SCHEMA_VERSIONS))}); upgrade synthgen")
-                missing = [name for name in self.fields if name not in f]
-                if missing:
-                    raise SynthgenError(f"{path}: shard has no field {missing[0]!r} (has: {', '.join(sorted(f))})")
-                columns = {name: _read_column(f[name]) for name in _METADATA}
+                check_shard(f, path, needed, expected_counts[fi], image_size)
+                columns = {
+                    "label": f["label"][...],
+                    "index": f["index"][...],
+                    "strategy": read_names(f, "strategy", path),
+                    "source_id": read_text_column(f, "source_id", path),
+                }
+            for source_id in set(columns["source_id"]):
+                check_source_id(source_id, path)
             rows = np.arange(len(columns["label"]))
             if keep is not None:
                 rows = np.flatnonzero(np.isin(columns["strategy"], list(keep)))
@@ -151,6 +151,12 @@ class ShardDataset(Dataset):
         if i < 0:
             i += len(self)
         fi, row = int(self._file_of[i]), int(self._row_of[i])
+        try:
+            return self._sample(i, fi, row)
+        except OSError as e:  # a chunk that cannot be read or decompressed: damaged after the index was made
+            raise SynthgenError(f"{self.files[fi]}: damaged shard, row {row} cannot be read ({str(e).splitlines()[0]})") from None
+
+    def _sample(self, i: int, fi: int, row: int) -> dict[str, Any]:
         datasets = self._datasets(fi)
         out: dict[str, Any] = {}
         for name in self.fields:
@@ -166,7 +172,10 @@ class ShardDataset(Dataset):
             value = self._meta[name][i]
             out[name] = value.item() if isinstance(value, np.generic) and name in ("label", "index") else str(value)
         if self.with_params:
-            out["params"] = json.loads(datasets["params"].dataset.asstr()[row])
+            try:
+                out["params"] = json.loads(datasets["params"].dataset.asstr()[row])
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+                raise SynthgenError(f"{self.files[fi]}: row {row} of 'params' is not a JSON object") from None
         return self.transform(out) if self.transform else out
 
     def close(self) -> None:
@@ -186,18 +195,23 @@ class ShardDataset(Dataset):
             pass
 
 
-def _shard_files(source: str | Path | Sequence[str | Path]) -> list[Path]:
+def _shard_files(source: str | Path | Sequence[str | Path]) -> tuple[list[Path], list[int | None], tuple[int, int] | None]:
+    """The shard files of ``source``, how many samples each should hold and their image size (None: unknown).
+
+    A build folder's shards come from its checked manifest, each resolved inside the folder
+    (generator/shards/untrusted.py); explicit .h5 paths are the caller's own choice and used as given.
+    """
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
             manifest = read_manifest(path)
-            return [path / s["file"] for s in manifest["shards"]]
+            counts = [s["num_samples"] for s in manifest["shards"]]
+            return existing_shard_paths(path, manifest), counts, tuple(manifest["config"]["image_size"])
         if path.suffix == ".h5":
-            return [path]
+            return [path], [None], None
         raise SynthgenError(f"{path}: expected a build folder or a .h5 shard")
     files = [Path(p) for p in source]
     for p in files:
         if not p.is_file():
             raise SynthgenError(f"{p}: shard file not found")
-    return files
-
+    return files, [None] * len(files), None

@@ -47,6 +47,25 @@ normal photo (supp. eq. 4: "I ... input normal image"). Extras stored per sample
 trainer reads them (trainers/logical/data.py): ``edge`` (1, H, W) uint8, the normal image's
 first-scale PiDiNet map (the L_edge target), and ``jnd`` (1, H, W) float16, its normalised JND map.
 
+Renderers (``--renderer``, :mod:`generator.models.renderers`). ``inpaint`` (default): the sample is
+the real photo with the edit region, dilated, re-rendered by the edge-guided inpainting generator
+from the edited edges (:mod:`generator.models.inpaint`); the mask is SSIM(real photo, sample) below
+the threshold, inside the re-rendered hole (nothing else changed); collapse rejection keeps the empty
+and the over-half-image masks and the edge-portion cap (the global-collapse test below concerns a
+renderer that repaints everything, and the inpaint renderer cannot). ``full``: the paper's
+configuration described above.
+
+Seam guard (``<strategy>.identity_fraction``, default ``IDENTITY_FRACTION`` = 0.5): that share of
+samples re-renders its region from the unedited edges and is stored as a normal (label 0, empty
+mask, its edge and JND maps kept). Chosen on synthetic validation data, not on real anomalies: on the
+demo (a build of identity samples only, benchmarks/seam_probe.py) a logistic regression on frozen
+EfficientNet-Lite0 patch features tells re-rendered seam patches from the real photo's at held-out
+AUROC 0.95, so the renderer leaves a trace a detector can learn. With a fraction f of identity
+samples, a detector scoring that trace alone finds anomalies with precision 1 - f among the
+re-rendered samples; f = 0.5 makes the trace say nothing about the label (as many re-rendered
+normals as re-rendered anomalies), and matches DRAEM's half-normal convention. The cost is half of
+the anomalies per sample drawn (raise ``--num-samples``).
+
 ``logical`` is the paper's best mix (Table 3: both region selections, all three edits, no TPS):
 each sample draws its region selection and its edit uniformly. Option ``<strategy>.tps=true`` warps
 the normal and anomaly edge maps, the photo and the stored maps with one DeepSIM TPS per sample
@@ -60,11 +79,12 @@ from typing import ClassVar
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from ..errors import SynthgenError
-from ..models.e2i import TRAIN_HINT, generate_tensor
+from ..models.e2i import generate_tensor
+from ..models.inpaint import InpaintModel, dilate, inpaint_tensor
+from ..models.renderers import INPAINT_HINT
 from ..models.tps import apply_tps, draw_tps
 from .base import ExtraField, Recipe, Rendered, Strategy, StrategyContext, register_strategy
 from .rotation import number_option
@@ -76,6 +96,10 @@ EDITS = ("remove", "replace", "merge")
 EDGE_SCALE = 0
 #: the changed edge mass may be at most this share of the normal map's (supp. sec. 6, see above)
 MAX_EDGE_PORTION = 0.5
+#: share of samples drawn as identity inpaints (the region re-rendered from its own, unedited edges)
+#: and stored as normals (label 0, empty mask), so a detector cannot score the renderer's trace
+#: (option ``<strategy>.identity_fraction``; see the module docstring for how it was chosen)
+IDENTITY_FRACTION = 0.5
 #: regions tried per draw before giving up (the sample then fails and is redrawn by the pipeline)
 REGION_TRIES = 16
 #: a mask covering more than this share of the image is a collapse ("most of the image")
@@ -128,10 +152,11 @@ def source_maps(ctx: StrategyContext, index: int) -> dict[str, np.ndarray]:
 
 
 def e2i_model(ctx: StrategyContext, strategy: str):
-    """The build's edge-to-image generator (an :class:`generator.models.e2i.E2IModel`)."""
+    """The build's renderer: an :class:`generator.models.inpaint.InpaintModel` (``--renderer
+    inpaint``) or an :class:`generator.models.e2i.E2IModel` (``--renderer full``)."""
     model = ctx.models.get("e2i")
     if model is None:
-        raise SynthgenError(f"--e2i: strategy {strategy} needs an edge-to-image generator file; {TRAIN_HINT}")
+        raise SynthgenError(f"--e2i: strategy {strategy} needs a generator file; {INPAINT_HINT}")
     return model
 
 
@@ -273,14 +298,6 @@ def edge_portion(normal: np.ndarray, anomaly: np.ndarray) -> float:
 # rendering helpers (device, batched)
 
 
-def dilate(masks: torch.Tensor, radius: int) -> torch.Tensor:
-    """Binary dilation of (B, H, W) masks by a (2r+1)^2 square, as a row then a column max filter
-    (separable: 2(2r+1) comparisons per pixel instead of (2r+1)^2)."""
-    k = 2 * radius + 1
-    rows = F.max_pool2d(masks[:, None].float(), (1, k), stride=1, padding=(0, radius))
-    return F.max_pool2d(rows, (k, 1), stride=1, padding=(radius, 0))[:, 0]
-
-
 def normal_region_ssim(ssim: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
     """Mean SSIM (B,) outside each edited region widened by the SSIM window (1 where nothing is left)."""
     outside = 1 - dilate(regions, SSIM_WINDOW)
@@ -306,11 +323,22 @@ class _LogicAL(Strategy):
     edits: ClassVar[tuple[str, ...]]
 
     def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
+        identity = bool(rng.random() < self._identity_fraction(ctx))
         mode = self.region_modes[int(rng.integers(len(self.region_modes)))]
         edit = self.edits[int(rng.integers(len(self.edits)))]
         maps = source_maps(ctx, source_index)
         normal = maps["edges"][EDGE_SCALE]
-        params: dict = {"region_mode": mode, "edit": edit}
+        if identity:  # the seam guard: the region re-rendered from its own edges, stored as a normal
+            params: dict = {"region_mode": mode, "edit": "identity"}
+            region, description = np.zeros(normal.shape, bool), None
+            for region, description in candidate_regions(rng, maps, mode):
+                if region.any():
+                    break
+            params.update(region=description, edge_portion=0.0, edit_area=float(region.mean()))
+            if self._tps(ctx):
+                params["tps"] = draw_tps(rng).tolist()
+            return Recipe(params, {"normal_edge": normal, "anomaly_edge": normal, "region": region})
+        params = {"region_mode": mode, "edit": edit}
         candidate = None
         if edit != "remove":
             others = [i for i in range(len(ctx.sources)) if i != source_index] or [source_index]
@@ -334,6 +362,9 @@ class _LogicAL(Strategy):
             params["tps"] = draw_tps(rng).tolist()
         return Recipe(params, {"normal_edge": normal, "anomaly_edge": anomaly, "region": region})
 
+    def _identity_fraction(self, ctx: StrategyContext) -> float:
+        return number_option(ctx, self.name, "identity_fraction", IDENTITY_FRACTION, 0.0, 1.0)
+
     def _tps(self, ctx: StrategyContext) -> bool:
         value = ctx.option(self.name, "tps", False)
         if not isinstance(value, bool):
@@ -353,26 +384,37 @@ class _LogicAL(Strategy):
             normal_edge, anomaly_edge, regions = warped[:, :1], warped[:, 1:2], (warped[:, 2] >= 0.5).float()
             normals = images = warped[:, 3:].clamp(0, 1)
 
-        generated = generate_tensor(model, torch.cat([normal_edge, anomaly_edge]))
-        generated_normal, generated_anomaly = generated.split(len(recipes))
-        threshold = number_option(ctx, self.name, "ssim_threshold", SSIM_THRESHOLD, 0.0, 1.0)
-        masks, ssim = ssim_masks(generated_normal, generated_anomaly, threshold)
-        masks = masks.to(device)
-        area = masks.flatten(1).mean(1)
-        normal_ssim = normal_region_ssim(ssim.to(device), regions)
+        identity = torch.tensor([r.params["edit"] == "identity" for r in recipes], device=device)
         portions = torch.tensor([r.params["edge_portion"] for r in recipes], device=device)
-        accepted = (area > 0) & (area <= MAX_MASK_FRACTION) & (normal_ssim >= MIN_NORMAL_SSIM)
-        accepted &= (portions > 0) & (portions <= MAX_EDGE_PORTION)
-        notes = [
-            {"mask_area": a, "normal_ssim": s}
-            for a, s in zip(area.cpu().tolist(), normal_ssim.cpu().tolist())
-        ]
+        threshold = number_option(ctx, self.name, "ssim_threshold", SSIM_THRESHOLD, 0.0, 1.0)
+        if isinstance(model, InpaintModel):
+            # The sample is the real photo with the dilated region re-rendered; ground truth: where it
+            # differs from the real photo (SSIM below the threshold) inside the re-rendered hole.
+            anomalies, holes = inpaint_tensor(model, images, anomaly_edge, regions)
+            anomalies, holes = anomalies.to(device), holes.to(device)
+            masks, _ = ssim_masks(images, anomalies, threshold)
+            masks = masks.to(device) * holes
+            notes_ssim = None
+        else:
+            generated = generate_tensor(model, torch.cat([normal_edge, anomaly_edge]))
+            generated_normal, anomalies = generated.split(len(recipes))
+            masks, ssim = ssim_masks(generated_normal, anomalies, threshold)
+            masks, anomalies = masks.to(device), anomalies.to(device)
+            notes_ssim = normal_region_ssim(ssim.to(device), regions)
+        masks = masks * ~identity[:, None, None]  # identity samples are normals: empty mask, label 0
+        area = masks.flatten(1).mean(1)
+        accepted = (area > 0) & (area <= MAX_MASK_FRACTION) & (portions > 0) & (portions <= MAX_EDGE_PORTION)
+        notes = [{"mask_area": a} for a in area.cpu().tolist()]
+        if notes_ssim is not None:  # the full renderer may change the whole image: reject global collapse
+            accepted &= notes_ssim >= MIN_NORMAL_SSIM
+            for note, value in zip(notes, notes_ssim.cpu().tolist()):
+                note["normal_ssim"] = value
         return Rendered(
-            images=generated_anomaly.to(device),
+            images=anomalies,
             masks=masks,
             normals=normals,
             extras={"edge": normal_edge, "jnd": jnd_map(images)[:, None]},
-            accepted=accepted,
+            accepted=accepted | identity,
             notes=notes,
         )
 

@@ -41,6 +41,7 @@ from ..errors import SynthgenError
 from ..imageio import resize_mask, resize_rgb, sha256_file, write_png
 from ..models.e2i import GeneratorConfig, GlobalGenerator, check_image_size, config_from_dict, save_generator, to_uint8
 from ..models.tps import MAX_SHIFT, POINTS_PER_DIM, draw_tps, warp_pair
+from ..safe_load import LIGHTNING_WEIGHTS_ONLY, check_lightning_checkpoint, require_dict
 from ..seeding import stable_hash32
 from .gan import (
     DiscriminatorConfig,
@@ -315,12 +316,11 @@ def _trainer_device(device: str | torch.device) -> tuple[str, list[int] | int, s
     raise SynthgenError(f"device: {device} is not supported for training (use cpu or cuda)")
 
 
-def _check_resumable(checkpoint: Path, hparams: dict[str, Any]) -> None:
-    """Refuse to resume from a checkpoint of a different run (config, seed, epochs, VGG)."""
-    try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]
-    except Exception as e:
-        raise SynthgenError(f"{checkpoint}: unreadable training checkpoint ({type(e).__name__}); delete it or pass resume=False") from None
+def _check_resumable(checkpoint: Path, module: L.LightningModule) -> None:
+    """Refuse to resume from an unsafe or damaged checkpoint (generator.safe_load), or from one of a
+    different run (config, seed, epochs, VGG)."""
+    blob = require_dict(check_lightning_checkpoint(checkpoint, module), checkpoint, "training checkpoint", ("hyper_parameters",))
+    saved, hparams = blob["hyper_parameters"], dict(module.hparams)
     differing = sorted(k for k in set(saved) | set(hparams) if saved.get(k) != hparams.get(k))
     if differing:
         raise SynthgenError(
@@ -370,7 +370,7 @@ def train_e2i(
     last = out_dir / "checkpoints" / "last.ckpt"
     resume_from = None
     if resume and last.is_file():
-        _check_resumable(last, dict(module.hparams))
+        _check_resumable(last, module)
         resume_from = last
     trainer = L.Trainer(
         accelerator=accelerator,
@@ -385,7 +385,7 @@ def train_e2i(
         enable_model_summary=False,
         default_root_dir=out_dir,
     )
-    trainer.fit(module, loader, ckpt_path=resume_from)
+    trainer.fit(module, loader, ckpt_path=resume_from, weights_only=LIGHTNING_WEIGHTS_ONLY)
 
     record = {
         "perceptual_loss": "vgg19" if vgg19 else "none",

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from ..errors import SynthgenError
 from ..models.e2i import check_ints
+from ..safe_load import load_state_dict_checked, load_torch_file
 
 #: VGG19 layers the perceptual loss compares: relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (torchvision
 #: ``vgg19().features`` indices 1, 6, 11, 20, 29), with pix2pixHD's weights.
@@ -167,12 +168,9 @@ def load_vgg19_features(path: str | Path) -> nn.Sequential:
     path = Path(path)
     if not path.is_file():
         raise SynthgenError(f"{path}: VGG19 weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model = vgg19()
-        model.load_state_dict(state)
-    except Exception as e:  # unpickling and key/shape errors: all mean "not a VGG19 state_dict"
-        raise SynthgenError(f"{path}: not a torchvision VGG19 state_dict ({type(e).__name__})") from None
+    state = load_torch_file(path, "VGG19 weights file")  # before building the 140M-parameter network
+    model = vgg19()
+    load_state_dict_checked(model, state, path, "VGG19 weights file")
     return model.features.eval()
 
 

@@ -24,6 +24,7 @@ import torch
 
 from generator.errors import SynthgenError
 from generator.imageio import sha256_file
+from generator.safe_load import load_state_dict_checked
 
 from ..base import MODEL_FILE, load_model
 from ..epoch_log import EpochLog, finish_plain_run, read_epoch_checkpoint
@@ -169,8 +170,8 @@ def _fit_discriminator(model: FeatureEnsembleModel, ensembled: torch.Tensor, tra
         optimizers.append(torch.optim.Adam(adaptor_parameters, lr=training["adaptor_lr"], weight_decay=training["weight_decay"]))
     noise = torch.Generator().manual_seed(seed)
     if checkpoint is not None:
-        model.discriminator.load_state_dict(checkpoint["discriminator"])
-        model.adaptor.load_state_dict(checkpoint["adaptor"])
+        load_state_dict_checked(model.discriminator, checkpoint["discriminator"], "--resume", "the checkpoint's discriminator")
+        load_state_dict_checked(model.adaptor, checkpoint["adaptor"], "--resume", "the checkpoint's adaptor")
         for optimizer, state in zip(optimizers, checkpoint["optimizers"]):
             optimizer.load_state_dict(state)
         noise.set_state(checkpoint["noise"])

@@ -27,12 +27,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 
 from generator.errors import SynthgenError
-from generator.shards.reader import read_manifest
+from generator.shards.untrusted import check_shard, existing_shard_paths, open_shard, read_manifest
 
 EXTRA_FIELDS = ("edge", "jnd", "has_edge", "has_jnd")
 JND_DTYPES = ("uint8", "float16", "float32")
@@ -40,15 +39,16 @@ JND_DTYPES = ("uint8", "float16", "float32")
 
 def check_build(build_dir: Path) -> None:
     """One-line error unless every shard of the build carries LogicAL's fields, shaped as the contract says."""
-    for entry in read_manifest(build_dir)["shards"]:
-        path = Path(build_dir) / entry["file"]
-        with h5py.File(path, "r") as f:
+    manifest = read_manifest(build_dir)
+    for entry, path in zip(manifest["shards"], existing_shard_paths(build_dir, manifest)):
+        with open_shard(path) as f:
             missing = [name for name in EXTRA_FIELDS if name not in f]
             if missing:
                 raise SynthgenError(
                     f"{path}: shard has no {missing[0]!r} field; LogicAL trains on builds whose strategy stores "
                     f"the normal image's edge and JND maps (the logical strategies)"
                 )
+            check_shard(f, path, ("image", *EXTRA_FIELDS), entry["num_samples"], manifest["config"]["image_size"])
             h, w = f["image"].shape[1:3]
             if f["edge"].shape[1:] != (1, h, w) or f["edge"].dtype != np.uint8:
                 raise SynthgenError(f"{path}: 'edge' must be uint8 (N, 1, {h}, {w}), got {f['edge'].dtype} {f['edge'].shape}")

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generator.safe_load import load_state_dict_checked
 
-from ..base import read_model_file, register_loader, write_model_file
+from ..base import MODEL_FILE, read_model_file, register_loader, write_model_file
 from ..reconstruction.model import score_kernel
 from .model import LogicALNet, NetConfig
 
@@ -60,5 +61,5 @@ def load(run_dir: Path, device: torch.device) -> LogicALDetector:
     """The trained detector of a LogicAL run folder, in eval mode on ``device``."""
     payload = read_model_file(run_dir, METHOD, MODEL_FORMAT)
     net = LogicALNet(NetConfig.from_dict(payload["net"]))
-    net.load_state_dict(payload["state_dict"])
+    load_state_dict_checked(net, payload["state_dict"], Path(run_dir) / MODEL_FILE, "model file")
     return LogicALDetector(net, tuple(payload["image_size"])).to(device)

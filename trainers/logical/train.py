@@ -23,6 +23,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from generator.errors import SynthgenError
+from generator.safe_load import check_lightning_checkpoint
 
 from ..data import DEFAULT_VAL_FRACTION, SynthgenDataModule
 from ..lightning_utils import (
@@ -109,6 +110,8 @@ def train(
 
     module = LogicALModule(net=net.to_dict(), seed=seed, epochs=epochs, lr=lr, edge_threshold=edge_threshold,
                            edge_balance=edge_balance)
+    if checkpoint_to_resume is not None:  # before the Trainer prints anything: a bad file is one line
+        check_lightning_checkpoint(checkpoint_to_resume, module)
     trainer, checkpoint = make_trainer(
         out,
         epochs=epochs,

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from generator.errors import SynthgenError
+from generator.safe_load import load_state_dict_checked
 
 from ..backbones import Backbone
 from ..epoch_log import EpochLog, finish_plain_run, read_epoch_checkpoint
@@ -166,8 +167,8 @@ def _fit(model: PBASModel, features: torch.Tensor, training: dict, seed: int, ep
     discriminator_opt = torch.optim.AdamW(model.discriminator.parameters(), lr=training["discriminator_lr"], weight_decay=training["delta"])
     noise = torch.Generator().manual_seed(seed)
     if checkpoint is not None:
-        model.projector.load_state_dict(checkpoint["projector"])
-        model.discriminator.load_state_dict(checkpoint["discriminator"])
+        load_state_dict_checked(model.projector, checkpoint["projector"], "--resume", "the checkpoint's projector")
+        load_state_dict_checked(model.discriminator, checkpoint["discriminator"], "--resume", "the checkpoint's discriminator")
         projector_opt.load_state_dict(checkpoint["projector_opt"])
         discriminator_opt.load_state_dict(checkpoint["discriminator_opt"])
         noise.set_state(checkpoint["noise"])

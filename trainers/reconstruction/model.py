@@ -49,8 +49,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from generator.errors import SynthgenError
+from generator.safe_load import load_state_dict_checked
 
-from ..base import read_model_file, register_loader, write_model_file
+from ..base import MODEL_FILE, read_model_file, register_loader, write_model_file
 
 #: DRAEM: ReconstructiveSubNetwork(base_width=128), DiscriminativeSubNetwork(base_channels=64).
 DRAEM_BASE_WIDTH = 128
@@ -300,5 +301,5 @@ def load(run_dir: Path, device: torch.device) -> ReconstructionModel:
     """The trained model of a reconstruction run folder, in eval mode on ``device``."""
     blob = read_model_file(run_dir, METHOD, MODEL_FORMAT)
     networks = ReconstructionNetworks.initialised(ArchitectureConfig.from_dict(blob["architecture"]), seed=0)
-    networks.load_state_dict(blob["state_dict"])
+    load_state_dict_checked(networks, blob["state_dict"], Path(run_dir) / MODEL_FILE, "model file")
     return ReconstructionModel(networks).to(device)

@@ -15,6 +15,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from generator.errors import SynthgenError
+from generator.safe_load import check_lightning_checkpoint
 
 from ..data import DEFAULT_VAL_FRACTION, SynthgenDataModule
 from ..lightning_utils import (
@@ -82,6 +83,8 @@ def train(
     checkpoint_to_resume = start_run(out, METHOD, config, shard_provenance(data), resume)
 
     module = ReconstructionModule(architecture.to_dict(), training.to_dict())
+    if checkpoint_to_resume is not None:  # before the Trainer prints anything: a bad file is one line
+        check_lightning_checkpoint(checkpoint_to_resume, module)
     steps_per_epoch = math.ceil(len(data.train_indices) / batch_size)
     trainer, checkpoint = make_trainer(
         out,

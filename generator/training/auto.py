@@ -1,0 +1,92 @@
+"""The generator of a build that was given none: trained once on the category's normal images, cached.
+
+``synthgen build --strategy semantic-remove`` without ``--e2i`` (renderer ``inpaint``) calls
+:func:`with_generator` before building: it trains an inpainting generator on the build's own source
+images (the category's normal training images, read and resized as the build reads them, with the
+build's precomputed maps) and returns the config with ``e2i`` pointing at the cached file, so the
+manifest records it exactly like an explicit ``--e2i``.
+
+Cache entry: ``$SYNTHGEN_CACHE/generators/<key>/`` where ``key`` hashes everything that determines the
+generator: dataset, category, split, image size, renderer, the training config (network, steps,
+losses), the sha256 of every source image, the maps' models and parameters, and the seed (the build's
+``--seed``). It holds ``inpaint_generator.pt``, its ``.json`` record with the file's sha256 and the
+key, and, while training runs, ``checkpoint.pt`` (Ctrl-C resumes from it on the next run). A hit is
+verified by content hash; a truncated or mismatching entry is retrained with a one-line warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from ..config import BuildConfig, digest
+from ..imageio import sha256_file
+from ..paths import cache_root
+from .inpaint import GENERATOR_FILE, NETWORKS, train_inpainter
+
+#: the training preset of an automatic generator: the demo's short one for the embedded demo dataset,
+#: the CPU preset (600 steps, about 5 min of CPU time at 256x128) for real categories
+DEMO_NETWORK, DEFAULT_NETWORK = "demo", "cpu"
+
+
+def needs_generator(config: BuildConfig) -> bool:
+    """Whether the build's strategies render with a generator and none was given for the inpaint renderer."""
+    from ..plan import expand_strategies
+    from ..strategies import get_strategy
+
+    if config.e2i is not None or config.renderer != "inpaint":
+        return False
+    strategies = expand_strategies(config.strategies, config.category, config.caf_table)
+    return any("models" in get_strategy(s).needs for s in strategies)
+
+
+def with_generator(config: BuildConfig, *, progress: bool = True) -> BuildConfig:
+    """``config`` itself, or, when it needs a generator and has none, ``config`` with ``e2i`` set to
+    the cached automatic generator (trained first when the cache has no valid one)."""
+    if not needs_generator(config):
+        return config
+    return dataclasses.replace(config, e2i=str(cached_generator(config, progress=progress)))
+
+
+def cached_generator(config: BuildConfig, *, progress: bool = True) -> Path:
+    from ..precompute import category_sources_and_maps, settings_from_config
+
+    sources, store, maps_record = category_sources_and_maps(
+        config.dataset, config.root, config.category, config.split, config.image_size,
+        settings_from_config(config), progress=progress)
+    network = DEMO_NETWORK if config.dataset == "demo" else DEFAULT_NETWORK
+    train_config = NETWORKS[network]
+    data = {"dataset": config.dataset, "category": config.category, "split": config.split,
+            "sources": list(sources.sha256), "maps": maps_record}
+    key = digest({"renderer": "inpaint", "network": network, "train": train_config.to_dict(), "data": data,
+                  "image_size": list(config.image_size), "seed": config.seed})
+    folder = cache_root() / "generators" / key
+    path = folder / GENERATOR_FILE
+    if _entry_valid(folder, key):
+        return path
+    if path.exists() or path.with_suffix(".json").exists():
+        warnings.warn(f"{folder}: cached generator is damaged (truncated or its hash does not match); training it again")
+        path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)
+    print(f"synthgen: no --e2i given: training an inpainting generator on the {len(sources)} normal images of "
+          f"{config.dataset}/{config.category} at {config.image_size[0]}x{config.image_size[1]} ({train_config.steps} steps, "
+          f"'{network}' preset; cached in {folder}, reused by later builds; Ctrl-C resumes)", file=sys.stderr)
+    train_inpainter(sources.load_stack(), store, folder, config=train_config, seed=config.seed,
+                    device=config.device, data_identity={**data, "key": key, "network": network},
+                    weights_dir=config.weights_dir, progress=progress)
+    return path
+
+
+def _entry_valid(folder: Path, key: str) -> bool:
+    """The entry holds a complete generator of this key whose bytes match the recorded sha256."""
+    path, record_file = folder / GENERATOR_FILE, folder / (Path(GENERATOR_FILE).stem + ".json")
+    if not (path.is_file() and record_file.is_file()):
+        return False
+    try:
+        record = json.loads(record_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (record.get("data") or {}).get("key") == key and record.get("sha256") == sha256_file(path)

@@ -1,0 +1,226 @@
+"""The edge-guided inpainting renderer (generator/models/inpaint.py), its training
+(generator/training/inpaint.py), the LogicAL strategies rendering with it, and the automatic cached
+generator of a build without --e2i (generator/training/auto.py).
+
+Networks here are tiny (ngf 4, a few steps at 64x64): the tests check the contracts (pixels outside
+the hole untouched, identity samples stored as normals, files refused for the wrong renderer or size,
+resume after Ctrl-C equal to an uninterrupted run, cache reuse and repair), not image quality, which
+benchmarks/bench_logical.py measures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from generator.errors import SynthgenError
+from generator.imageio import sha256_file
+from generator.models.e2i import GlobalGenerator, GeneratorConfig, save_generator
+from generator.models.inpaint import (
+    HOLE_DILATION,
+    InpaintConfig,
+    InpaintGenerator,
+    dilate,
+    holes_and_weights,
+    inpaint_tensor,
+    load_inpainter,
+    save_inpainter,
+)
+from generator.models.renderers import check_generator_file
+from generator.pipeline import render_specs
+from generator.plan import SampleSpec
+from generator.training import inpaint as training
+from generator.training.gan import DiscriminatorConfig
+from logical_demo import demo_context, demo_images, demo_maps
+
+SIZE = 64
+TINY = training.InpaintTrainConfig(
+    network=InpaintConfig(ngf=4, n_blocks=1),
+    discriminator=DiscriminatorConfig(ndf=4, n_layers=2, num_d=1, in_channels=3),
+    steps=4, batch_size=2, crop=32, checkpoint_every=1,
+)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    images, regions = demo_images(6, SIZE)
+    return images, regions, demo_maps(images, regions)
+
+
+@pytest.fixture(scope="module")
+def tiny_file(demo, tmp_path_factory):
+    images, _, maps = demo
+    out = tmp_path_factory.mktemp("inpaint")
+    return training.train_inpainter(images, lambda i: maps[i], out, config=TINY, seed=0, progress=False)
+
+
+def test_composite_keeps_every_pixel_outside_the_hole():
+    regions = torch.zeros(2, SIZE, SIZE)
+    regions[0, 20:30, 10:40] = 1
+    regions[1, 0:5, 60:64] = 1  # touching the border
+    hole, weight = holes_and_weights(regions)
+    assert torch.equal(hole, dilate(regions, HOLE_DILATION))
+    assert (weight[regions > 0] == 1).all()  # the region itself is fully generated
+    assert (weight[hole == 0] == 0).all()  # nothing outside the hole is touched
+    inner = (weight > 0) & (weight < 1)
+    assert inner.any() and (hole[inner] == 1).all()  # a feathered band inside the hole
+    model = load_inpainter_from(InpaintGenerator(InpaintConfig(ngf=4, n_blocks=1)))
+    images = torch.rand(2, 3, SIZE, SIZE)
+    composite, returned_hole = inpaint_tensor(model, images, torch.rand(2, 1, SIZE, SIZE), regions)
+    outside = (returned_hole == 0)[:, None].expand_as(images)
+    assert torch.equal(composite[outside], images[outside])
+
+
+def load_inpainter_from(generator):
+    from pathlib import Path
+
+    from generator.models.inpaint import InpaintModel
+
+    return InpaintModel(generator.eval(), (SIZE, SIZE), HOLE_DILATION, Path("stand-in"), "0" * 64, {})
+
+
+def test_generator_file_round_trip_and_wrong_renderer_or_size(tmp_path, tiny_file):
+    model = load_inpainter(tiny_file, image_size=(SIZE, SIZE))
+    record = json.loads(tiny_file.with_suffix(".json").read_text())
+    assert record["sha256"] == sha256_file(tiny_file) == model.sha256
+    assert set(record["loss_terms"]) == {"l1", "adversarial_lsgan_patchgan", "feature_matching", "perceptual"}
+    assert "efficientnet_lite0" in record["loss_terms"]["perceptual"]["networks"]
+    assert check_generator_file(tiny_file, "inpaint", (SIZE, SIZE)) == model.sha256
+    with pytest.raises(SynthgenError, match=r"trained at 64x64, this build renders at 128x128"):
+        check_generator_file(tiny_file, "inpaint", (128, 128))
+    with pytest.raises(SynthgenError, match="generator for --renderer inpaint, but this build uses --renderer full"):
+        check_generator_file(tiny_file, "full", (SIZE, SIZE))
+    full = tmp_path / "full.pt"
+    save_generator(GlobalGenerator(GeneratorConfig(ngf=4, n_downsampling=2, n_blocks=1)), full)
+    with pytest.raises(SynthgenError, match="generator for --renderer full, but this build uses --renderer inpaint"):
+        check_generator_file(full, "inpaint", (SIZE, SIZE))
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(tiny_file.read_bytes()[:1000])
+    with pytest.raises(SynthgenError, match="not a readable generator file"):
+        check_generator_file(truncated, "inpaint", (SIZE, SIZE))
+
+
+def test_resume_after_ctrl_c_equals_an_uninterrupted_run(demo, tmp_path, monkeypatch, tiny_file):
+    images, _, maps = demo
+    real_step = training.train_step
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        training.train_inpainter(images, lambda i: maps[i], tmp_path, config=TINY, seed=0, progress=False)
+    assert torch.load(tmp_path / training.CHECKPOINT_FILE, weights_only=True)["step"] == 2
+    monkeypatch.setattr(training, "train_step", real_step)
+    resumed = training.train_inpainter(images, lambda i: maps[i], tmp_path, config=TINY, seed=0, progress=False)
+    assert sha256_file(resumed) == sha256_file(tiny_file)
+    assert not (tmp_path / training.CHECKPOINT_FILE).exists()
+
+
+def test_strategies_render_inside_the_hole_and_store_identity_samples_as_normals(demo, tiny_file):
+    images, _, maps = demo
+    model = load_inpainter(tiny_file, image_size=(SIZE, SIZE))
+    ctx = demo_context(images, maps, model, options={"logical": {"identity_fraction": 0.5}})
+    specs = [SampleSpec(i, i % len(images), i // len(images), "logical", 100 + i) for i in range(12)]
+    samples = render_specs(specs, ctx, max_attempts=8)
+    identity = [s for s in samples if s.params["edit"] == "identity"]
+    edited = [s for s in samples if s.params["edit"] != "identity" and not s.exhausted]
+    assert identity and edited
+    for spec, s in zip(specs, samples):
+        if s.exhausted:
+            continue
+        region = torch.from_numpy(render_region(s, ctx.maps(spec.source_index)))[None].float()
+        hole = dilate(region, HOLE_DILATION)[0].numpy() > 0
+        source = images[spec.source_index]
+        assert (s.image[~hole] == source[~hole]).all()  # the real photo outside the hole, exactly
+        assert not (s.mask[~hole]).any()  # ground truth only inside the re-rendered hole
+        if s.params["edit"] == "identity":
+            assert not s.mask.any() and "edge" in s.extras  # a normal (label 0) with its maps
+        else:
+            assert s.mask.any()
+
+
+def render_region(sample, maps) -> np.ndarray:
+    from generator.strategies.logical import rasterize_shapes, semantic_region
+
+    p = sample.params
+    if p["region_mode"] == "semantic":
+        return semantic_region(maps["regions"], p["region"])
+    return rasterize_shapes(p["region"], maps["regions"].shape)
+
+
+def test_identity_fraction_option_is_validated(demo, tiny_file):
+    images, _, maps = demo
+    ctx = demo_context(images, maps, load_inpainter(tiny_file), options={"semantic-remove": {"identity_fraction": 2}})
+    with pytest.raises(SynthgenError, match="identity_fraction"):
+        render_specs([SampleSpec(0, 0, 0, "semantic-remove", 1)], ctx, max_attempts=2)
+
+
+def test_build_without_e2i_trains_caches_reuses_and_repairs_its_generator(tmp_path, pidinet_weights, monkeypatch, capsys):
+    from generator.config import BuildConfig
+    from generator.pipeline import build
+    from generator.shards.reader import read_manifest
+    from generator.training import auto
+
+    monkeypatch.setitem(training.NETWORKS, auto.DEMO_NETWORK, dataclasses.replace(TINY, crop=0))
+    config = BuildConfig(dataset="demo", category="parts_box", strategies=("semantic-remove",), image_size=(SIZE, SIZE),
+                         num_samples=4, regions="classical", weights_dir=str(pidinet_weights.parent))
+    with_file = auto.with_generator(config, progress=False)
+    assert "training an inpainting generator" in capsys.readouterr().err
+    path = with_file.e2i
+    build(with_file, tmp_path / "out", progress=False)
+    manifest = read_manifest(tmp_path / "out")
+    row = next(a for a in manifest["artifacts"] if a["name"] == "e2i")
+    assert row["file"] == path and row["sha256"] == sha256_file(path) and "--renderer inpaint" in row["role"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached generator should have been reused")
+
+    monkeypatch.setattr(auto, "train_inpainter", no_training)
+    assert auto.with_generator(config, progress=False).e2i == path  # reused
+    monkeypatch.undo()
+    monkeypatch.setitem(training.NETWORKS, auto.DEMO_NETWORK, dataclasses.replace(TINY, crop=0))
+    good = open(path, "rb").read()
+    open(path, "wb").write(good[: len(good) // 2])  # a truncated entry
+    with pytest.warns(UserWarning, match="damaged"):
+        assert auto.with_generator(config, progress=False).e2i == path
+    assert open(path, "rb").read() == good  # retrained to the same bytes
+
+
+def test_train_e2i_command_trains_an_inpainter_and_refuses_presets_of_the_other_renderer(tmp_path, pidinet_weights, capsys):
+    from generator.cli import main
+
+    out = tmp_path / "run"
+    main(["train-e2i", "--image-size", "64", "--steps", "2", "--batch-size", "2", "--network", "demo", "--regions", "classical",
+          "--weights-dir", str(pidinet_weights.parent), "--out", str(out), "--quiet"])
+    printed = capsys.readouterr().out
+    assert f"--renderer inpaint --e2i {out / training.GENERATOR_FILE}" in printed
+    record = json.loads((out / training.GENERATOR_FILE).with_suffix(".json").read_text())
+    assert record["num_images"] == 24 and record["config"]["steps"] == 2 and record["image_size"] == [64, 64]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train-e2i", "--network", "tiny", "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 2
+    assert "--network tiny: not a preset of --renderer inpaint" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_training_and_rendering_run_on_cuda(demo, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    images, _, maps = demo
+    path = training.train_inpainter(images, lambda i: maps[i], tmp_path, config=TINY, seed=0, device="cuda", progress=False)
+    model = load_inpainter(path, "cuda", image_size=(SIZE, SIZE))
+    real = torch.from_numpy(images[:2]).permute(0, 3, 1, 2).float() / 255
+    regions = torch.zeros(2, SIZE, SIZE)
+    regions[:, 20:40, 20:40] = 1
+    composite, hole = inpaint_tensor(model, real, torch.zeros(2, 1, SIZE, SIZE), regions)
+    outside = (hole.cpu() == 0)[:, None].expand_as(real)
+    assert composite.is_cuda and torch.equal(composite.cpu()[outside], real[outside])
