@@ -14,13 +14,13 @@ BENCH_VENV ?= .venv-bench
 
 .PHONY: install demo test test-slow bench clean
 
-# Extras: publish (synthgen publish, export --format anomalib) and consumers (anomalib, whose datamodules
-# the export tests run). The torch pins are repeated so no extra's resolver can move torch.
+# Extras: ray (--executor ray and its tests), publish (synthgen publish, export --format anomalib) and
+# consumers (anomalib, whose datamodules the export tests run). The torch pins are repeated so no extra's resolver can move torch.
 $(BIN)/synthgen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e ".[dev,publish,consumers]" torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e ".[dev,ray,publish,consumers]" torch==2.14.1 torchvision==0.29.1
 	touch $@
 
 install: $(BIN)/synthgen

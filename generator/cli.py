@@ -7,6 +7,7 @@ that escapes is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -49,6 +50,30 @@ def _map_options(command):
     return command
 
 
+def _executor_options(command):
+    """Where the work runs, shared by `build` and `precompute` (generator/executors/)."""
+    options = [
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="local: this machine (--workers); ray: one Ray task per shard (pip install 'synthgen[ray]')."),
+        click.option("--ray-address", metavar="ADDR",
+                     help="Ray cluster to use (host:port or auto). Default: start a local one for this command."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _make_executor(executor: str, ray_address: str | None):
+    """None for the local executor, else the engine object that pipeline.build / precompute take."""
+    if executor == "local":
+        if ray_address:
+            raise SynthgenError("--ray-address: only with --executor ray")
+        return None
+    from .executors.ray_executor import RayExecutor
+
+    return RayExecutor(ray_address)
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     click.echo(f"synthgen: warning: {message}", err=True)
 
@@ -82,6 +107,9 @@ def cli() -> None:
 @click.option("--shard-index", default=0, show_default=True, help="This job's slice, 0 <= I < --num-shards.")
 @click.option("--compress-images", is_flag=True, help="gzip the image datasets too (smaller, slower to read).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@_executor_options
+@click.option("--merge-only", is_flag=True,
+              help="Build nothing: merge the shards' sidecars into manifest.json (the last step of a job array).")
 @_map_options
 @click.option("--renderer", type=click.Choice(["inpaint", "full"]), default="inpaint", show_default=True,
               help="LogicAL renderer: inpaint re-renders only the edit region of the real photo; full renders the "
@@ -94,7 +122,8 @@ def cli() -> None:
               help="Per-stage costs for --dry-run (benchmarks/bench_cost_model.py). Default: the shipped table.")
 def build(dataset, root, category, strategies, out, num_samples, image_size, seed, textures, settings, caf_table,
           samples_per_shard, batch_size, device, workers, num_shards, shard_index, compress_images, quiet,
-          edge_model, regions, sam_model, sam_checkpoint, weights_dir, renderer, e2i, dry_run, cost_table):
+          executor, ray_address, merge_only, edge_model, regions, sam_model, sam_checkpoint, weights_dir, renderer,
+          e2i, dry_run, cost_table):
     """Synthesize anomalies and write sharded HDF5 + manifest (resumable).
 
     Without --root the dataset is looked for in $SYNTHGEN_DATA/DATASET, then ./datasets/DATASET.
@@ -150,16 +179,19 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
 
         click.echo(predict(config, workers=workers, cost_table=cost_table))
         return
+    engine = None if merge_only else _make_executor(executor, ray_address)
     if category is None:
         _build_every_category(config, out or Path("out") / dataset, quiet, workers=workers, num_shards=num_shards,
-                              shard_index=shard_index, progress=not quiet)
+                              shard_index=shard_index, progress=not quiet, executor=engine, merge_only=merge_only)
         return
     from .training.auto import with_generator  # trains (once, cached) when no --e2i is given
 
     config = with_generator(config, progress=not quiet)
     out = out or Path("out") / f"{dataset}-{category}"
-    report = run_build(config, out, workers=workers, num_shards=num_shards, shard_index=shard_index, progress=not quiet)
-    click.echo(f"built {len(report.built)} shard(s), {len(report.skipped)} already complete, into {report.out_dir}")
+    report = run_build(config, out, workers=workers, num_shards=num_shards, shard_index=shard_index,
+                       progress=not quiet, executor=engine, merge_only=merge_only)
+    if not merge_only:
+        click.echo(f"built {len(report.built)} shard(s), {len(report.skipped)} already complete, into {report.out_dir}")
     if report.manifest_written:
         click.echo(f"manifest: {report.out_dir / 'manifest.json'}")
     else:
@@ -242,8 +274,9 @@ def inspect(build_dir, sheet, per_strategy, maps_sheet):
 @click.option("--sheet", type=click.Path(path_type=Path), help="Also write a contact sheet PNG: image | 4 edge scales | fused | regions.")
 @click.option("--sheet-rows", default=6, show_default=True, help="Images on the sheet, spread over the split.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@_executor_options
 def precompute(dataset, root, category, split, image_size, device, edge_model, regions, sam_model, sam_checkpoint,
-               weights_dir, sheet, sheet_rows, quiet):
+               weights_dir, sheet, sheet_rows, quiet, executor, ray_address):
     """Compute and cache the edge and region maps of a category's normal images (a build reuses them)."""
     from .config import parse_image_size
     from .precompute import MapSettings, precompute_category
@@ -261,7 +294,8 @@ def precompute(dataset, root, category, split, image_size, device, edge_model, r
         device=_resolve_device(device),
     )
     result = precompute_category(dataset, root, category, split, parse_image_size(image_size), settings,
-                                 sheet=sheet, sheet_rows=sheet_rows, progress=not quiet)
+                                 sheet=sheet, sheet_rows=sheet_rows, progress=not quiet,
+                                 executor=_make_executor(executor, ray_address))
     for line in result:
         click.echo(line)
 
@@ -431,6 +465,10 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="synthgen", standalone_mode=False)
     except SynthgenError as e:
         click.echo(f"synthgen: error: {e}", err=True)
+        if getattr(e, "skip_interpreter_cleanup", False):  # see generator/shards/writer.py
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("synthgen: interrupted; run the same command again to resume", err=True)

@@ -70,6 +70,8 @@ class BuildConfig:
         for name, value in (("samples-per-shard", self.samples_per_shard), ("batch-size", self.batch_size)):
             if value < 1:
                 raise SynthgenError(f"--{name}: must be at least 1, got {value}")
+        if self.seed < 0:
+            raise SynthgenError(f"--seed: must be 0 or more, got {self.seed}")
         if self.num_samples is not None and self.num_samples < 1:
             raise SynthgenError(f"--num-samples: must be at least 1, got {self.num_samples}")
         if self.texture_source is not None and self.texture_source not in TEXTURE_SOURCES:

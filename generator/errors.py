@@ -21,7 +21,10 @@ class SynthgenError(Exception):
         # keep only MSG, the line the user needs.
         if message.startswith("Caught SynthgenError") and "SynthgenError: " in message:
             message = message.rsplit("SynthgenError: ", 1)[1]
-        super().__init__(" ".join(message.split()))  # force one line
+        one_line = " ".join(message.split())
+        # A file name that is not UTF-8 reaches Python with surrogate escapes, which no terminal can
+        # print: show them as \udcXX escapes rather than fail while reporting the error.
+        super().__init__(one_line.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def read_json_file(path: str | Path, what: str) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,11 +48,20 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _open(path: Path) -> Image.Image:
-    if not path.is_file():
+def _open(path: Path, data: bytes | None = None) -> Image.Image:
+    if data is None and not path.is_file():
         raise SynthgenError(f"{path}: file not found")
+    # PIL warns for images above Image.MAX_IMAGE_PIXELS and raises above twice that. Both are refused
+    # (a decompression bomb must not be decoded): the warning is made an error here, on each call, since
+    # a caller (a test runner) may reset the process's warning filters at any time.
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
     try:
-        return Image.open(path)
+        return Image.open(path if data is None else io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise SynthgenError(
+            f"{path}: refused as a possible decompression bomb ({e}); synthgen reads images of at most "
+            f"{Image.MAX_IMAGE_PIXELS} pixels"
+        ) from None
     except UnidentifiedImageError:
         raise SynthgenError(f"{path}: not a readable image file") from None
     except OSError as e:
@@ -65,6 +75,15 @@ def probe_image(path: str | Path) -> ImageInfo:
         return ImageInfo(path, im.mode, im.width, im.height)
 
 
+def _refuse_16_bit(im: Image.Image, path: Path, what: str) -> None:
+    """PIL opens a 16-bit-per-channel RGB PNG or TIFF as 8-bit mode RGB and drops the low byte while
+    decoding; the file's raw mode (read before decoding) still says 16 bits."""
+    for tile in im.tile:
+        raw = tile.args if isinstance(tile.args, str) else (tile.args[0] if tile.args else "")
+        if isinstance(raw, str) and ";16" in raw:
+            raise SynthgenError(f"{path}: 16-bit {what} ({raw}); convert it to 8-bit")
+
+
 def _decode(im: Image.Image, path: Path) -> None:
     try:
         im.load()
@@ -72,10 +91,14 @@ def _decode(im: Image.Image, path: Path) -> None:
         raise SynthgenError(f"{path}: truncated or corrupt image ({e})") from None
 
 
-def read_rgb(path: str | Path, *, allow_gray: bool = False) -> np.ndarray:
-    """Decode an image to an (H, W, 3) uint8 array, enforcing the colour policy above."""
+def read_rgb(path: str | Path, *, allow_gray: bool = False, data: bytes | None = None) -> np.ndarray:
+    """Decode an image to an (H, W, 3) uint8 array, enforcing the colour policy above.
+
+    data: the file's contents, already read (shipped from another machine); ``path`` then only names it.
+    """
     path = Path(path)
-    with _open(path) as im:
+    with _open(path, data) as im:
+        _refuse_16_bit(im, path, "image")
         _decode(im, path)
         mode = im.mode
         if mode == "RGB":
@@ -107,6 +130,7 @@ def read_mask(path: str | Path, *, expect_size: tuple[int, int] | None = None) -
     """
     path = Path(path)
     with _open(path) as im:
+        _refuse_16_bit(im, path, "mask")
         _decode(im, path)
         mode = im.mode
         if mode in ("L", "P"):

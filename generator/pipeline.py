@@ -28,11 +28,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, preflight
 from .atomic import remove_stale_temps, write_json_atomic
 from .config import BuildConfig
 from .errors import SynthgenError
 from .imageio import sha256_file
+from .lifetime import die_with_parent
+from .paths import cache_root
 from .plan import BuildPlan, SampleSpec, plan_build
 from .seeding import rng_for
 from .shards.format import MASK_ON, sidecar_name
@@ -47,10 +49,15 @@ from .strategies.texture import TextureBank
 # rendering
 
 
-def make_context(plan: BuildPlan, device: torch.device) -> StrategyContext:
-    """The resources strategies read: resized sources (memory-mapped), textures, options."""
+def make_context(plan: BuildPlan, device: torch.device, shipped: Any = None) -> StrategyContext:
+    """The resources strategies read: resized sources (memory-mapped), textures, options.
+
+    ``shipped``: the same inputs already in memory (generator.executors.shipped.ShippedInputs, which
+    an executor sends to machines that have neither this machine's cache nor its files); by default
+    they are read from this machine's cache and files.
+    """
     config = plan.config
-    stack = plan.sources.load_stack()
+    stack = shipped.sources if shipped is not None else plan.sources.load_stack()
 
     def source_pixels(i: int) -> np.ndarray:
         return np.array(stack[i])  # a copy: samples must not alias the memory-mapped stack
@@ -64,6 +71,7 @@ def make_context(plan: BuildPlan, device: torch.device) -> StrategyContext:
             config.texture_source,
             config.image_size,
             dtd_root=config.texture_root,
+            dtd_files=shipped.textures if shipped is not None else None,
             normal_pixels=source_pixels,
             num_normals=len(plan.sources),
         )
@@ -78,8 +86,8 @@ def make_context(plan: BuildPlan, device: torch.device) -> StrategyContext:
         texture=bank.get if bank else _no_textures,
         texture_keys=bank.keys if bank else (lambda: []),
         options=config.options,
-        maps=plan.maps,
-        models=_load_models(plan, device),
+        maps=shipped.maps if shipped is not None else plan.maps,
+        models=shipped.models_on(device) if shipped is not None else _load_models(plan, device),
     )
 
 
@@ -206,6 +214,9 @@ def build_shard(plan: BuildPlan, s: int, out_dir: Path, ctx: StrategyContext, pr
     }
     stats = {"strategies": {}, "labels": {"0": 0, "1": 0}, "redraws": {}, "fallback_normal": {}}
     path = out_dir / plan.shard_file(s)
+    # Checked again for each shard (the build's check ran before; other programs write too): a shard
+    # that cannot fit is refused before HDF5 meets a full disk, which it survives badly.
+    preflight.require_shard_space(out_dir, len(specs), (h, w), extras)
     with ShardWriter(path, num_samples=len(specs), height=h, width=w, extras=extras, attrs=attrs,
                      compress_images=config.compress_images) as writer:
         for start in range(0, len(specs), config.batch_size):
@@ -283,25 +294,53 @@ def build(
     num_shards: int = 1,
     shard_index: int = 0,
     progress: bool = True,
+    executor: Any = None,
+    merge_only: bool = False,
 ) -> BuildReport:
-    """Build (or resume) the shards of this job-array slice and merge the manifest when complete."""
+    """Build (or resume) the shards of this job-array slice and merge the manifest when complete.
+
+    executor: None builds on this machine (``workers`` processes); else an object whose
+    ``build_shards(plan, shards, out_dir, progress)`` has another engine build them
+    (generator.executors.ray_executor.RayExecutor).
+    merge_only: build nothing; merge the sidecars of a finished job array into the manifest, or fail
+    naming the shards that are missing.
+    """
     if num_shards < 1 or not 0 <= shard_index < num_shards:
         raise SynthgenError(f"--shard-index {shard_index} must be in [0, --num-shards {num_shards})")
     out_dir = Path(out_dir)
+    preflight.check_out_path(out_dir)
     plan = plan_build(config, progress=progress)
-    _claim_out_dir(out_dir, plan)
-    remove_stale_temps(out_dir)
-    mine = [s for s in range(plan.num_shards) if s % num_shards == shard_index]
-    done = [s for s in mine if _shard_verified(out_dir, plan, s)]
-    todo = [s for s in mine if s not in done]
-    if todo:
-        workers = max(1, min(workers, len(todo)))
-        if workers == 1:
-            _build_in_process(plan, todo, out_dir, progress)
-        else:
-            _build_in_workers(plan, todo, out_dir, workers, progress)
-    written = _merge_manifest_if_complete(plan, out_dir)
+    if merge_only:
+        return _merge_only(plan, out_dir)
+    preflight.refuse_own_inputs(out_dir, _input_folders(plan), roots=[plan.dataset.root])
+    slice_of_array = num_shards > 1  # other slices may write into the folder at the same time
+    with preflight.claimed_out_dir(out_dir, BUILD_FILE, shared=slice_of_array):  # claim taken back on early failure
+        _claim_out_dir(out_dir, plan)
+        mine = [s for s in range(plan.num_shards) if s % num_shards == shard_index]
+        own_files = [name for s in mine for name in (plan.shard_file(s), sidecar_name(plan.shard_file(s)))]
+        remove_stale_temps(out_dir, own_files if slice_of_array else None)
+        done = [s for s in mine if _shard_verified(out_dir, plan, s)]
+        todo = [s for s in mine if s not in done]
+        preflight.require_shard_space(out_dir, sum(len(plan.shard_specs(s)) for s in todo), config.image_size,
+                                      plan.extra_fields)
+        if todo:
+            workers = max(1, min(workers, len(todo)))
+            if executor is not None:
+                executor.build_shards(plan, todo, out_dir, progress)
+            elif workers == 1:
+                _build_in_process(plan, todo, out_dir, progress)
+            else:
+                _build_in_workers(plan, todo, out_dir, workers, progress)
+        written = _merge_manifest_if_complete(plan, out_dir)
     return BuildReport(out_dir, plan.num_shards, todo, done, written)
+
+
+def _input_folders(plan: BuildPlan) -> list[tuple[str, str | Path | None]]:
+    """The folders a build reads, which its output folder must stay out of."""
+    config = plan.config
+    return [("category folder", Path(plan.dataset.root) / config.category), ("texture folder", config.texture_root),
+            ("synthgen cache", cache_root()), ("weights folder", config.weights_dir),
+            *(("folder of source", folder) for folder in sorted({s.path.parent for s in plan.sources.images}))]
 
 
 def _claim_out_dir(out_dir: Path, plan: BuildPlan) -> None:
@@ -318,7 +357,9 @@ def _claim_out_dir(out_dir: Path, plan: BuildPlan) -> None:
                 "choose another --out or delete the folder"
             )
         return
-    if out_dir.exists() and any(p for p in out_dir.iterdir() if not p.name.startswith(".tmp-")):
+    if any(p for p in out_dir.iterdir() if not p.name.startswith(".tmp-")):
+        if build_file.is_file():  # another slice of the same job array claimed the folder a moment ago
+            return _claim_out_dir(out_dir, plan)
         raise SynthgenError(f"{out_dir}: folder is not empty and is not a synthgen build; choose another --out")
     write_json_atomic(
         build_file,
@@ -364,33 +405,63 @@ def _build_in_process(plan: BuildPlan, todo: list[int], out_dir: Path, progress:
             build_shard(plan, s, out_dir, ctx, bar)
 
 
-def _worker_build(plan: BuildPlan, s: int, out_dir: Path) -> int:
+def _worker_build(plan: BuildPlan, s: int, out_dir: Path, shipped: Any = None) -> dict:
+    """Build shard ``s`` in a worker process (a local pool's or a cluster's); returns its sidecar."""
     with _render_threads(plan.config.device):
-        build_shard(plan, s, out_dir, make_context(plan, torch.device(plan.config.device)))
-    return s
+        return build_shard(plan, s, out_dir, make_context(plan, torch.device(plan.config.device), shipped))
 
 
 def _build_in_workers(plan: BuildPlan, todo: list[int], out_dir: Path, workers: int, progress: bool) -> None:
     from joblib import Parallel, delayed
 
     jobs = (delayed(_worker_build)(plan, s, out_dir) for s in todo)
-    results = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")(jobs)
+    # Each worker is tied to this process at start-up: a killed build leaves no worker running.
+    results = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered",
+                       initializer=die_with_parent, initargs=(os.getpid(),))(jobs)
     for _ in tqdm(results, total=len(todo), desc="shards", unit="shard", disable=not progress):
         pass
 
 
-def _merge_manifest_if_complete(plan: BuildPlan, out_dir: Path) -> bool:
-    sidecars = []
+def _finished_sidecars(plan: BuildPlan, out_dir: Path) -> tuple[list[dict], list[int]]:
+    """(sidecars of the shards that are finished, indices of those that are not)."""
+    sidecars, missing = [], []
     for s in range(plan.num_shards):
         side = out_dir / sidecar_name(plan.shard_file(s))
-        if not side.is_file():
-            return False
-        sidecar = json.loads(side.read_text())
-        if sidecar.get("config_hash") != plan.config_hash:
-            return False
-        sidecars.append(sidecar)
+        try:
+            sidecar = json.loads(side.read_text())
+        except (OSError, json.JSONDecodeError):
+            sidecar = None
+        if sidecar is None or sidecar.get("config_hash") != plan.config_hash or not (out_dir / plan.shard_file(s)).is_file():
+            missing.append(s)
+        else:
+            sidecars.append(sidecar)
+    return sidecars, missing
+
+
+def _merge_manifest_if_complete(plan: BuildPlan, out_dir: Path) -> bool:
+    sidecars, missing = _finished_sidecars(plan, out_dir)
+    if missing:
+        return False
     write_manifest(out_dir, plan, sidecars, environment(plan.config.device))
     return True
+
+
+def _merge_only(plan: BuildPlan, out_dir: Path) -> BuildReport:
+    """``--merge-only``: the manifest of a build whose shards other jobs wrote (a job array's last step)."""
+    build_file = out_dir / BUILD_FILE
+    if not build_file.is_file():
+        raise SynthgenError(f"{out_dir}: no synthgen build here ({BUILD_FILE} missing); run the build's jobs first")
+    with preflight.claimed_out_dir(out_dir, BUILD_FILE):  # no job of the array may still be writing
+        _claim_out_dir(out_dir, plan)  # the same config, or a one-line refusal
+        _, missing = _finished_sidecars(plan, out_dir)
+        if missing:
+            listed = ", ".join(map(str, missing[:20])) + (", ..." if len(missing) > 20 else "")
+            raise SynthgenError(
+                f"{out_dir}: cannot merge: shard(s) {listed} of {plan.num_shards} are not finished; run the jobs "
+                "that build them again (shard s belongs to --shard-index s % --num-shards)"
+            )
+        _merge_manifest_if_complete(plan, out_dir)
+    return BuildReport(out_dir, plan.num_shards, [], list(range(plan.num_shards)), True)
 
 
 def environment(device: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from . import __version__
+from . import __version__, preflight
 from .config import BuildConfig, digest
 from .datasets import DatasetIndex, load_dataset
 from .errors import SynthgenError
@@ -29,7 +29,7 @@ from .seeding import sample_seed
 from .shards.format import shard_name
 from .sources import SourceSet, prepare_sources
 from .strategies import get_strategy
-from .strategies.base import ExtraField
+from .strategies.base import ExtraField, check_options
 from .strategies.caf import caf_strategies
 from .strategies.texture import TextureBank
 
@@ -115,11 +115,13 @@ def plan_build(config: BuildConfig, *, progress: bool = True) -> BuildPlan:
     """Read the dataset, check and hash everything the output depends on, and lay out the samples."""
     if config.device == "cuda" and not torch.cuda.is_available():
         raise SynthgenError("--device cuda: no CUDA device is available on this machine")
+    preflight.check_memory(config.image_size, config.batch_size)  # before any image is resized to it
     index = load_dataset(config.dataset, config.root, config.category)
     images = index.split(config.split, normal_only=True)
     if not images:
         raise SynthgenError(f"{index.root}: no normal images in split '{config.split}' of {config.category}")
     strategies = expand_strategies(config.strategies, config.category, config.caf_table)
+    check_options(config.options, strategies, config.image_size)  # --set: before anything is computed or written
     needs = set().union(*(get_strategy(s).needs for s in strategies))
     if "textures" in needs and config.texture_source is None:
         users = [s for s in strategies if "textures" in get_strategy(s).needs]

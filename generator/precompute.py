@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from .cache import MapCache, map_key
 from .config import BuildConfig, digest
+from .diskspace import require_free_space
 from .errors import SynthgenError
 from .imageio import read_rgb, resize_rgb, sha256_file
 from .models.edges import MAP_NAMES, EdgeDetector
@@ -270,15 +271,65 @@ def precompute(
 
     region_keys, regions_computed = [], 0
     for i in tqdm(range(len(images)), desc="regions", unit="image", disable=not progress, leave=False):
-        # The classical proposer cuts its segments along the fused edges; SAM looks at the image only.
-        edges = _read_edges(edge_cache, edge_keys[i], size)[EDGE_SCALES] if maker.proposer.uses_edges() else None
-        key = region_cache_key(maker.proposer, image_ids[i], size, edges=edges)
+        key, edges = _region_key(maker, image_ids[i], size, _read_edges(edge_cache, edge_keys[i], size))
         if _read_regions(region_cache, key, size) is None:
             cached_regions(maker.proposer, np.asarray(images[i]), image_ids[i], region_cache, edges=edges)
             regions_computed += 1
         region_keys.append(key)
     store = MapStore(edge_cache.root, size, tuple(edge_keys), tuple(region_keys))
     return store, PrecomputeReport(len(images), edges_computed, regions_computed)
+
+
+def _region_key(maker: MapMaker, image_id: str, size: tuple[int, int], edges: np.ndarray) -> tuple[str, np.ndarray | None]:
+    """(cache key of an image's region map, the fused edges its proposer reads or None). The classical
+    proposer cuts its segments along the fused edges, so they are part of the key; SAM looks at the
+    image only."""
+    fused = edges[EDGE_SCALES] if maker.proposer.uses_edges() else None
+    return region_cache_key(maker.proposer, image_id, size, edges=fused), fused
+
+
+# The precompute stage in pieces, for an executor whose tasks run where the cache is not
+# (generator.executors): what is missing here, and the cache entries a task computes and returns.
+
+
+def missing_edges(images: np.ndarray, image_ids: Sequence[str], detector: EdgeDetector) -> list[int]:
+    """Indices of the images (as for :func:`precompute`) whose edge maps are not in this machine's cache."""
+    size = tuple(int(v) for v in images.shape[1:3])
+    cache = MapCache(EDGES_KIND)
+    return [i for i, key in enumerate(_edge_keys(image_ids, detector, size)) if _read_edges(cache, key, size) is None]
+
+
+def missing_regions(images: np.ndarray, image_ids: Sequence[str], maker: MapMaker) -> list[tuple[int, np.ndarray | None]]:
+    """(index, fused edges the proposer reads or None) of the images whose region maps are not in this
+    machine's cache; their edge maps must be cached already."""
+    size = tuple(int(v) for v in images.shape[1:3])
+    edge_cache, region_cache = MapCache(EDGES_KIND), MapCache(REGIONS_KIND)
+    missing = []
+    for i, edge_key in enumerate(_edge_keys(image_ids, maker.detector, size)):
+        key, fused = _region_key(maker, image_ids[i], size, _read_edges(edge_cache, edge_key, size))
+        if _read_regions(region_cache, key, size) is None:
+            missing.append((i, fused))
+    return missing
+
+
+def edge_entries(images: np.ndarray, image_ids: Sequence[str], detector: EdgeDetector) -> dict[str, dict[str, np.ndarray]]:
+    """{cache key: entry} of the edge maps of ``images``, computed in one detector call (so in its
+    forward-pass batches, as :func:`precompute` batches them)."""
+    size = tuple(int(v) for v in images.shape[1:3])
+    maps = detector(np.ascontiguousarray(images))
+    return {key: {"edges": edges} for key, edges in zip(_edge_keys(image_ids, detector, size), maps)}
+
+
+def region_entries(
+    images: np.ndarray, image_ids: Sequence[str], proposer: RegionProposer, fused_edges: Sequence[np.ndarray | None]
+) -> dict[str, dict[str, np.ndarray]]:
+    """{cache key: entry} of the region maps of ``images`` (one image at a time, as SAM runs), given
+    the fused edges :func:`missing_regions` returned."""
+    out = {}
+    for image, image_id, edges in zip(images, image_ids, fused_edges):
+        key = region_cache_key(proposer, image_id, tuple(image.shape[:2]), edges=edges)
+        out[key] = {"regions": proposer.propose(np.asarray(image), edges=edges)}
+    return out
 
 
 def cached_edge_maps(
@@ -309,8 +360,9 @@ def _fill_edges(
 ) -> int:
     """Compute and cache the edge maps that are missing; returns how many were computed."""
     missing = [i for i, key in enumerate(keys) if _read_edges(cache, key, size) is None]
+    require_free_space(cache.root, len(missing) * (len(MAP_NAMES) * size[0] * size[1] + 4096), "edge maps (synthgen cache)")
     # One chunk = what the detector runs in one forward pass on its device (its memory bound).
-    chunk = max(1, detector.max_batch_pixels // (size[0] * size[1]))
+    chunk = detector.images_per_pass(*size)
     with tqdm(total=len(missing), desc="edges", unit="image", disable=not progress, leave=False) as bar:
         for start in range(0, len(missing), chunk):
             batch = missing[start : start + chunk]
@@ -403,15 +455,25 @@ def precompute_category(
     sheet: str | Path | None = None,
     sheet_rows: int = 6,
     progress: bool = False,
+    executor: Any = None,
 ) -> list[str]:
     """Maps of a category's normal images at a build's image size, into the cache; summary lines for
     the user. The sources are read and resized exactly as ``synthgen build`` reads them, so a later
-    build at the same size with the same settings finds every map in the cache."""
+    build at the same size with the same settings finds every map in the cache.
+
+    executor: None computes here; else an object whose ``precompute(images, image_ids, maker,
+    progress)`` computes the missing maps elsewhere into this machine's cache and returns a
+    PrecomputeReport (generator.executors.ray_executor.RayExecutor)."""
     sources = category_sources(dataset, root, category, split, image_size, progress=progress)
     images = sources.images
     maker = MapMaker(settings)
     stack = sources.load_stack()
-    store, report = precompute(stack, [source_image_id(sha) for sha in sources.sha256], maker, progress=progress)
+    ids = [source_image_id(sha) for sha in sources.sha256]
+    if executor is not None:
+        report = executor.precompute(stack, ids, maker, progress=progress)
+        store, _ = precompute(stack, ids, maker)  # every map is cached now: this only reads them back
+    else:
+        store, report = precompute(stack, ids, maker, progress=progress)
     described = maker.describe()
     regions = described["regions"]
     lines = [

@@ -5,10 +5,18 @@ in the first seconds, naming the file, instead of hours later), hashed (the mani
 file's sha256) and resized to the build's image size. The resized images are kept in one ``.npy``
 stack in the cache, keyed by the source hashes and the size: worker processes memory-map it
 instead of each decoding every image again, and later builds of the same sources reuse it.
+
+The cache is not trusted: beside each stack a small JSON record holds the sha256 of the stack file,
+checked whenever a build reuses it. A stack that does not match (truncated, bytes flipped, record
+missing or wrong) is rebuilt with a one-line warning, so it can never change a build's shards. The
+stack is written sequentially (not through a memory map, which dies with a bus error when the disk
+fills up) after a free-space check.
 """
 
 from __future__ import annotations
 
+import json
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +24,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .atomic import atomic_path
+from .atomic import atomic_path, write_json_atomic
 from .config import digest
 from .datasets.base import SourceImage
+from .diskspace import require_free_space
 from .imageio import read_rgb, resize_rgb, sha256_file
 from .paths import cache_root
 
 # Bump when the decode/resize procedure changes, so stale stacks are not reused.
 RESIZE_VERSION = 1
+# Images decoded ahead of the writer: bounds the memory of decoding whatever the number of sources.
+DECODE_CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,10 @@ def prepare_sources(
             )
         )
     stack_path = _stack_path(hashes, image_size, gray, cache_dir)
-    if not _stack_ok(stack_path, len(images), image_size):
+    problem = _stack_problem(stack_path, len(images), image_size)
+    if problem is not None:
+        if problem != "absent":
+            warnings.warn(f"{stack_path}: damaged cache entry ({problem}); rebuilding it")
         _write_stack(images, image_size, gray, stack_path, threads, progress)
     return SourceSet(tuple(images), tuple(hashes), stack_path, tuple(image_size))
 
@@ -80,36 +94,55 @@ def _stack_path(hashes: list[str], image_size: tuple[int, int], gray: bool, cach
 
 
 def cached_stack_ready(hashes: list[str], image_size: tuple[int, int], gray: bool) -> bool:
-    """Whether sources with these file hashes are already decoded and resized in the cache."""
-    return _stack_ok(_stack_path(hashes, image_size, gray), len(hashes), image_size)
+    """Whether sources with these file hashes are already decoded and resized in the cache, whole."""
+    return _stack_problem(_stack_path(hashes, image_size, gray), len(hashes), image_size) is None
 
 
-def _stack_ok(path: Path, n: int, size: tuple[int, int]) -> bool:
+def _record_path(stack_path: Path) -> Path:
+    """The JSON record holding the stack file's sha256."""
+    return stack_path.with_suffix(".json")
+
+
+def _stack_problem(path: Path, n: int, size: tuple[int, int]) -> str | None:
+    """None when the cached stack is whole (its sha256 is the recorded one, its shape the build's),
+    "absent" when there is none, else what is wrong with it."""
     if not path.is_file():
-        return False
+        return "absent"
+    try:
+        record = json.loads(_record_path(path).read_text())
+        recorded = record["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no readable hash record"
+    if sha256_file(path) != recorded:
+        return "sha256 differs from its record"
     try:
         arr = np.load(path, mmap_mode="r")
     except (OSError, ValueError):
-        return False
-    return arr.shape == (n, size[0], size[1], 3) and arr.dtype == np.uint8
+        return "not a readable .npy file"
+    if arr.shape != (n, size[0], size[1], 3) or arr.dtype != np.uint8:
+        return f"holds {arr.dtype} {arr.shape}"
+    return None
 
 
 def _write_stack(images, image_size, gray, stack_path, threads, progress) -> None:
+    """Decode and resize every source, in order, into the .npy stack; then record its sha256."""
     h, w = image_size
+    shape = (len(images), h, w, 3)
+    require_free_space(stack_path.parent, int(np.prod(shape)) + 4096, "the resized source images (synthgen cache)")
+
+    def load(i: int) -> bytes:
+        return np.ascontiguousarray(resize_rgb(read_rgb(images[i].path, allow_gray=gray), (h, w))).tobytes()
+
     with atomic_path(stack_path, suffix=".npy") as tmp:
-        stack = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(images), h, w, 3))
-
-        def load(i: int) -> None:
-            stack[i] = resize_rgb(read_rgb(images[i].path, allow_gray=gray), (h, w))
-
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:  # PIL/cv2 decode releases the GIL
-            for _ in tqdm(
-                pool.map(load, range(len(images))),
-                total=len(images),
-                desc="decode sources",
-                disable=not progress,
-                leave=False,
-            ):
-                pass
-        stack.flush()
-        del stack
+        with open(tmp, "wb") as f:
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False, "shape": shape}
+            np.lib.format.write_array_header_1_0(f, header)
+            with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, tqdm(  # PIL/cv2 decode releases the GIL
+                total=len(images), desc="decode sources", disable=not progress, leave=False
+            ) as bar:
+                for start in range(0, len(images), DECODE_CHUNK):
+                    for pixels in pool.map(load, range(start, min(start + DECODE_CHUNK, len(images)))):
+                        f.write(pixels)
+                        bar.update(1)
+        sha = sha256_file(tmp)
+    write_json_atomic(_record_path(stack_path), {"sha256": sha, "shape": list(shape)})

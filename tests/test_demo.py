@@ -42,7 +42,10 @@ def test_same_seed_gives_identical_files(rendered, tmp_path):
     again = demo.render_demo(tmp_path)
     first = _hashes(rendered[0] / demo.CATEGORY)
     two_regions = sum(demo.LOGICAL[i % 5] in ("wrong_colour", "misplaced_item") for i in range(COUNTS.logical))
-    assert len(first) == 56 + 1 + COUNTS.logical + two_regions + COUNTS.structural  # images, config, masks
+    # images, config, masks, and the record of their sha256 (generator.datasets.demo.FILES_RECORD)
+    assert len(first) == 56 + 1 + COUNTS.logical + two_regions + COUNTS.structural + 1
+    assert json.loads((rendered[0] / demo.CATEGORY / demo.FILES_RECORD).read_text()) == {
+        name: sha for name, sha in first.items() if name != demo.FILES_RECORD}
     assert _hashes(again) == first
 
 

@@ -23,6 +23,7 @@ from generator.models.pidinet import load_pidinet
 from generator.pipeline import build
 from generator.precompute import (
     EDGES_KIND,
+    REGIONS_KIND,
     MapMaker,
     MapSettings,
     compute_maps,
@@ -110,6 +111,34 @@ def test_second_run_reads_the_cache_fast(tiny, tmp_path, bottle_files, monkeypat
     assert (report.edges_computed, report.regions_computed) == (0, 0)
     assert min(times) < 0.005  # the issue's bound for the cache-hit path, per image
     for a, b in zip(first, again):
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_damaged_map_entries_are_recomputed_with_a_warning(tiny, tmp_path, bottle_files):
+    """A truncated entry, flipped bytes and a wrong stored hash: each is one warning naming the entry,
+    the map is computed again, and the maps equal the clean ones."""
+    from generator.cache import HASH_MEMBER
+
+    images, ids = load_images(bottle_files, SIZE)
+    maker = MapMaker(tiny)
+    store, _ = precompute(images, ids, maker)
+    clean = [store(i) for i in range(2)]
+    (edge_a, edge_b), (region_a, _) = _cache_entries(tmp_path, EDGES_KIND), _cache_entries(tmp_path, REGIONS_KIND)
+    edge_a.write_bytes(edge_a.read_bytes()[:-300])  # truncated
+    data = bytearray(edge_b.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit inside the stored arrays
+    edge_b.write_bytes(bytes(data))
+    with np.load(region_a) as z:  # a well-formed entry whose stored hash is not its content's
+        arrays = {k: z[k] for k in z.files}
+    arrays[HASH_MEMBER] = np.bytes_("0" * 64)
+    with open(region_a, "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.warns(UserWarning) as caught:
+        store, report = precompute(images, ids, maker)
+    assert (report.edges_computed, report.regions_computed) == (2, 1)
+    damaged = [str(w.message) for w in caught if "damaged cache entry" in str(w.message)]
+    assert sorted(m.split(":")[0] for m in damaged) == sorted(str(p) for p in (edge_a, edge_b, region_a)), damaged
+    for a, b in zip(clean, [store(i) for i in range(2)]):
         assert all(np.array_equal(a[k], b[k]) for k in a)
 
 

@@ -13,6 +13,7 @@ category that is either all colour or all greyscale, and masks of the same size 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -49,17 +50,33 @@ def category_dir(root: str | Path, category: str) -> Path:
     return folder
 
 
+def check_entry(p: Path) -> Path:
+    """``p`` (an entry a reader is about to use), or a one-line error when its name is not valid UTF-8
+    (it could not be stored in the UTF-8 manifest; the error shows the name's bytes) or when it is a
+    symbolic link to nothing (skipping it would silently drop a source)."""
+    try:
+        p.name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SynthgenError(
+            f"{os.fsdecode(p.parent)}: file name {os.fsencode(p.name)!r} is not valid UTF-8; rename it"
+        ) from None
+    if p.is_symlink() and not p.exists():
+        raise SynthgenError(f"{p}: symbolic link to a missing file ({os.readlink(p)}); fix or remove it")
+    return p
+
+
+def is_image_file(p: Path) -> bool:
+    """True for an image file a folder layout reads (checked with :func:`check_entry`)."""
+    return p.suffix.lower() in IMAGE_SUFFIXES and check_entry(p).is_file()
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder``, sorted by name; hidden files are skipped."""
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and is_image_file(p))
 
 
 def _subfolders(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and check_entry(p).is_dir())
 
 
 def scan_splits(cat_dir: Path, dataset: str) -> list[tuple[str, str, Path]]:

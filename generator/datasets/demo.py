@@ -30,6 +30,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -39,8 +40,9 @@ import cv2
 import numpy as np
 
 
+from ..atomic import ordinary_dir_mode
 from ..errors import SynthgenError
-from ..imageio import write_png
+from ..imageio import sha256_file, write_png
 from ..paths import cache_root
 from .base import DatasetIndex, DefectSpec, register_reader
 from .mvtec_loco import read_loco_layout
@@ -649,8 +651,10 @@ def render_demo(root: str | Path, *, seed: int = 0, counts: DemoCounts = DemoCou
         raise SynthgenError(f"{target}: already exists; remove it to render the demo again")
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{CATEGORY}.", dir=root))
+    tmp.chmod(ordinary_dir_mode())  # the rendered folder is readable as a plain mkdir's would be
     try:
         _write_dataset(tmp, seed, counts)
+        (tmp / FILES_RECORD).write_text(json.dumps(_file_hashes(tmp), indent=1, sort_keys=True))
         try:
             os.rename(tmp, target)  # atomic; fails if another process renamed its copy in first
         except OSError:
@@ -668,6 +672,10 @@ def ensure_demo(root: str | Path | None = None) -> Path:
     identical and the first rename wins.
     """
     root = Path(root).expanduser() if root is not None else cache_root() / "datasets" / CACHE_NAME
+    problem = _render_problem(root / CATEGORY) if (root / CATEGORY).is_dir() else None
+    if problem is not None:  # the cache is not trusted: a damaged render is rendered again
+        warnings.warn(f"{root / CATEGORY}: damaged cached demo dataset ({problem}); rendering it again")
+        shutil.rmtree(root / CATEGORY, ignore_errors=True)
     if not (root / CATEGORY).is_dir():
         try:
             render_demo(root)
@@ -675,6 +683,27 @@ def ensure_demo(root: str | Path | None = None) -> Path:
             if not (root / CATEGORY).is_dir():
                 raise
     return root
+
+
+FILES_RECORD = ".sha256.json"  # in the rendered category folder: relative path -> sha256 of every file
+
+
+def _file_hashes(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): sha256_file(p)
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != FILES_RECORD}
+
+
+def _render_problem(folder: Path) -> str | None:
+    """None when every file of a rendered demo folder has its recorded sha256, else what differs."""
+    try:
+        recorded = json.loads((folder / FILES_RECORD).read_text())
+    except (OSError, ValueError):
+        return "no readable hash record"
+    actual = _file_hashes(folder)
+    if actual == recorded:
+        return None
+    differ = sorted(set(actual) ^ set(recorded)) or sorted(k for k in actual if actual[k] != recorded.get(k))
+    return f"{differ[0]} differs from its record"
 
 
 @register_reader("demo", categories=lambda root: [CATEGORY])

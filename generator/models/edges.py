@@ -105,6 +105,10 @@ class EdgeDetector:
             "version": EDGE_MAP_VERSION,
         }
 
+    def images_per_pass(self, height: int, width: int) -> int:
+        """How many images of this size one forward pass takes (the device's memory bound)."""
+        return max(1, self.max_batch_pixels // (height * width))
+
     def __call__(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
         """Edge maps (B, 5, H, W) uint8 of images given as uint8 (B, H, W, 3) RGB, or as a float tensor
         (B, 3, H, W) RGB in [0, 1] on any device."""
@@ -113,7 +117,7 @@ class EdgeDetector:
             batch, height, width = images.shape[:3]
         else:
             batch, _, height, width = images.shape
-        per_pass = max(1, self.max_batch_pixels // (height * width))
+        per_pass = self.images_per_pass(height, width)
         out = np.empty((batch, len(MAP_NAMES), height, width), dtype=np.uint8)
         autocast_dtype = PRECISIONS[self.precision]
         with torch.inference_mode(), torch.autocast(

@@ -3,10 +3,18 @@
 The file is written under a temporary name, closed, fsynced and renamed into place (generator.atomic),
 so a crash never leaves a truncated shard under its final name. HDF5 timestamps are switched off so
 the same samples always give the same bytes (builds are compared by sha256).
+
+HDF5 writes a chunk when its object is freed; when that write fails (a full disk) h5py can only print
+"Exception ignored" with a traceback. The writer collects those errors instead and fails with the
+first of them, so a full disk is one error (a one-line message from generator.atomic), never a shard
+committed without its data.
 """
 
 from __future__ import annotations
 
+import gc
+import sys
+import traceback
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -15,10 +23,45 @@ import h5py
 import numpy as np
 
 from ..atomic import atomic_path
+from ..errors import SynthgenError
 from ..imageio import sha256_file
 from .format import CORE_FIELDS, GZIP_LEVEL, SCHEMA_VERSION
 
 _STR = h5py.string_dtype("utf-8")
+
+
+class _FreedObjectErrors:
+    """While active, errors h5py raises freeing an object (it cannot raise them) are kept, not printed.
+
+    Cython reports such an error twice: its traceback through ``sys.excepthook``, then one line
+    through ``sys.unraisablehook``; both hooks are taken over for the errors of h5py's objects."""
+
+    def __enter__(self) -> "_FreedObjectErrors":
+        self.errors: list[BaseException] = []
+        self._previous = sys.unraisablehook, sys.excepthook
+        sys.unraisablehook, sys.excepthook = self._unraisable, self._excepthook
+        return self
+
+    def _unraisable(self, unraisable) -> None:
+        if "h5py" not in f"{unraisable.object!r} {unraisable.err_msg}":
+            self._previous[0](unraisable)
+        elif unraisable.exc_value is not None and unraisable.exc_value not in self.errors:
+            self.errors.append(unraisable.exc_value)
+
+    def _excepthook(self, exc_type, exc, tb) -> None:
+        frames = traceback.extract_tb(tb)
+        if not any("h5py" in frame.filename for frame in frames):
+            self._previous[1](exc_type, exc, tb)
+        elif exc not in self.errors:
+            self.errors.append(exc)
+
+    def raise_first(self) -> None:
+        if self.errors:
+            raise self.errors[0]
+
+    def __exit__(self, *exc) -> None:
+        gc.collect()  # objects still referenced by a traceback fail now, while errors are collected
+        sys.unraisablehook, sys.excepthook = self._previous
 
 
 class ShardWriter:
@@ -54,6 +97,7 @@ class ShardWriter:
     def __enter__(self) -> "ShardWriter":
         self._stack = ExitStack()
         tmp = self._stack.enter_context(atomic_path(self.path, suffix=".h5"))
+        self._freed = self._stack.enter_context(_FreedObjectErrors())
         self._tmp = tmp
         self.f = h5py.File(tmp, "w", libver="earliest", track_order=False)
         try:
@@ -65,7 +109,14 @@ class ShardWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        self.f.close()
+        close_error = None
+        try:
+            self.f.close()
+            self._freed.raise_first()
+        except Exception as e:  # HDF5 flushes on close: a disk that filled up fails here
+            close_error = e
+            if exc_type is None:
+                exc_type, exc, tb = type(e), e, e.__traceback__
         if exc_type is None and not self._written.all():
             exc = RuntimeError(f"shard {self.path.name}: {int((~self._written).sum())} samples never written")
             self._stack.__exit__(RuntimeError, exc, None)  # removes the temporary file
@@ -73,8 +124,19 @@ class ShardWriter:
         if exc_type is None:
             self.sha256 = sha256_file(self._tmp)
             self.num_bytes = self._tmp.stat().st_size
-        # atomic_path renames the file into place on a clean exit and deletes it on an exception
-        return bool(self._stack.__exit__(exc_type, exc, tb))
+        # atomic_path renames the file into place on a clean exit and deletes it on an exception (a full
+        # disk becomes its one-line error)
+        try:
+            suppressed = bool(self._stack.__exit__(exc_type, exc, tb))
+        except SynthgenError as error:
+            if close_error is not None:
+                # HDF5 could not close the file: its library state is broken and its own clean-up at
+                # interpreter exit crashes (segmentation fault). The command line exits without it.
+                error.skip_interpreter_cleanup = True
+            raise
+        if close_error is not None and close_error is exc:
+            raise close_error
+        return suppressed
 
     # -- layout ----------------------------------------------------------------------------------
     def _create_datasets(self) -> None:
@@ -117,5 +179,6 @@ class ShardWriter:
             raise ValueError(f"write past the end of the shard ({stop} > {self.n})")
         for name, value in batch.items():
             self.f[name][start:stop] = value
+        self._freed.raise_first()  # a chunk that failed to reach the disk as its dataset was freed
         self._written[start:stop] = True
 

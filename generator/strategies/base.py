@@ -140,6 +140,15 @@ class Strategy(ABC):
     #: extra per-sample fields this strategy writes (name -> ExtraField)
     extra_fields: ClassVar[dict[str, ExtraField]] = {}
 
+    def read_options(self, ctx: StrategyContext) -> dict[str, Any]:
+        """Every option of this strategy (``--set NAME.KEY=VALUE``), read with ``ctx.option`` and checked:
+        key -> value, defaults filled in; a bad value raises a one-line SynthgenError.
+
+        The one place a strategy reads its options (``draw``/``render`` take their values from here):
+        a build calls it for each of its strategies before it writes anything, and refuses any key
+        given that is not in the returned dict as unknown (:func:`check_options`)."""
+        return {}
+
     @abstractmethod
     def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
         """Draw all random choices for one sample (CPU only)."""
@@ -174,3 +183,23 @@ def get_strategy(name: str) -> Strategy:
     if name not in _STRATEGIES:
         raise SynthgenError(f"unknown strategy '{name}'; known: {', '.join(strategy_names())}")
     return _STRATEGIES[name]()
+
+
+def check_options(options: dict[str, dict[str, Any]], strategies: tuple[str, ...], image_size: tuple[int, int]) -> None:
+    """Refuse, before a build writes anything, ``--set`` options of a strategy that is not in the build
+    (``strategies``: after expanding ``caf``), keys the strategy does not read, and invalid values."""
+    for name, given in options.items():
+        if name not in strategies:
+            known = f"unknown strategy '{name}'" if name not in _STRATEGIES else f"strategy {name} is not in this build"
+            raise SynthgenError(f"--set {name}.*: {known} (this build's strategies: {', '.join(strategies)})")
+        ctx = StrategyContext(image_size=image_size, device=torch.device("cpu"), dataset="", category="", sources=[],
+                              normal_image=_no_image, texture=_no_image, texture_keys=list, options=options)
+        values = get_strategy(name).read_options(ctx)  # raises on an invalid value
+        for key in given:
+            if key not in values:
+                known_keys = ", ".join(sorted(values)) or "none"
+                raise SynthgenError(f"--set {name}.{key}: unknown option of {name} (its options: {known_keys})")
+
+
+def _no_image(_) -> torch.Tensor:
+    raise RuntimeError("option checks read no images")

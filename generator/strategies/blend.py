@@ -26,6 +26,7 @@ collapse (``accepted`` False, redrawn by the pipeline); DRAEM keeps such samples
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,11 +95,14 @@ class _TextureBlend(Strategy):
     def _draw_beta(self, rng: np.random.Generator, ctx: StrategyContext) -> float:
         """The texture's opacity beta of one sample."""
 
-    def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
+    def read_options(self, ctx: StrategyContext) -> dict[str, Any]:
         augment = ctx.option(self.name, "augment_texture", True)
         if not isinstance(augment, bool):
             raise SynthgenError(f"option {self.name}.augment_texture: must be true or false, got {augment!r}")
-        recipe = _draw_region_and_texture(rng, ctx, augment)
+        return {"augment_texture": augment}
+
+    def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
+        recipe = _draw_region_and_texture(rng, ctx, self.read_options(ctx)["augment_texture"])
         recipe.params["beta"] = self._draw_beta(rng, ctx)
         return recipe
 
@@ -120,12 +124,16 @@ class Transparent(_TextureBlend):
     name = "transparent"
     summary = "texture blended into a Perlin region with opacity beta (framework Eq. 1)"
 
-    def _draw_beta(self, rng: np.random.Generator, ctx: StrategyContext) -> float:
+    def read_options(self, ctx: StrategyContext) -> dict[str, Any]:
         low = number_option(ctx, self.name, "beta_min", 0.2, 0.0, 1.0)
         high = number_option(ctx, self.name, "beta_max", 0.8, 0.0, 1.0)
         if low > high:
             raise SynthgenError(f"option {self.name}.beta_min: {low} is above beta_max {high}")
-        return float(rng.uniform(low, high))
+        return {**super().read_options(ctx), "beta_min": low, "beta_max": high}
+
+    def _draw_beta(self, rng: np.random.Generator, ctx: StrategyContext) -> float:
+        options = self.read_options(ctx)
+        return float(rng.uniform(options["beta_min"], options["beta_max"]))
 
 
 @register_strategy

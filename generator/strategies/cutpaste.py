@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,11 +92,14 @@ class _CutPasteBase(Strategy):
     def _patch_shape(self, rng: np.random.Generator, ctx: StrategyContext) -> tuple[int, int, float]:
         """(height, width, angle in degrees) of one sample's patch."""
 
+    def read_options(self, ctx: StrategyContext) -> dict[str, Any]:
+        return {"jitter": number_option(ctx, self.name, "jitter", 0.1, 0.0, 0.5)}
+
     def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
         height, width, angle = self._patch_shape(rng, ctx)
         box = _rotated_extent(height, width, angle)
         box = (min(box[0], ctx.image_size[0]), min(box[1], ctx.image_size[1]))
-        jitter = number_option(ctx, self.name, "jitter", 0.1, 0.0, 0.5)
+        jitter = self.read_options(ctx)["jitter"]
         return Recipe(
             {
                 "patch": [height, width],
@@ -133,13 +137,18 @@ class CutPaste(_CutPasteBase):
     name = "cutpaste"
     summary = "CutPaste: a jittered rectangle of the image pasted elsewhere (Li et al. 2021)"
 
-    def _patch_shape(self, rng: np.random.Generator, ctx: StrategyContext) -> tuple[int, int, float]:
-        h, w = ctx.image_size
+    def read_options(self, ctx: StrategyContext) -> dict[str, Any]:
         area_min = number_option(ctx, self.name, "area_min", 0.02, 0.0, 1.0)
         area_max = number_option(ctx, self.name, "area_max", 0.15, 0.0, 1.0)
         if area_min > area_max:
             raise SynthgenError(f"option {self.name}.area_min: {area_min} is above area_max {area_max}")
         aspect_min = number_option(ctx, self.name, "aspect_min", 0.3, 0.01, 1.0)
+        return {**super().read_options(ctx), "area_min": area_min, "area_max": area_max, "aspect_min": aspect_min}
+
+    def _patch_shape(self, rng: np.random.Generator, ctx: StrategyContext) -> tuple[int, int, float]:
+        h, w = ctx.image_size
+        options = self.read_options(ctx)
+        area_min, area_max, aspect_min = options["area_min"], options["area_max"], options["aspect_min"]
         area = rng.uniform(area_min, area_max) * h * w
         aspect = math.exp(rng.uniform(math.log(aspect_min), -math.log(aspect_min)))
         width = min(w, max(1, int(math.sqrt(area * aspect))))
@@ -152,13 +161,19 @@ class CutPasteScar(_CutPasteBase):
     name = "cutpaste-scar"
     summary = "CutPaste-Scar: a thin jittered strip of the image, rotated, pasted elsewhere (Li et al. 2021)"
 
+    def read_options(self, ctx: StrategyContext) -> dict[str, Any]:
+        width_min, width_max = _int_range(ctx, self.name, "width", (2, 16))
+        length_min, length_max = _int_range(ctx, self.name, "length", (10, 25))
+        return {**super().read_options(ctx), "width_min": width_min, "width_max": width_max,
+                "length_min": length_min, "length_max": length_max,
+                "max_angle": number_option(ctx, self.name, "max_angle", 45.0, 0.0, 180.0)}
+
     def _patch_shape(self, rng: np.random.Generator, ctx: StrategyContext) -> tuple[int, int, float]:
         h, w = ctx.image_size
         scale = min(h, w) / SCAR_REFERENCE_SIZE
-        width_min, width_max = _int_range(ctx, self.name, "width", (2, 16))
-        length_min, length_max = _int_range(ctx, self.name, "length", (10, 25))
-        width = int(rng.integers(width_min, width_max + 1))
-        length = int(rng.integers(length_min, length_max + 1))
-        max_angle = number_option(ctx, self.name, "max_angle", 45.0, 0.0, 180.0)
+        options = self.read_options(ctx)
+        width = int(rng.integers(options["width_min"], options["width_max"] + 1))
+        length = int(rng.integers(options["length_min"], options["length_max"] + 1))
+        max_angle = options["max_angle"]
         angle = float(rng.uniform(-max_angle, max_angle))
         return min(h, max(1, round(length * scale))), min(w, max(1, round(width * scale))), angle

@@ -74,7 +74,7 @@ before generation (Table 3's TPS column; it lowered AU-sPRO on LOCO, hence off b
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -323,7 +323,8 @@ class _LogicAL(Strategy):
     edits: ClassVar[tuple[str, ...]]
 
     def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
-        identity = bool(rng.random() < self._identity_fraction(ctx))
+        options = self.read_options(ctx)
+        identity = bool(rng.random() < options["identity_fraction"])
         mode = self.region_modes[int(rng.integers(len(self.region_modes)))]
         edit = self.edits[int(rng.integers(len(self.edits)))]
         maps = source_maps(ctx, source_index)
@@ -335,7 +336,7 @@ class _LogicAL(Strategy):
                 if region.any():
                     break
             params.update(region=description, edge_portion=0.0, edit_area=float(region.mean()))
-            if self._tps(ctx):
+            if options["tps"]:
                 params["tps"] = draw_tps(rng).tolist()
             return Recipe(params, {"normal_edge": normal, "anomaly_edge": normal, "region": region})
         params = {"region_mode": mode, "edit": edit}
@@ -358,18 +359,16 @@ class _LogicAL(Strategy):
         params["region"] = description
         params["edge_portion"] = portion
         params["edit_area"] = float(region.mean())
-        if self._tps(ctx):
+        if options["tps"]:
             params["tps"] = draw_tps(rng).tolist()
         return Recipe(params, {"normal_edge": normal, "anomaly_edge": anomaly, "region": region})
 
-    def _identity_fraction(self, ctx: StrategyContext) -> float:
-        return number_option(ctx, self.name, "identity_fraction", IDENTITY_FRACTION, 0.0, 1.0)
-
-    def _tps(self, ctx: StrategyContext) -> bool:
-        value = ctx.option(self.name, "tps", False)
-        if not isinstance(value, bool):
-            raise SynthgenError(f"option {self.name}.tps: must be true or false, got {value!r}")
-        return value
+    def read_options(self, ctx: StrategyContext) -> dict[str, Any]:
+        tps = ctx.option(self.name, "tps", False)
+        if not isinstance(tps, bool):
+            raise SynthgenError(f"option {self.name}.tps: must be true or false, got {tps!r}")
+        return {"tps": tps, "ssim_threshold": number_option(ctx, self.name, "ssim_threshold", SSIM_THRESHOLD, 0.0, 1.0),
+                "identity_fraction": number_option(ctx, self.name, "identity_fraction", IDENTITY_FRACTION, 0.0, 1.0)}
 
     def render(self, images: torch.Tensor, recipes: list[Recipe], ctx: StrategyContext) -> Rendered:
         model = e2i_model(ctx, self.name)
@@ -386,7 +385,7 @@ class _LogicAL(Strategy):
 
         identity = torch.tensor([r.params["edit"] == "identity" for r in recipes], device=device)
         portions = torch.tensor([r.params["edge_portion"] for r in recipes], device=device)
-        threshold = number_option(ctx, self.name, "ssim_threshold", SSIM_THRESHOLD, 0.0, 1.0)
+        threshold = self.read_options(ctx)["ssim_threshold"]
         if isinstance(model, InpaintModel):
             # The sample is the real photo with the dilated region re-rendered; ground truth: where it
             # differs from the real photo (SSIM below the threshold) inside the re-rendered hole.

@@ -37,6 +37,7 @@ A sample whose final mask is empty (e.g. the rectangle fell on a flat background
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,11 +63,19 @@ class NDAA(Strategy):
     name = "ndaa"
     summary = "near-distribution anomaly: a rectangle bent by a sine, pasted where it changed densely (framework)"
 
+    def read_options(self, ctx: StrategyContext) -> dict[str, Any]:
+        options = {}
+        for key, default, high in (("rect", (0.15, 0.45), 1.0), ("amplitude", (0.01, 0.04), 0.5), ("periods", (0.5, 2.0), 64.0)):
+            options[f"{key}_min"], options[f"{key}_max"] = _range_option(ctx, self.name, key, default, high)
+        options["diff_threshold"] = number_option(ctx, self.name, "diff_threshold", 0.1, 0.0, 1.0)
+        options["block_fraction"] = number_option(ctx, self.name, "block_fraction", 1 / 32, 0.0, 1.0)
+        options["density_threshold"] = number_option(ctx, self.name, "density_threshold", 0.2, 0.0, 1.0)
+        return options
+
     def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
         h, w = ctx.image_size
-        rect = _range_option(ctx, self.name, "rect", (0.15, 0.45), 1.0)
-        amplitude = _range_option(ctx, self.name, "amplitude", (0.01, 0.04), 0.5)
-        periods = _range_option(ctx, self.name, "periods", (0.5, 2.0), 64.0)
+        options = self.read_options(ctx)
+        rect, amplitude, periods = ((options[f"{key}_min"], options[f"{key}_max"]) for key in ("rect", "amplitude", "periods"))
         rect_h = max(1, round(rng.uniform(*rect) * h))
         rect_w = max(1, round(rng.uniform(*rect) * w))
         top = int(rng.integers(0, h - rect_h + 1))
@@ -81,9 +90,9 @@ class NDAA(Strategy):
                 "amplitude": float(rng.uniform(*amplitude) * min(h, w)),
                 "wavelength": float(extent / rng.uniform(*periods)),
                 "phase": float(rng.uniform(0.0, 2.0 * math.pi)),
-                "diff_threshold": number_option(ctx, self.name, "diff_threshold", 0.1, 0.0, 1.0),
-                "block_size": max(2, round(min(h, w) * number_option(ctx, self.name, "block_fraction", 1 / 32, 0.0, 1.0))),
-                "density_threshold": number_option(ctx, self.name, "density_threshold", 0.2, 0.0, 1.0),
+                "diff_threshold": options["diff_threshold"],
+                "block_size": max(2, round(min(h, w) * options["block_fraction"])),
+                "density_threshold": options["density_threshold"],
             }
         )
 

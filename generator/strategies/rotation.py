@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -143,12 +144,17 @@ class Rotation(Strategy):
     name = "rotation"
     summary = "rotated normal image labelled normal (empty mask), for classes that allow rotation (framework)"
 
-    def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
+    def read_options(self, ctx: StrategyContext) -> dict[str, Any]:
         max_angle = number_option(ctx, self.name, "max_angle", 180.0, 0.0, 180.0)
         padding = ctx.option(self.name, "padding", "border")
         if padding not in PADDINGS:
             raise SynthgenError(f"option {self.name}.padding: must be one of {', '.join(PADDINGS)}, got {padding!r}")
-        return Recipe({"angle": float(rng.uniform(-max_angle, max_angle)), "padding": padding})
+        return {"max_angle": max_angle, "padding": padding}
+
+    def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
+        options = self.read_options(ctx)
+        max_angle = options["max_angle"]
+        return Recipe({"angle": float(rng.uniform(-max_angle, max_angle)), "padding": options["padding"]})
 
     def render(self, images: torch.Tensor, recipes: list[Recipe], ctx: StrategyContext) -> Rendered:
         rotated = torch.empty_like(images)

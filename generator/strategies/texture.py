@@ -61,7 +61,7 @@ them (3-10 ms each at 256 x 256); the 8-bit arithmetic changed the bytes of ever
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +69,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..datasets._layout import check_entry
 from ..errors import SynthgenError
 from ..imageio import read_rgb, resize_rgb
 from .perlin import draw_lattice_angles, fractal_perlin_noise
@@ -301,7 +302,7 @@ def _list_texture_files(root: Path) -> dict[str, Path]:
     files = {
         p.relative_to(root).as_posix(): p
         for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        if p.suffix.lower() in IMAGE_SUFFIXES and check_entry(p).is_file()
     }
     if not files:
         raise SynthgenError(f"{root}: no texture images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
@@ -316,6 +317,8 @@ class TextureBank:
     on the CPU, where they are augmented; a strategy moves the result to its device. At most
     ``cache_mb`` MiB of textures are kept (about 1,000 at 256 x 256 by default), so memory stays flat
     however many textures a build uses.
+    ``dtd_files``: the folder's files by key, already read (generator.executors.shipped), instead of
+    reading ``dtd_root`` on this machine.
     """
 
     def __init__(
@@ -324,6 +327,7 @@ class TextureBank:
         image_size: tuple[int, int],
         *,
         dtd_root: str | Path | None = None,
+        dtd_files: Mapping[str, bytes] | None = None,
         normal_pixels: Callable[[int], np.ndarray] | None = None,
         num_normals: int = 0,
         perlin_seeds: int = 64,
@@ -333,10 +337,15 @@ class TextureBank:
         self.image_size = tuple(image_size)
         self._normal_pixels = normal_pixels
         self._files: dict[str, Path] = {}
+        # The files' contents when an executor shipped them (no machine but the first needs the folder).
+        self._contents: Mapping[str, bytes] = dtd_files or {}
         if kind == "dtd":
             if dtd_root is None:
                 raise SynthgenError("--textures: the 'dtd' texture source needs a texture folder")
-            self._files = _list_texture_files(Path(dtd_root))
+            if dtd_files is not None:
+                self._files = {key: Path(dtd_root) / key for key in sorted(dtd_files)}
+            else:
+                self._files = _list_texture_files(Path(dtd_root))
             self._keys = list(self._files)
         elif kind == "normals":
             if normal_pixels is None or num_normals < 1:
@@ -369,7 +378,8 @@ class TextureBank:
         if key not in self._key_set:
             raise KeyError(f"no texture '{key}' in the {self.kind} texture source")
         if self.kind == "dtd":
-            return np.ascontiguousarray(resize_rgb(read_rgb(self._files[key], allow_gray=True), self.image_size))
+            rgb = read_rgb(self._files[key], allow_gray=True, data=self._contents.get(key))
+            return np.ascontiguousarray(resize_rgb(rgb, self.image_size))
         number = int(key.partition(":")[2])
         if self.kind == "normals":
             return np.array(self._normal_pixels(number), dtype=np.uint8)
