@@ -12,7 +12,9 @@ Run it in an environment that has both synthgen and anomalib (``make bench`` cre
     python benchmarks/bench_generator.py --images ../shared/data/mvtec_ad/bottle/train/good \
         --dtd ../shared/data/dtd --threads 1
 
-Numbers are medians of ``--repeats`` timed passes after one warm-up pass.
+Numbers are medians of ``--repeats`` timed passes after one warm-up pass. The synthesis passes are
+interleaved (every strategy, then the peer, in each round), so on a shared, busy machine both sides
+see the same load; report ratios, which survive the load, rather than absolute rates.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
+PEER = "anomalib PerlinAnomalyGenerator"
 STRATEGIES = ("draem", "transparent", "opaque", "ndaa", "rotation", "cutpaste", "cutpaste-scar")
 
 
@@ -43,21 +47,24 @@ def load_images(folder: Path) -> list[Path]:
     return paths
 
 
-def timed(fn, repeats: int) -> float:
-    """Median seconds of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def interleaved(runs: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per name: one warm-up call of each, then ``repeats`` rounds calling each once."""
+    for fn in runs.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 # -- 1. synthesis throughput ------------------------------------------------------------------------
 
 
-def synthgen_synthesis(paths: list[Path], dtd: Path, n: int, batch: int, repeats: int) -> dict[str, float]:
+def synthgen_synthesis(paths: list[Path], dtd: Path, n: int, batch: int) -> dict:
+    """One pass of ``n`` samples per strategy, as callables by strategy name."""
     from generator.imageio import read_rgb, resize_rgb
     from generator.pipeline import render_specs
     from generator.plan import SampleSpec
@@ -69,24 +76,25 @@ def synthgen_synthesis(paths: list[Path], dtd: Path, n: int, batch: int, repeats
     pixels = [resize_rgb(read_rgb(p), size) for p in paths]
     stack = torch.stack([torch.from_numpy(p).permute(2, 0, 1).float() / 255 for p in pixels])
     device = torch.device("cpu")
-    bank = TextureBank("dtd", size, device, dtd_root=str(dtd))
+    bank = TextureBank("dtd", size, dtd_root=str(dtd))
     ctx = StrategyContext(image_size=size, device=device, dataset="bench", category="bottle", sources=list(paths),
                           normal_image=lambda i: stack[i], source_pixels=lambda i: pixels[i].copy(),
                           texture=bank.get, texture_keys=bank.keys)
-    results = {}
+    runs = {}
     for name in STRATEGIES:
         specs = [SampleSpec(i, i % len(paths), i // len(paths), name, sample_seed(0, "bottle", str(i % len(paths)), i, name))
                  for i in range(n)]
 
-        def run() -> None:
+        def run(specs=specs) -> None:
             for start in range(0, n, batch):
                 render_specs(specs[start:start + batch], ctx, max_attempts=8)
 
-        results[name] = n / timed(run, repeats)
-    return results
+        runs[name] = run
+    return runs
 
 
-def anomalib_synthesis(paths: list[Path], dtd: Path, n: int, batch: int, repeats: int) -> float:
+def anomalib_synthesis(paths: list[Path], dtd: Path, n: int, batch: int):
+    """One pass of ``n`` samples through anomalib's generator, as a callable."""
     from anomalib.data.utils.generators.perlin import PerlinAnomalyGenerator
 
     from generator.imageio import read_rgb, resize_rgb
@@ -103,7 +111,7 @@ def anomalib_synthesis(paths: list[Path], dtd: Path, n: int, batch: int, repeats
             (images.clamp(0, 1) * 255).round().to(torch.uint8)
             masks.to(torch.uint8)
 
-    return n / timed(run, repeats)
+    return run
 
 
 # -- 2. trainer input -------------------------------------------------------------------------------
@@ -115,7 +123,8 @@ def build_shards(dataset_args: list[str], out: Path, n: int, dtd: Path) -> None:
     subprocess.run(cmd, check=True)
 
 
-def shard_reading(build: Path, repeats: int) -> float:
+def shard_reading(build: Path):
+    """One pass over the build in random order, as (callable, samples)."""
     from generator.shards.reader import ShardDataset
 
     ds = ShardDataset(build, fields=("image", "mask"))
@@ -125,11 +134,11 @@ def shard_reading(build: Path, repeats: int) -> float:
         for i in order:
             ds[int(i)]
 
-    return len(ds) / timed(run, repeats)
+    return run, len(ds)
 
 
-def online_path(paths: list[Path], dtd: Path, n: int, repeats: int) -> float:
-    """What DRAEM/anomalib do per training sample: decode the PNG, resize, synthesize."""
+def online_path(paths: list[Path], dtd: Path, n: int):
+    """What DRAEM/anomalib do per training sample: decode the PNG, resize, synthesize (a callable)."""
     from anomalib.data.utils.generators.perlin import PerlinAnomalyGenerator
     from torchvision.transforms.v2 import functional as F
 
@@ -143,7 +152,7 @@ def online_path(paths: list[Path], dtd: Path, n: int, repeats: int) -> float:
             tensor = F.resize(tensor, [256, 256], antialias=True)
             generator(tensor)
 
-    return n / timed(run, repeats)
+    return run
 
 
 # -- 3. memory --------------------------------------------------------------------------------------
@@ -170,8 +179,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads for both sides")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--no-memory", action="store_true", help="skip section 3 (two builds of 100 and 1000 samples)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)  # synthgen's augmenters and warps run in OpenCV
     paths = load_images(args.images)
     dataset_args = args.dataset_args.split()
     report: dict = {"threads": args.threads, "samples": args.samples, "cpu_count": os.cpu_count(),
@@ -179,8 +190,11 @@ def main() -> None:
 
     print(f"# synthgen generator benchmark ({args.samples} samples, 256x256, {args.threads} thread(s), "
           f"{len(paths)} source images from {args.images})\n")
-    ours = synthgen_synthesis(paths, args.dtd, args.samples, args.batch, args.repeats)
-    theirs = anomalib_synthesis(paths, args.dtd, args.samples, args.batch, args.repeats)
+    runs = synthgen_synthesis(paths, args.dtd, args.samples, args.batch)
+    runs[PEER] = anomalib_synthesis(paths, args.dtd, args.samples, args.batch)
+    rates = {name: args.samples / seconds for name, seconds in interleaved(runs, args.repeats).items()}
+    theirs = rates.pop(PEER)
+    ours = rates
     report["synthesis"] = {"synthgen": ours, "anomalib_perlin": theirs}
     print("## 1. Synthesis throughput (samples/s)\n")
     print("| strategy | synthgen | anomalib PerlinAnomalyGenerator | ratio |")
@@ -191,8 +205,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         build = Path(tmp) / "shards"
         build_shards(dataset_args, build, args.samples, args.dtd)
-        read = shard_reading(build, args.repeats)
-    online = online_path(paths, args.dtd, min(args.samples, 64), args.repeats)
+        read_run, read_n = shard_reading(build)
+        online_n = min(args.samples, 64)
+        seconds = interleaved({"read": read_run, "online": online_path(paths, args.dtd, online_n)}, args.repeats)
+        read, online = read_n / seconds["read"], online_n / seconds["online"]
     report["trainer_input"] = {"shard_dataset": read, "online_decode_resize_synthesize": online}
     print("\n## 2. Trainer input (samples/s)\n")
     print("| path | samples/s |\n|---|---:|")
@@ -200,12 +216,13 @@ def main() -> None:
     print(f"| online: PNG decode + resize + anomalib synthesis | {online:.1f} |")
     print(f"| ratio | {read / online:.0f}x |")
 
-    small, large = peak_rss_mb(dataset_args, 100, args.dtd), peak_rss_mb(dataset_args, 1000, args.dtd)
-    report["peak_rss_mb"] = {"100": small, "1000": large}
-    print("\n## 3. Peak RSS of `synthgen build` (draem, 256x256)\n")
-    print("| samples | peak RSS (MB) |\n|---:|---:|")
-    print(f"| 100 | {small:.0f} |\n| 1000 | {large:.0f} |")
-    print(f"| change | {100 * (large - small) / small:+.1f}% |")
+    if not args.no_memory:
+        small, large = peak_rss_mb(dataset_args, 100, args.dtd), peak_rss_mb(dataset_args, 1000, args.dtd)
+        report["peak_rss_mb"] = {"100": small, "1000": large}
+        print("\n## 3. Peak RSS of `synthgen build` (draem, 256x256)\n")
+        print("| samples | peak RSS (MB) |\n|---:|---:|")
+        print(f"| 100 | {small:.0f} |\n| 1000 | {large:.0f} |")
+        print(f"| change | {100 * (large - small) / small:+.1f}% |")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

@@ -117,10 +117,13 @@ def cli() -> None:
 @click.option("--e2i", type=click.Path(path_type=Path),
               help="Generator file of the renderer (made by `synthgen train-e2i`). Default for inpaint: train one on "
                    "the category's normal images, cached and reused.")
+@click.option("--dry-run", is_flag=True, help="Print the predicted time and disk size of this build; write nothing.")
+@click.option("--cost-table", type=click.Path(path_type=Path),
+              help="Per-stage costs for --dry-run (benchmarks/bench_cost_model.py). Default: the shipped table.")
 def build(dataset, root, category, strategies, out, num_samples, image_size, seed, textures, settings, caf_table,
           samples_per_shard, batch_size, device, workers, num_shards, shard_index, compress_images, quiet,
           executor, ray_address, merge_only, edge_model, regions, sam_model, sam_checkpoint, weights_dir, renderer,
-          e2i):
+          e2i, dry_run, cost_table):
     """Synthesize anomalies and write sharded HDF5 + manifest (resumable).
 
     Without --root the dataset is looked for in $SYNTHGEN_DATA/DATASET, then ./datasets/DATASET.
@@ -169,6 +172,13 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
         e2i=str(e2i) if e2i else None,
         renderer=renderer,
     )  # category None: the settings every category of the dataset is built with
+    if dry_run:
+        if category is None:
+            raise SynthgenError("--dry-run: give --category (the prediction is for one category's plan)")
+        from .cost_model import dry_run as predict
+
+        click.echo(predict(config, workers=workers, cost_table=cost_table))
+        return
     engine = None if merge_only else _make_executor(executor, ray_address)
     if category is None:
         _build_every_category(config, out or Path("out") / dataset, quiet, workers=workers, num_shards=num_shards,

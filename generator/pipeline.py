@@ -70,10 +70,9 @@ def make_context(plan: BuildPlan, device: torch.device, shipped: Any = None) -> 
         bank = TextureBank(
             config.texture_source,
             config.image_size,
-            device,
             dtd_root=config.texture_root,
             dtd_files=shipped.textures if shipped is not None else None,
-            normal_image=normal_image,
+            normal_pixels=source_pixels,
             num_normals=len(plan.sources),
         )
     return StrategyContext(
@@ -125,6 +124,15 @@ class _Sample:
     exhausted: bool = False
 
 
+def _normal_batch(ctx: StrategyContext, sources: list[int]) -> torch.Tensor:
+    """The normal images of a batch, (B, 3, H, W) float32 in [0, 1] on ctx.device: ``ctx.normal_image`` of
+    each, computed from the uint8 pixels in one conversion. The tensor is channels-last in memory, as the
+    pixels are: textures arrive that way and the uint8 output leaves that way, so the float work in
+    between runs over contiguous memory instead of striding across channels."""
+    pixels = torch.from_numpy(np.stack([ctx.source_pixels(i) for i in sources])).to(ctx.device)
+    return pixels.permute(0, 3, 1, 2).float().div_(255.0)
+
+
 def render_specs(specs: list[SampleSpec], ctx: StrategyContext, max_attempts: int) -> list[_Sample]:
     """Render a batch of specs, strategy by strategy, redrawing rejected samples."""
     out: list[_Sample | None] = [None] * len(specs)
@@ -136,7 +144,7 @@ def render_specs(specs: list[SampleSpec], ctx: StrategyContext, max_attempts: in
         redraws = dict.fromkeys(members, 0)
         pending = members
         while pending:
-            images = torch.stack([ctx.normal_image(specs[k].source_index) for k in pending])
+            images = _normal_batch(ctx, [specs[k].source_index for k in pending])
             rendered = strategy.render(images, [recipes[k] for k in pending], ctx)
             if rendered.normals is not None:
                 normals = list(to_uint8_hwc(rendered.normals))
@@ -371,16 +379,20 @@ def _shard_verified(out_dir: Path, plan: BuildPlan, s: int) -> bool:
 
 @contextmanager
 def _render_threads(device: str) -> Iterator[None]:
-    """One intra-op thread for CPU rendering (see module docstring); restored afterwards."""
+    """One intra-op thread (torch and OpenCV) for CPU rendering (see module docstring); restored afterwards."""
     if device != "cpu":
         yield
         return
-    before = torch.get_num_threads()
+    import cv2
+
+    before, cv2_before = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)  # parallelism comes from worker processes
     try:
         yield
     finally:
         torch.set_num_threads(before)
+        cv2.setNumThreads(cv2_before)
 
 
 def _build_in_process(plan: BuildPlan, todo: list[int], out_dir: Path, progress: bool) -> None:

@@ -74,10 +74,15 @@ class BuildPlan:
     @property
     def extra_fields(self) -> dict[str, ExtraField]:
         """The per-sample fields the build's strategies add to the core ones (shard datasets)."""
-        fields: dict[str, ExtraField] = {}
-        for name in self.strategies:
-            fields.update(get_strategy(name).extra_fields)
-        return fields
+        return strategy_extra_fields(self.strategies)
+
+
+def strategy_extra_fields(strategies: tuple[str, ...]) -> dict[str, ExtraField]:
+    """The per-sample fields these strategies add to the core ones (shard datasets)."""
+    fields: dict[str, ExtraField] = {}
+    for name in strategies:
+        fields.update(get_strategy(name).extra_fields)
+    return fields
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,7 +177,7 @@ def _models_record(config: BuildConfig, strategies: tuple[str, ...], needs: set[
 def _texture_record(config: BuildConfig) -> dict[str, Any]:
     record: dict[str, Any] = {"source": config.texture_source}
     if config.texture_source == "dtd":
-        bank = TextureBank("dtd", config.image_size, torch.device("cpu"), dtd_root=config.texture_root)
+        bank = TextureBank("dtd", config.image_size, dtd_root=config.texture_root)
         root = Path(config.texture_root)
         record["root"] = str(root)
         record["files"] = [{"key": key, "sha256": sha256_file(root / key)} for key in bank.keys()]

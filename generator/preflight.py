@@ -89,10 +89,10 @@ def refuse_own_inputs(out_dir: Path, inputs: Iterable[tuple[str, str | Path | No
 
 
 def shard_bytes(num_samples: int, image_size: tuple[int, int], extras: dict) -> int:
-    """Estimated bytes of ``num_samples`` stored samples: image and normal uncompressed (the default),
-    the gzip'ed mask at 1/8 (its measured ratio is 35-60), extra fields as stored (uncompressed bound)."""
+    """Estimated bytes of ``num_samples`` stored samples: image, normal and mask uncompressed (the
+    default; masks are raw since shard format 2), extra fields as stored (uncompressed bound)."""
     h, w = image_size
-    per_sample = 6 * h * w + h * w // 8 + SAMPLE_OVERHEAD_BYTES
+    per_sample = 7 * h * w + SAMPLE_OVERHEAD_BYTES
     for spec in extras.values():
         per_sample += int(np.prod(spec.shape(h, w))) * np.dtype(spec.dtype).itemsize
     return num_samples * per_sample

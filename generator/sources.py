@@ -79,14 +79,23 @@ def prepare_sources(
                 leave=False,
             )
         )
-    key = digest({"sha256": hashes, "size": list(image_size), "gray": gray, "version": RESIZE_VERSION})
-    stack_path = (cache_dir or cache_root() / "sources") / f"{key}.npy"
+    stack_path = _stack_path(hashes, image_size, gray, cache_dir)
     problem = _stack_problem(stack_path, len(images), image_size)
     if problem is not None:
         if problem != "absent":
             warnings.warn(f"{stack_path}: damaged cache entry ({problem}); rebuilding it")
         _write_stack(images, image_size, gray, stack_path, threads, progress)
     return SourceSet(tuple(images), tuple(hashes), stack_path, tuple(image_size))
+
+
+def _stack_path(hashes: list[str], image_size: tuple[int, int], gray: bool, cache_dir: Path | None = None) -> Path:
+    key = digest({"sha256": hashes, "size": list(image_size), "gray": gray, "version": RESIZE_VERSION})
+    return (cache_dir or cache_root() / "sources") / f"{key}.npy"
+
+
+def cached_stack_ready(hashes: list[str], image_size: tuple[int, int], gray: bool) -> bool:
+    """Whether sources with these file hashes are already decoded and resized in the cache, whole."""
+    return _stack_problem(_stack_path(hashes, image_size, gray), len(hashes), image_size) is None
 
 
 def _record_path(stack_path: Path) -> Path:

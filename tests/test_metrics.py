@@ -329,6 +329,52 @@ def test_au_spro_matches_brute_force(seed, limit):
     assert fast == pytest.approx(ref_au_spro(maps, truths, limit), abs=1e-9)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_pixel_curves_in_score_bands_equal_one_global_sort(seed, monkeypatch):
+    """The streamed curves (pixels cut into bands of scores, each sorted alone) give the numbers of
+    one sort over all pixels: float32 and float64 maps, heavy ties, saturated and overlapping regions."""
+    rng = np.random.default_rng(600 + seed)
+    shape = (24, 31)
+    maps = random_maps(rng, 6, shape, quantised=seed % 2 == 0)
+    truths, masks = [], []
+    for i in range(6):
+        regions = [] if i < 2 else random_rectangles(rng, shape, int(rng.integers(1, 4)))
+        sats = [float(rng.choice([1.0, 3.0, rng.uniform(0.2, 1.5) * r.sum()])) for r in regions]
+        truths.append(M.SaturatedRegions(regions, sats))
+        union = np.zeros(shape, dtype=bool)
+        for r in regions:
+            maps[i] += 0.3 * r * rng.random(shape)
+            union |= r
+        masks.append(union)
+    maps = maps.astype(np.float32) if seed % 3 == 0 else maps
+    limits = (0.01, 0.05, 0.3, 1.0)
+
+    def everything():
+        return {
+            "pixel_auroc": M.pixel_auroc(maps, masks),
+            "pixel_ap": M.pixel_average_precision(maps, masks),
+            "au_pro": M.au_pro(maps, masks),
+            **{f"au_spro@{limit}": M.au_spro(maps, truths, fpr_limit=limit) for limit in limits},
+            "loco": M.loco_report(maps, ["good"] * 2 + ["logical_anomalies", "structural_anomalies"] * 2, truths,
+                                  fpr_limits=limits),
+            "spro_curve": M.spro_curve(maps, truths),
+            "pro_curve": M.pro_curve(maps, masks),
+        }
+
+    whole = everything()  # the default band size holds every pixel: one global sort
+    monkeypatch.setattr(M, "CURVE_CHUNK_PIXELS", 97)  # ~46 bands, boundaries inside runs of ties too
+    banded = everything()
+    for key in ("pixel_auroc", "pixel_ap", "au_pro", *(f"au_spro@{limit}" for limit in limits)):
+        assert banded[key] == pytest.approx(whole[key], abs=1e-9), key
+    for kind in ("logical_anomalies", "structural_anomalies", "mean"):
+        for limit in limits:
+            assert banded["loco"][kind]["au_spro"][limit] == pytest.approx(whole["loco"][kind]["au_spro"][limit], abs=1e-9)
+        assert banded["loco"][kind]["pixel_auroc"] == pytest.approx(whole["loco"][kind]["pixel_auroc"], abs=1e-9)
+    for key in ("spro_curve", "pro_curve"):
+        for a, b in zip(banded[key], whole[key]):
+            assert a.shape == b.shape and np.allclose(a, b, rtol=0, atol=1e-12)
+
+
 # -------------------------------------------------------------------------------- saturation, loader
 
 

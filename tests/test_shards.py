@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from generator.errors import SynthgenError
 from generator.shards.format import shard_name, sidecar_name
 from generator.shards.reader import ShardDataset
 from generator.shards.writer import ShardWriter
@@ -55,8 +56,8 @@ def test_layout_chunks_and_compression(tmp_path):
     with h5py.File(path, "r") as f:
         assert f["image"].shape == (6, H, W, 3) and f["image"].dtype == np.uint8
         assert f["image"].chunks == (1, H, W, 3) and f["image"].compression is None
-        assert f["mask"].chunks == (1, H, W) and f["mask"].compression == "gzip" and f["mask"].shuffle
-        assert f.attrs["schema_version"] == 1 and f.attrs["dataset"] == "t"
+        assert f["mask"].chunks == (1, H, W) and f["mask"].compression is None
+        assert f.attrs["schema_version"] == 2 and f.attrs["dataset"] == "t"
         assert list(f["strategy"].asstr()[:3]) == ["b", "a", "a"]
         assert json.loads(f["params"].asstr()[4]) == {"i": 4}
 
@@ -99,6 +100,32 @@ def test_dataset_reads_back_and_filters(tmp_path):
     assert s["params"] == {"i": 1} and s["source_id"] == "train/good/001"
     only_b = ShardDataset(paths, strategies=["b"])
     assert len(only_b) == 4 and all(only_b[i]["strategy"] == "b" for i in range(len(only_b)))
+
+
+def _as_format_1(src, dst):
+    """A copy of shard ``src`` as format 1 wrote it: masks gzip-4 + shuffle, schema_version 1."""
+    with h5py.File(src, "r") as f, h5py.File(dst, "w") as g:
+        for key, value in f.attrs.items():
+            g.attrs[key] = value
+        g.attrs["schema_version"] = 1
+        for name, ds in f.items():
+            extra = dict(compression="gzip", compression_opts=4, shuffle=True) if name == "mask" else {}
+            g.create_dataset(name, data=ds[...], chunks=ds.chunks, **extra)
+
+
+def test_format_1_builds_read_the_same_and_unknown_versions_are_refused(tmp_path):
+    _write(tmp_path / "new.h5")
+    _as_format_1(tmp_path / "new.h5", tmp_path / "old.h5")
+    fields = ("image", "mask", "normal")
+    new, old = ShardDataset(tmp_path / "new.h5", fields=fields), ShardDataset(tmp_path / "old.h5", fields=fields)
+    for i in range(len(new)):
+        for name in fields:
+            assert torch.equal(new[i][name], old[i][name])
+    old.close()
+    with h5py.File(tmp_path / "old.h5", "a") as f:
+        f.attrs["schema_version"] = 99
+    with pytest.raises(SynthgenError, match=r"old\.h5: shard format version 99 is not one this synthgen reads"):
+        ShardDataset(tmp_path / "old.h5", fields=fields)
 
 
 def test_dataloader_with_forked_workers(tmp_path):

@@ -66,14 +66,16 @@ Deliberate differences, for cases where the official scripts fail or give NaN:
   so that a saturation keeps covering the same fraction of the object; at the original resolution the
   scale is 1 and the official value results.
 
-Cost: one sort of all pixel scores per metric. On 100 maps of 256x256 (6.6 M pixels, 2-core CPU shared
-with other jobs) each metric took 1.0-2.3 s, most of it the argsort (1.1 s); the process peaked at
-0.7 GB (about 100 bytes per pixel). ``tests/test_metrics.py::test_speed_100_maps_256`` prints the times.
+Cost: pixel curves sort the pixels band by band of scores (see "streamed pixel curves" below), so
+memory stays at about CURVE_CHUNK_PIXELS x 50 bytes however many pixels are evaluated, plus the
+maps themselves and a sparse copy of the ground truth; the result is the one global sort's. On 100
+maps of 256x256 (6.6 M pixels, 2-core CPU shared with other jobs) each metric took 1.0-2.3 s.
+``tests/test_metrics.py::test_speed_100_maps_256`` prints the times.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -130,11 +132,21 @@ def _labels(x: Any, name: str) -> np.ndarray:
 
 
 def _maps(anomaly_maps: Any) -> list[np.ndarray]:
-    """A (N, H, W) array/tensor or a sequence of (H, W) maps -> list of float64 (H, W) arrays."""
-    maps = [_scores(m, f"anomaly map {i}") for i, m in enumerate(anomaly_maps)]
-    for i, m in enumerate(maps):
-        if m.ndim != 2:
-            raise SynthgenError(f"anomaly map {i}: expected a 2-D (H, W) map, got shape {m.shape}")
+    """A (N, H, W) array/tensor or a sequence of (H, W) maps -> list of float (H, W) arrays.
+
+    float32 maps stay float32 (no copy): the pixel curves read them one band of scores at a time and
+    convert only that band to float64, which is exact, so the metrics do not change.
+    """
+    maps = []
+    for i, m in enumerate(anomaly_maps):
+        arr = _to_numpy(m)
+        if arr.dtype != np.float32:
+            arr = np.asarray(arr, dtype=np.float64)
+        if arr.ndim != 2:
+            raise SynthgenError(f"anomaly map {i}: expected a 2-D (H, W) map, got shape {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise SynthgenError(f"anomaly map {i}: contains NaN or infinite scores")
+        maps.append(arr)
     return maps
 
 
@@ -201,13 +213,6 @@ def partial_area(fpr: np.ndarray, y: np.ndarray, fpr_limit: float) -> float:
     return area
 
 
-def _normalised_area(curve: tuple[np.ndarray, np.ndarray] | None, fpr_limit: float) -> float | None:
-    """Area of an (FPR, overlap) curve up to ``fpr_limit`` divided by the limit; None for no curve."""
-    if curve is None:
-        return None
-    return _unit(partial_area(*curve, fpr_limit) / fpr_limit)
-
-
 def _unit(value: float) -> float:
     """Clamp rounding residue (cumulative sums of 1/area) into [0, 1]."""
     return float(min(max(value, 0.0), 1.0))
@@ -216,6 +221,127 @@ def _unit(value: float) -> float:
 def _with_origin(fpr: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Prepend the point (0, 0) (threshold above every score) and clamp rounding residue above 1."""
     return np.concatenate(([0.0], np.minimum(fpr, 1.0))), np.concatenate(([0.0], np.minimum(y, 1.0)))
+
+
+# ------------------------------------------------------------------------------- streamed pixel curves
+#
+# A full-resolution evaluation has tens of millions of pixels (126 MVTec LOCO juice_bottle images at
+# 1600x800: 161 M pixel scores over the two kinds). Sorting them all at once, with their weights and
+# the full curve, peaked at 13.9 GB. The pixel curves below give the same exact curve (every distinct
+# score a threshold, ties entering together) in bands of scores: the pixels are cut by score value
+# into bands of about CURVE_CHUNK_PIXELS, each band is sorted alone (a distinct score lies in one band,
+# so ties stay together), and the cumulative sums carry over from band to band. Areas are summed band
+# by band, so neither the sorted pixels nor the curve are ever held whole; a band's working memory is
+# about 50 bytes per pixel. The per-image ground truth is kept sparse: anomalous pixels only.
+
+
+#: pixels sorted at once by a pixel curve (about 100 MB of working memory)
+CURVE_CHUNK_PIXELS = 2_000_000
+
+
+class _PixelTruth(NamedTuple):
+    """What one image's pixels add to a curve once predicted: each pixel in ``anomalous`` (sorted flat
+    indices) adds its ``weights`` entry to the curve's y sum; every other pixel is anomaly-free and
+    adds one false positive."""
+
+    anomalous: np.ndarray
+    weights: np.ndarray
+
+
+def _score_bands(maps: list[np.ndarray], chunk_pixels: int) -> list[float]:
+    """Band boundaries [inf, b_1, ..., -inf], descending, that cut all pixels into bands of about
+    ``chunk_pixels`` (quantiles of a regular subsample of the scores; any boundaries give exact
+    results, these only balance the bands)."""
+    total = sum(m.size for m in maps)
+    bands = -(-total // chunk_pixels)
+    if bands <= 1:
+        return [np.inf, -np.inf]
+    stride = max(1, total // (bands * 1000))  # about a thousand sampled scores per band
+    sample = np.concatenate([m.ravel()[::stride] for m in maps]).astype(np.float64)
+    inner = np.unique(np.quantile(sample, np.linspace(0.0, 1.0, bands + 1)[1:-1]))[::-1]
+    return [np.inf, *inner.tolist(), -np.inf]
+
+
+def _descending_sums(
+    maps: list[np.ndarray], truths: list[_PixelTruth]
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """For every distinct score t, from the highest down: (false positives, sum of weights) over the
+    pixels with score >= t, yielded one score band at a time (see the section comment)."""
+    bounds = _score_bands(maps, CURVE_CHUNK_PIXELS)
+    false_positives, weight_sum = 0, 0.0
+    for upper, lower in zip(bounds[:-1], bounds[1:]):
+        scores, normal, weights = [], [], []
+        for score_map, truth in zip(maps, truths):
+            flat = score_map.ravel()
+            in_band = (flat >= lower) & (flat < upper)
+            pixels = np.flatnonzero(in_band)
+            if pixels.size == 0:
+                continue
+            hit = in_band[truth.anomalous]
+            at = np.searchsorted(pixels, truth.anomalous[hit])
+            weight = np.zeros(pixels.size)
+            weight[at] = truth.weights[hit]
+            is_normal = np.ones(pixels.size, dtype=np.int8)  # summed in int64 below
+            is_normal[at] = 0
+            scores.append(flat[pixels].astype(np.float64))
+            normal.append(is_normal)
+            weights.append(weight)
+        if not scores:
+            continue
+        band = np.concatenate(scores)
+        order = np.argsort(band)[::-1]
+        band = band[order]
+        run_ends = np.flatnonzero(np.append(band[1:] != band[:-1], True))
+        fps = false_positives + np.cumsum(np.concatenate(normal)[order], dtype=np.int64)
+        # the running sum continues from the previous band, element by element, as one cumsum would
+        sums = np.cumsum(np.concatenate(([weight_sum], np.concatenate(weights)[order])))[1:]
+        false_positives, weight_sum = int(fps[-1]), float(sums[-1])
+        yield fps[run_ends], sums[run_ends]
+
+
+def _curve_bands(
+    maps: list[np.ndarray], truths: list[_PixelTruth], n_normal: int, y_total: float
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The (FPR, y / y_total) points of the exact curve, band by band (without the origin)."""
+    for fps, sums in _descending_sums(maps, truths):
+        yield np.minimum(fps / n_normal, 1.0), np.minimum(sums / y_total, 1.0)
+
+
+def _whole_curve(bands: Iterator[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """All points of a streamed curve, with the origin (for callers that want the curve itself)."""
+    parts = list(bands)
+    return _with_origin(np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts]))
+
+
+def _streamed_areas(bands: Iterator[tuple[np.ndarray, np.ndarray]], limits: Sequence[float]) -> dict[float, float]:
+    """:func:`partial_area` of a curve from (0, 0), for each limit, from its points band by band."""
+    areas = dict.fromkeys(limits, 0.0)
+    open_limits = list(limits)
+    last_x, last_y = 0.0, 0.0
+    for x, y in bands:
+        if not open_limits:
+            break
+        xs, ys = np.concatenate(([last_x], x)), np.concatenate(([last_y], y))
+        for limit in list(open_limits):
+            inside = int(np.searchsorted(xs, limit, side="right"))  # >= 1: xs[0] is below the limit
+            areas[limit] += float(np.sum((xs[1:inside] - xs[: inside - 1]) * (ys[1:inside] + ys[: inside - 1]) / 2.0))
+            if inside < len(xs):  # the curve passes the limit in this band
+                x0, x1, y0, y1 = xs[inside - 1], xs[inside], ys[inside - 1], ys[inside]
+                if x0 < limit:
+                    y_limit = y0 + (y1 - y0) * (limit - x0) / (x1 - x0)
+                    areas[limit] += (limit - x0) * (y0 + y_limit) / 2.0
+                open_limits.remove(limit)
+        last_x, last_y = float(xs[-1]), float(ys[-1])
+    return areas
+
+
+def _mask_truths(maps: list[np.ndarray], masks: list[np.ndarray]) -> list[_PixelTruth]:
+    """Binary ground truth: every anomalous pixel weighs 1 (it is a true positive once predicted)."""
+    truths = []
+    for mask in masks:
+        anomalous = np.flatnonzero(mask.ravel()).astype(np.int32)  # one image has < 2**31 pixels
+        truths.append(_PixelTruth(anomalous, np.ones(anomalous.size)))
+    return truths
 
 
 # -------------------------------------------------------------------------------------- ranking metrics
@@ -269,12 +395,11 @@ def image_average_precision(scores: Any, labels: Any) -> float | None:
     return _average_precision(_scores(scores, "image scores").ravel(), _labels(labels, "image labels"))
 
 
-def _flat_pixels(anomaly_maps: Any, gt_masks: Any) -> tuple[np.ndarray, np.ndarray]:
+def _pixel_counts(anomaly_maps: Any, gt_masks: Any) -> tuple[list[np.ndarray], list[_PixelTruth], int, int]:
     maps = _maps(anomaly_maps)
-    masks = _masks(gt_masks, maps)
-    if not maps:
-        return np.zeros(0), np.zeros(0, dtype=bool)
-    return np.concatenate([m.ravel() for m in maps]), np.concatenate([g.ravel() for g in masks])
+    truths = _mask_truths(maps, _masks(gt_masks, maps))
+    n_pos = sum(t.anomalous.size for t in truths)
+    return maps, truths, n_pos, sum(m.size for m in maps) - n_pos
 
 
 def pixel_auroc(anomaly_maps: Any, gt_masks: Any) -> float | None:
@@ -282,15 +407,44 @@ def pixel_auroc(anomaly_maps: Any, gt_masks: Any) -> float | None:
 
     None when every pixel is normal or every pixel is anomalous.
     """
-    return _auroc(*_flat_pixels(anomaly_maps, gt_masks))
+    maps, truths, n_pos, n_neg = _pixel_counts(anomaly_maps, gt_masks)
+    if n_pos == 0 or n_neg == 0:
+        return None
+    return _unit(_streamed_areas(_curve_bands(maps, truths, n_neg, n_pos), [1.0])[1.0])
 
 
 def pixel_average_precision(anomaly_maps: Any, gt_masks: Any) -> float | None:
     """Average precision over all pixels of all images. None when no pixel is anomalous."""
-    return _average_precision(*_flat_pixels(anomaly_maps, gt_masks))
+    maps, truths, n_pos, _ = _pixel_counts(anomaly_maps, gt_masks)
+    if n_pos == 0:
+        return None
+    # sklearn: AP = sum_k (R_k - R_{k-1}) P_k, step-wise, R_0 = 0, no interpolation.
+    total, last_recall = 0.0, 0.0
+    for fps, tps in _descending_sums(maps, truths):
+        recall = tps / n_pos
+        total += float(np.sum(np.diff(recall, prepend=last_recall) * (tps / (tps + fps))))
+        last_recall = float(recall[-1])
+    return _unit(total)
 
 
 # ------------------------------------------------------------------------------------------ AU-PRO
+
+
+def _pro_truths(anomaly_maps: Any, gt_masks: Any) -> tuple[list[np.ndarray], list[_PixelTruth], int, int]:
+    """Maps, per-image truths (a region pixel weighs 1/|region|), anomaly-free pixels, regions."""
+    maps = _maps(anomaly_maps)
+    masks = _masks(gt_masks, maps)
+    truths, n_regions, n_normal = [], 0, 0
+    for mask in masks:
+        labels, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+        labels = labels.ravel()
+        # Each pixel of a region adds 1/|region| to that region's overlap once it is predicted.
+        per_label = 1.0 / np.maximum(np.bincount(labels), 1)
+        anomalous = np.flatnonzero(labels).astype(np.int32)
+        truths.append(_PixelTruth(anomalous, per_label[labels[anomalous]]))
+        n_regions += count
+        n_normal += labels.size - anomalous.size
+    return maps, truths, n_normal, n_regions
 
 
 def pro_curve(anomaly_maps: Any, gt_masks: Any) -> tuple[np.ndarray, np.ndarray] | None:
@@ -299,26 +453,10 @@ def pro_curve(anomaly_maps: Any, gt_masks: Any) -> tuple[np.ndarray, np.ndarray]
     Regions are the 8-connected components of each binary mask. None when there is no region or no
     anomaly-free pixel (the FPR or the PRO would divide by zero).
     """
-    maps = _maps(anomaly_maps)
-    masks = _masks(gt_masks, maps)
-    overlap_weights, normal_flags = [], []
-    n_regions = 0
-    for mask in masks:
-        labels, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
-        labels = labels.ravel()
-        # Each pixel of a region adds 1/|region| to that region's overlap once it is predicted.
-        per_label = 1.0 / np.maximum(np.bincount(labels), 1)
-        per_label[0] = 0.0  # label 0 is the anomaly-free background
-        overlap_weights.append(per_label[labels])
-        normal_flags.append(~mask.ravel())
-        n_regions += count
-    normal = np.concatenate(normal_flags) if normal_flags else np.zeros(0, dtype=bool)
-    n_normal = int(normal.sum())
+    maps, truths, n_normal, n_regions = _pro_truths(anomaly_maps, gt_masks)
     if n_regions == 0 or n_normal == 0:
         return None
-    scores = np.concatenate([m.ravel() for m in maps])
-    fps, overlap = _cumulative_at_thresholds(scores, normal.astype(np.int64), np.concatenate(overlap_weights))
-    return _with_origin(fps / n_normal, overlap / n_regions)
+    return _whole_curve(_curve_bands(maps, truths, n_normal, n_regions))
 
 
 def au_pro(anomaly_maps: Any, gt_masks: Any, fpr_limit: float = AU_PRO_FPR_LIMIT) -> float | None:
@@ -327,7 +465,11 @@ def au_pro(anomaly_maps: Any, gt_masks: Any, fpr_limit: float = AU_PRO_FPR_LIMIT
     None when :func:`pro_curve` is undefined (no anomalous region, or no anomaly-free pixel).
     """
     fpr_limit = _check_limit(fpr_limit)
-    return _normalised_area(pro_curve(anomaly_maps, gt_masks), fpr_limit)
+    maps, truths, n_normal, n_regions = _pro_truths(anomaly_maps, gt_masks)
+    if n_regions == 0 or n_normal == 0:
+        return None
+    area = _streamed_areas(_curve_bands(maps, truths, n_normal, n_regions), [fpr_limit])[fpr_limit]
+    return _unit(area / fpr_limit)
 
 
 # ----------------------------------------------------------------------------------------- AU-sPRO
@@ -347,22 +489,15 @@ def _saturation_gains(region_scores: np.ndarray, saturation: float) -> np.ndarra
     return gains
 
 
-def spro_curve(
+def _spro_truths(
     anomaly_maps: Any, ground_truth: Sequence[SaturatedRegions]
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The exact (FPR, mean sPRO) curve of MVTec LOCO, from (0, 0) to (1, 1).
-
-    ``ground_truth[i]`` holds the regions of image ``i`` (empty for good images). A pixel is a false
-    positive when it is in none of its image's regions; regions may overlap. The saturation of a
-    region is clipped to its area (as ``min(threshold, area)`` in the official code) and raised to at
-    least one pixel; regions without pixels are ignored. None when no region has pixels or when no
-    pixel is anomaly-free.
-    """
+) -> tuple[list[np.ndarray], list[_PixelTruth], int, int]:
+    """Maps, per-image truths (a pixel's summed saturation gains over the regions that hold it),
+    anomaly-free pixels, regions with pixels."""
     maps = _maps(anomaly_maps)
     if len(ground_truth) != len(maps):
         raise SynthgenError(f"ground truth: {len(ground_truth)} entries for {len(maps)} anomaly maps")
-    spro_weights, normal_flags = [], []
-    n_regions = 0
+    truths, n_regions, n_normal = [], 0, 0
     for i, (score_map, regions) in enumerate(zip(maps, ground_truth)):
         scores = score_map.ravel()
         weight = np.zeros(scores.size)
@@ -375,18 +510,42 @@ def spro_curve(
             if not saturation > 0:
                 raise SynthgenError(f"ground truth {i}, region {j}: saturation must be > 0, got {saturation}")
             saturation = min(max(float(saturation), 1.0), float(pixels.size))
-            weight[pixels] += _saturation_gains(scores[pixels], saturation)
+            weight[pixels] += _saturation_gains(scores[pixels].astype(np.float64), saturation)
             anomalous[pixels] = True
             n_regions += 1
-        spro_weights.append(weight)
-        normal_flags.append(~anomalous)
-    normal = np.concatenate(normal_flags) if normal_flags else np.zeros(0, dtype=bool)
-    n_normal = int(normal.sum())
+        in_regions = np.flatnonzero(anomalous).astype(np.int32)
+        truths.append(_PixelTruth(in_regions, weight[in_regions]))
+        n_normal += scores.size - in_regions.size
+    return maps, truths, n_normal, n_regions
+
+
+def spro_curve(
+    anomaly_maps: Any, ground_truth: Sequence[SaturatedRegions]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The exact (FPR, mean sPRO) curve of MVTec LOCO, from (0, 0) to (1, 1).
+
+    ``ground_truth[i]`` holds the regions of image ``i`` (empty for good images). A pixel is a false
+    positive when it is in none of its image's regions; regions may overlap. The saturation of a
+    region is clipped to its area (as ``min(threshold, area)`` in the official code) and raised to at
+    least one pixel; regions without pixels are ignored. None when no region has pixels or when no
+    pixel is anomaly-free. The whole curve is one point per distinct score: for the areas alone,
+    :func:`au_spro` and :func:`loco_report` stream it instead.
+    """
+    maps, truths, n_normal, n_regions = _spro_truths(anomaly_maps, ground_truth)
     if n_regions == 0 or n_normal == 0:
         return None
-    scores = np.concatenate([m.ravel() for m in maps])
-    fps, spro = _cumulative_at_thresholds(scores, normal.astype(np.int64), np.concatenate(spro_weights))
-    return _with_origin(fps / n_normal, spro / n_regions)
+    return _whole_curve(_curve_bands(maps, truths, n_normal, n_regions))
+
+
+def _spro_areas(
+    anomaly_maps: Any, ground_truth: Sequence[SaturatedRegions], limits: Sequence[float]
+) -> dict[float, float | None]:
+    """Normalised AU-sPRO at each limit, from the streamed curve; None for every limit when undefined."""
+    maps, truths, n_normal, n_regions = _spro_truths(anomaly_maps, ground_truth)
+    if n_regions == 0 or n_normal == 0:
+        return dict.fromkeys(limits)
+    areas = _streamed_areas(_curve_bands(maps, truths, n_normal, n_regions), limits)
+    return {limit: _unit(area / limit) for limit, area in areas.items()}
 
 
 def au_spro(
@@ -397,7 +556,7 @@ def au_spro(
     None when :func:`spro_curve` is undefined (no region with pixels, or no anomaly-free pixel).
     """
     fpr_limit = _check_limit(fpr_limit)
-    return _normalised_area(spro_curve(anomaly_maps, ground_truth), fpr_limit)
+    return _spro_areas(anomaly_maps, ground_truth, [fpr_limit])[fpr_limit]
 
 
 def saturation_area(spec: DefectSpec, region_area: int, pixel_scale: float = 1.0) -> float:
@@ -501,11 +660,10 @@ def loco_report(
         kind_truth = [ground_truth[i] for i in chosen]
         labels = np.array([defect_types[i] == kind for i in chosen], dtype=bool)
         union_masks = [_region_union(truth, m, i) for i, truth, m in zip(chosen, kind_truth, kind_maps)]
-        curve = spro_curve(kind_maps, kind_truth)
         report[kind] = {
             "image_auroc": _auroc(scores[chosen], labels),
             "pixel_auroc": pixel_auroc(kind_maps, union_masks),
-            "au_spro": {limit: _normalised_area(curve, limit) for limit in limits},
+            "au_spro": _spro_areas(kind_maps, kind_truth, limits),
         }
     logical, structural = (report[k] for k in LOCO_ANOMALY_KINDS)
     report["mean"] = {

@@ -1,7 +1,7 @@
 """The shard file format: one place that says what every HDF5 dataset in a shard is.
 
 A shard is an HDF5 file of N samples, every per-sample dataset has the samples on its first axis and
-one chunk per sample (so a random read touches one chunk). Layout (schema version 1):
+one chunk per sample (so a random read touches one chunk). Layout (schema version 2):
 
 ===============  ==================  =======  =============================================================
 dataset          shape               dtype    meaning
@@ -24,16 +24,24 @@ has_<extra>      (N,)                uint8    1 where the sample's strategy wrot
 Root attributes: schema_version, synthgen_version, dataset, category, split, shard_index,
 num_shards, first_index, num_samples, image_height, image_width, config_hash.
 
-Compression: masks, normals-of-edges and other sparse maps use gzip (level 4) + shuffle, readable by
-every HDF5 build; images are stored raw by default (0.04 ms random read per 256^2 sample vs 1.2 ms
-with gzip-1, DESIGN.md section 3).
+Compression: images, normals and masks are stored raw (no filter), so reading a sample is a copy and
+any HDF5 reader can read them; strategy extras (edge and JND maps) use gzip (level 4) + shuffle,
+readable by every HDF5 build. ``--compress-images`` gzips image and normal too.
+
+Versions: schema 1 (until issue 17) stored masks with gzip-4 + shuffle: about 0.5 KiB per 256^2
+sample instead of 64 KiB, but decompressing cost more than reading the 192 KiB image (on a shared
+2-core machine: 0.35-0.6 ms against 0.05-0.14 ms raw). Schema 2 stores them raw: +64 KiB per 256^2
+sample, about +17% of a sample's image + normal + mask. Both read the same (HDF5 applies the filter),
+so readers accept both; the version is in every shard's root attributes and in the manifest.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: shard/manifest versions this code reads (1: gzip masks, 2: raw masks; the same datasets otherwise)
+READABLE_SCHEMA_VERSIONS = (1, 2)
 
 MASK_ON = 255  # value of an anomalous pixel in ``mask`` (MVTec's convention, so PNG export is a copy)
 GZIP_LEVEL = 4
@@ -41,7 +49,7 @@ GZIP_LEVEL = 4
 # name -> (per-sample shape as a function of (H, W), numpy dtype, compressed?, doc)
 CORE_FIELDS: dict[str, tuple] = {
     "image": (lambda h, w: (h, w, 3), "uint8", False, "synthesized RGB image"),
-    "mask": (lambda h, w: (h, w), "uint8", True, "ground truth, 0 normal / 255 anomalous"),
+    "mask": (lambda h, w: (h, w), "uint8", False, "ground truth, 0 normal / 255 anomalous"),
     "normal": (lambda h, w: (h, w, 3), "uint8", False, "clean source image the sample was made from"),
 }
 

@@ -88,7 +88,7 @@ class StrategyContext:
         stores it as the sample's normal when a strategy leaves the normal unchanged, instead of
         converting the float image back (byte-identical, without the round trip). Default: derived
         from ``normal_image``.
-    texture(key): an anomaly-source texture resized to the image size, (3, H, W) float32 on device.
+    texture(key): an anomaly-source texture resized to the image size, (H, W, 3) uint8 numpy (CPU).
         ``key`` is whatever ``texture_keys()`` listed (a DTD file path, ``normal:<i>``, ``perlin``).
     texture_keys(): the keys ``draw`` may choose from (depends on the build's texture source).
     maps(i): precomputed per-source maps (edges, edges_fused, regions) as numpy arrays at the build

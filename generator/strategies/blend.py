@@ -61,8 +61,21 @@ def _draw_region_and_texture(rng: np.random.Generator, ctx: StrategyContext, aug
 
 
 def _textures(recipes: list[Recipe], ctx: StrategyContext) -> torch.Tensor:
-    """The augmented texture of each recipe, (B, 3, H, W) on ctx.device."""
-    return torch.stack([augment_texture(ctx.texture(r.params["texture"]), r.params["texture_ops"]) for r in recipes])
+    """The augmented texture of each recipe, (B, 3, H, W) float32 in [0, 1] on ctx.device.
+
+    Augmentation runs on the CPU in uint8 (:func:`.texture.augment_texture`); the batch is converted
+    to float once, on the device."""
+    pixels = np.stack([augment_texture(ctx.texture(r.params["texture"]), r.params["texture_ops"]) for r in recipes])
+    return torch.from_numpy(pixels).to(ctx.device).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def _blend(images: torch.Tensor, textures: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
+    """images + share * (textures - images), fused into one pass (torch.lerp), in [0, 1].
+
+    ``share`` (B, 1, H, W) is the texture's weight per pixel: its opacity inside the mask, 0 outside,
+    where the image comes out bit for bit (lerp with weight 0 returns its input exactly).
+    """
+    return torch.lerp(images, textures, share).clamp_(0, 1)
 
 
 def _column(values: list[float], like: torch.Tensor) -> torch.Tensor:
@@ -95,12 +108,11 @@ class _TextureBlend(Strategy):
 
     def render(self, images: torch.Tensor, recipes: list[Recipe], ctx: StrategyContext) -> Rendered:
         masks = draem_perlin_masks(recipes, tuple(images.shape[2:]), images.device)
-        textures = _textures(recipes, ctx)
         beta = _column([r.params["beta"] for r in recipes], images)
-        blended = (1 - beta) * images + beta * textures  # Eq. 1 inside M
-        out = torch.where(masks[:, None] > 0, blended, images)  # (1 - M) I outside M
+        # Eq. 1 in one pass: I + beta M (N - I) is (1 - beta) I + beta N inside M and I outside
+        out = _blend(images, _textures(recipes, ctx), beta * masks[:, None])
         return Rendered(
-            images=out.clamp(0, 1),
+            images=out,
             masks=masks,
             accepted=masks.flatten(1).amax(1) > 0,
             notes=_mask_notes(masks),
@@ -163,8 +175,7 @@ class Draem(Strategy):
             chosen = [recipes[i] for i in anomalous]
             m = draem_perlin_masks(chosen, tuple(images.shape[2:]), images.device)
             beta = _column([r.params["beta"] for r in chosen], images)
-            base = normals[anomalous]
-            blended = (1 - beta) * _textures(chosen, ctx) + beta * base  # DRAEM: beta weights the image
-            out[anomalous] = torch.where(m[:, None] > 0, blended, base).clamp(0, 1)
+            # DRAEM: beta weights the image, so the texture's share inside M is 1 - beta
+            out[anomalous] = _blend(normals[anomalous], _textures(chosen, ctx), (1 - beta) * m[:, None])
             masks[anomalous] = m
         return Rendered(images=out, masks=masks, normals=normals, notes=_mask_notes(masks))

@@ -115,20 +115,25 @@ class NDAA(Strategy):
         return torch.tensor([r.params[key] for r in recipes], dtype=like.dtype, device=like.device).reshape(-1, 1, 1)
 
     def _distort(self, images: torch.Tensor, recipes: list[Recipe]) -> torch.Tensor:
-        """Each image with its rectangle's content shifted by amplitude * sin(2 pi t / wavelength + phase)."""
-        _, _, h, w = images.shape
-        rect = torch.tensor([r.params["rect"] for r in recipes], dtype=images.dtype, device=images.device)
-        top, left, rect_h, rect_w = (rect[:, i].reshape(-1, 1, 1) for i in range(4))
-        amplitude, wavelength, phase = (self._per_sample(recipes, k, images) for k in ("amplitude", "wavelength", "phase"))
-        shift_x = torch.tensor([r.params["shift_axis"] == "x" for r in recipes], device=images.device).reshape(-1, 1, 1)
-        ys = torch.arange(h, dtype=images.dtype, device=images.device).reshape(1, h, 1)
-        xs = torch.arange(w, dtype=images.dtype, device=images.device).reshape(1, 1, w)
-        inside = (ys >= top) & (ys < top + rect_h) & (xs >= left) & (xs < left + rect_w)
-        along_rows = amplitude * torch.sin(2 * math.pi * (ys - top) / wavelength + phase)  # (B, H, 1)
-        along_cols = amplitude * torch.sin(2 * math.pi * (xs - left) / wavelength + phase)  # (B, 1, W)
-        src_x = xs + torch.where(inside & shift_x, along_rows, torch.zeros_like(along_rows))
-        src_y = ys + torch.where(inside & ~shift_x, along_cols, torch.zeros_like(along_cols))
-        return sample_bilinear(images, src_y, src_x)
+        """Each image with its rectangle's content shifted by amplitude * sin(2 pi t / wavelength + phase).
+
+        Only the rectangle is resampled (2-20% of the image); outside it the image is copied, which is
+        what resampling at the pixels' own integer coordinates gives bit for bit."""
+        distorted = images.clone()
+        for b, r in enumerate(recipes):
+            top, left, rect_h, rect_w = r.params["rect"]
+            p = r.params
+            ys = torch.arange(top, top + rect_h, dtype=images.dtype, device=images.device).reshape(1, rect_h, 1)
+            xs = torch.arange(left, left + rect_w, dtype=images.dtype, device=images.device).reshape(1, 1, rect_w)
+            if p["shift_axis"] == "x":  # a shift along x varies down the rows
+                src_x = xs + p["amplitude"] * torch.sin(2 * math.pi * (ys - top) / p["wavelength"] + p["phase"])
+                src_y = ys.expand(1, rect_h, rect_w)
+            else:
+                src_y = ys + p["amplitude"] * torch.sin(2 * math.pi * (xs - left) / p["wavelength"] + p["phase"])
+                src_x = xs.expand(1, rect_h, rect_w)
+            window = sample_bilinear(images[b : b + 1], src_y, src_x)[0]
+            distorted[b, :, top : top + rect_h, left : left + rect_w] = window
+        return distorted
 
     def _dense_regions(self, primitive: torch.Tensor, recipes: list[Recipe]) -> torch.Tensor:
         """M_l: block means of M_o, resized back bilinearly, above the density threshold."""

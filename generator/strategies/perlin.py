@@ -51,6 +51,26 @@ def draw_lattice_angles(rng: np.random.Generator, res_y: int, res_x: int) -> np.
     return rng.uniform(0.0, 2.0 * math.pi, size=(res_y + 1, res_x + 1))
 
 
+def _axis_weights(n: int, res: int, dtype: torch.dtype, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Interpolation weights of the n pixels of one axis on its res + 1 lattice points: (n, res + 1) each.
+
+    Pixel i sits at lattice coordinate u = i * res / n, in cell k = floor(u) at offset f = u - k.
+    ``blend[i]`` holds the fade weights 1 - fade(f) at point k and fade(f) at k + 1; ``ramp[i]``
+    holds the same weights times the offset to the point (f and f - 1), the gradient's lever arm.
+    """
+    u = torch.arange(n, dtype=dtype, device=device) * res / n
+    cell = u.floor()
+    f = u - cell
+    t = fade(f)
+    rows = torch.arange(n, device=device)
+    k = cell.long()
+    blend = torch.zeros(n, res + 1, dtype=dtype, device=device)
+    ramp = torch.zeros(n, res + 1, dtype=dtype, device=device)
+    blend[rows, k], blend[rows, k + 1] = 1 - t, t
+    ramp[rows, k], ramp[rows, k + 1] = (1 - t) * f, t * (f - 1)
+    return blend, ramp
+
+
 def perlin_noise(
     angles: Sequence[np.ndarray | torch.Tensor],
     size: tuple[int, int],
@@ -59,40 +79,32 @@ def perlin_noise(
 ) -> torch.Tensor:
     """Perlin noise fields, one per lattice in ``angles``, as a (B, H, W) tensor in [-1, 1].
 
-    ``angles[b]`` has shape (res_y + 1, res_x + 1); its resolution may differ from sample to sample.
-    Each output depends only on its own lattice (the lattices are zero-padded to a common shape,
-    and the padding is never read).
+    ``angles[b]`` has shape (res_y + 1, res_x + 1); its resolution may differ from sample to sample,
+    and each output depends only on its own lattice.
+
+    The noise is separable: at pixel (r, c) it is a sum over the four surrounding lattice points of
+    fade weights along rows times fade weights along columns times the gradient's dot product with
+    the offset, i.e. Wy_ramp @ cos(angles) @ Wx_blend^T + Wy_blend @ sin(angles) @ Wx_ramp^T with the
+    per-axis weight matrices of :func:`_axis_weights` (DRAEM's gradient is (cos, sin) along (axis 0,
+    axis 1)). Two thin matrix products per sample replace per-pixel gathers; the weights of an axis
+    are computed once per distinct resolution in the batch.
     """
     h, w = size
-    res = torch.tensor([(a.shape[0] - 1, a.shape[1] - 1) for a in angles], dtype=dtype, device=device)
-    lattice = torch.zeros(len(angles), int(res[:, 0].max()) + 1, int(res[:, 1].max()) + 1, dtype=dtype, device=device)
-    for i, a in enumerate(angles):
-        lattice[i, : a.shape[0], : a.shape[1]] = torch.as_tensor(a, dtype=dtype, device=device)
-    grad_y, grad_x = torch.cos(lattice), torch.sin(lattice)  # DRAEM: (cos, sin) along (axis 0, axis 1)
+    out = torch.empty(len(angles), h, w, dtype=dtype, device=device)
+    weights: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    u = torch.arange(h, dtype=dtype, device=device) * res[:, :1] / h  # (B, H) lattice coordinate of rows
-    v = torch.arange(w, dtype=dtype, device=device) * res[:, 1:] / w  # (B, W) ... of columns
-    iy, ix = u.floor(), v.floor()
-    fy, fx = (u - iy)[:, :, None], (v - ix)[:, None, :]  # position inside the cell
-    iy, ix = iy.long(), ix.long()
-    width = lattice.shape[2]
+    def axis(n: int, res: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if (n, res) not in weights:
+            weights[n, res] = _axis_weights(n, res, dtype, device)
+        return weights[n, res]
 
-    def corner(grad: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-        """grad[b, iy[b, r] + dy, ix[b, c] + dx] for every pixel (r, c): rows first, then columns.
-
-        The row index depends only on r and the column index only on c, so two small gathers replace
-        one gather with a (B, H, W) index (several times faster on the CPU)."""
-        rows = grad.gather(1, (iy + dy)[:, :, None].expand(-1, -1, width))  # (B, H, lattice width)
-        return rows.gather(2, (ix + dx)[:, None, :].expand(-1, h, -1))  # (B, H, W)
-
-    def ramp(dy: int, dx: int) -> torch.Tensor:
-        """Dot product of the corner (iy + dy, ix + dx)'s gradient with the offset to that corner."""
-        return corner(grad_y, dy, dx) * (fy - dy) + corner(grad_x, dy, dx) * (fx - dx)
-
-    ty, tx = fade(fy), fade(fx)
-    top = torch.lerp(ramp(0, 0), ramp(1, 0), ty)  # DRAEM interpolates along axis 0 first
-    bottom = torch.lerp(ramp(0, 1), ramp(1, 1), ty)
-    return math.sqrt(2.0) * torch.lerp(top, bottom, tx)
+    for b, a in enumerate(angles):
+        lattice = torch.as_tensor(a, dtype=dtype, device=device)
+        row_blend, row_ramp = axis(h, lattice.shape[0] - 1)
+        col_blend, col_ramp = axis(w, lattice.shape[1] - 1)
+        noise = row_ramp @ (torch.cos(lattice) @ col_blend.T) + row_blend @ (torch.sin(lattice) @ col_ramp.T)
+        out[b] = noise.mul_(math.sqrt(2.0))
+    return out
 
 
 def fractal_perlin_noise(

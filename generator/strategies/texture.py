@@ -8,44 +8,54 @@ Texture sources (:class:`TextureBank`), chosen per build:
 - ``perlin``: coloured fractal Perlin noise; keys ``perlin:<seed>``. Each texture is a pure
   function of its seed, so rendering stays free of randomness.
 
+Textures are (H, W, 3) uint8 arrays, and DRAEM's augmenters work on them as imgaug does: on 8-bit
+values, rounding to uint8 after every augmenter. Point-wise augmenters are 256-entry lookup tables
+(one per channel), colour conversions and warps are OpenCV's 8-bit ones (imgaug calls the same
+OpenCV functions), so one augmenter costs well under a millisecond at 256 x 256.
+
 DRAEM's texture augmentation (facts from its data_loader.py, MVTecDRAEMTrainDataset): it picks 3
 distinct augmenters out of a list of 10 (``np.random.choice(10, 3, replace=False)``) and applies them
 in the order drawn. The list, with the imgaug defaults that its arguments leave implicit (read from
 imgaug 0.4.0's source):
 
 ====  ==========================================================  ======================================
- #    DRAEM / imgaug                                              here (float RGB in [0, 1])
+ #    DRAEM / imgaug                                              here (uint8 RGB)
 ====  ==========================================================  ======================================
- 0    GammaContrast((0.5, 2.0), per_channel=True)                 x ** g_c, g_c ~ U(0.5, 2) per channel
- 1    MultiplyAndAddToBrightness(mul=(0.8, 1.2), add=(-30, 30))   the brightness channel of a colour space
-      colour space uniform over YCrCb, HSV, HLS, Lab, Luv, YUV;   drawn from the same six, multiplied and
-      mul and add in random order, uint8 saturation after each     shifted (add/255) in random order,
-                                                                  clipped to [0, 1] after each step
- 2    pillike.EnhanceSharpness(), factor U(0, 2)                  TF.adjust_sharpness (PIL's kernel)
+ 0    GammaContrast((0.5, 2.0), per_channel=True)                 LUT round(255 (v/255) ** g_c),
+                                                                  g_c ~ U(0.5, 2) per channel
+ 1    MultiplyAndAddToBrightness(mul=(0.8, 1.2), add=(-30, 30))   the same: OpenCV 8-bit conversion to
+      colour space uniform over YCrCb, HSV, HLS, Lab, Luv, YUV;   one of the six spaces, a LUT on its
+      mul and add in random order, uint8 saturation after each     brightness channel (rounded and
+                                                                  clipped after each step), and back
+ 2    pillike.EnhanceSharpness(), factor U(0, 2)                  PIL's: blend with the 3x3 SMOOTH
+                                                                  filter (1 1 1 / 1 5 1 / 1 1 1) / 13,
+                                                                  border pixels kept
  3    AddToHueAndSaturation((-50, 50), per_channel=True)          see below
- 4    Solarize(0.5, threshold=(32, 128)): p = 0.5, t ~ U(32, 128)  TF.solarize(x, t / 255) with p = 0.5
- 5    Posterize(): nb_bits ~ U{1..8}, keep the top bits           same on the 8-bit value round(255 x)
- 6    Invert() (p = 1)                                            1 - x
- 7    pillike.Autocontrast(): cutoff ~ U{0..20} percent,          per channel stretch between the
+ 4    Solarize(0.5, threshold=(32, 128)): p = 0.5, t ~ U(32, 128)  LUT: v >= t -> 255 - v, p = 0.5
+ 5    Posterize(): nb_bits ~ U{1..8}, keep the top bits           LUT v & mask
+ 6    Invert() (p = 1)                                            LUT 255 - v
+ 7    pillike.Autocontrast(): cutoff ~ U{0..20} percent,          per channel LUT stretching the
       PIL semantics, per channel histogram                        cutoff-th lowest and highest values
- 8    pillike.Equalize()                                          TF.equalize (PIL's algorithm)
- 9    Affine(rotate=(-45, 45)): bilinear, fill 0                  rotate_images(..., "zeros")
+                                                                  to 0 and 255 (rounded)
+ 8    pillike.Equalize()                                          per channel LUT, PIL's algorithm
+ 9    Affine(rotate=(-45, 45)): bilinear, fill 0                  cv2.warpAffine, bilinear, fill 0
 ====  ==========================================================  ======================================
 
-Hue and saturation (imgaug AddToHueAndSaturation semantics): two integers h, s ~ U{-50..50} are
-drawn independently (per_channel=True). imgaug maps h to OpenCV's hue unit (half degrees, full
-circle = 180) as ``int(h / 255 * 180)``, truncated toward zero, i.e. at most +-35 units = +-70
-degrees, and adds it modulo 180; s is added to the 0..255 saturation channel and clipped. Here the
-hue shift is ``int(h / 255 * 180) / 180`` of a full turn (torchvision's ``adjust_hue`` unit: 0.5 =
-half a turn), and the saturation shift is ``s / 255`` added to HSV saturation in [0, 1] and clipped.
-torchvision's ``adjust_saturation`` cannot express this: it multiplies (blends with grey) instead of
-adding, so both shifts are done in one HSV round trip here (the hue part equals ``adjust_hue``).
+Hue and saturation (imgaug AddToHueAndSaturation semantics, which converts with OpenCV's 8-bit HSV:
+hue in half degrees, 0..179): two integers h, s ~ U{-50..50} are drawn independently
+(per_channel=True). imgaug maps h to OpenCV's hue unit as ``int(h / 255 * 180)``, truncated toward
+zero (at most +-35 units = +-70 degrees), and adds it modulo 180; s is added to the 0..255
+saturation channel and clipped. Both are lookup tables on the HSV channels here, as in imgaug.
 
 Known differences from DRAEM's run: DRAEM reads textures with OpenCV (BGR) and imgaug treats them
 as RGB, so its luma weights and hue direction act on swapped channels; here the augmenters see true
-RGB. imgaug rounds to uint8 after every augmenter; here values stay float in [0, 1]. Textures are
-resized with :func:`generator.imageio.resize_rgb` (area filter when shrinking), DRAEM with
-cv2.resize's bilinear default.
+RGB. Textures are resized with :func:`generator.imageio.resize_rgb` (area filter when shrinking),
+DRAEM with cv2.resize's bilinear default. imgaug truncates in a few lookup tables (PIL's
+autocontrast) where these round.
+
+History: until issue 17 the augmenters ran on float tensors in [0, 1] without rounding between
+them (3-10 ms each at 256 x 256); the 8-bit arithmetic changed the bytes of every augmented texture
+(by one or two levels in most pixels), which is why builds made before and after differ.
 """
 
 from __future__ import annotations
@@ -55,141 +65,56 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 
 from ..datasets._layout import check_entry
 from ..errors import SynthgenError
 from ..imageio import read_rgb, resize_rgb
 from .perlin import draw_lattice_angles, fractal_perlin_noise
-from .rotation import rotate_images
+from .base import to_uint8_hwc
+from .rotation import warp_rotate
 
 TEXTURE_KINDS = ("dtd", "normals", "perlin")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 # --------------------------------------------------------------------------------------------------
-# colour spaces (float RGB in [0, 1], shape (3, H, W))
-
-#: ITU-R BT.601 luma, OpenCV's Y of YCrCb and YUV.
-LUMA = (0.299, 0.587, 0.114)
-#: OpenCV's sRGB (D65) -> XYZ matrix and white point, used by its Lab and Luv conversions.
-RGB_TO_XYZ = torch.tensor(
-    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]],
-    dtype=torch.float64,
-)
-XYZ_TO_RGB = torch.linalg.inv(RGB_TO_XYZ)
-WHITE_X, WHITE_Z = 0.950456, 1.088754
-#: CIE u', v' of the white point (Luv).
-WHITE_U = 4 * WHITE_X / (WHITE_X + 15 + 3 * WHITE_Z)
-WHITE_V = 9 / (WHITE_X + 15 + 3 * WHITE_Z)
-_DELTA = 6.0 / 29.0  # CIE Lab's linear-segment knee
-
-
-def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    """num / den where den > 0, else 0."""
-    positive = den > 0
-    return torch.where(positive, num / torch.where(positive, den, torch.ones_like(den)), torch.zeros_like(num))
-
-
-def srgb_to_linear(c: torch.Tensor) -> torch.Tensor:
-    return torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(c: torch.Tensor) -> torch.Tensor:
-    c = c.clamp(0, 1)
-    return torch.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055)
-
-
-def _cie_f(t: torch.Tensor) -> torch.Tensor:
-    return torch.where(t > _DELTA**3, t.clamp(min=0) ** (1 / 3), t / (3 * _DELTA**2) + 4 / 29)
-
-
-def _cie_f_inv(f: torch.Tensor) -> torch.Tensor:
-    return torch.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4 / 29))
-
-
-def _to_xyz(rgb: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("ij,jhw->ihw", RGB_TO_XYZ.to(rgb), srgb_to_linear(rgb))
-
-
-def _from_xyz(xyz: torch.Tensor) -> torch.Tensor:
-    return linear_to_srgb(torch.einsum("ij,jhw->ihw", XYZ_TO_RGB.to(xyz), xyz))
-
-
-def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
-    """(3, H, W) RGB -> HSV with hue as a fraction of a turn in [0, 1), S and V in [0, 1]."""
-    r, g, b = rgb
-    value = rgb.amax(0)
-    chroma = value - rgb.amin(0)
-    sector = torch.where(
-        value == r,
-        _safe_div(g - b, chroma) % 6,
-        torch.where(value == g, _safe_div(b - r, chroma) + 2, _safe_div(r - g, chroma) + 4),
-    )
-    hue = torch.where(chroma > 0, sector / 6, torch.zeros_like(sector))
-    return torch.stack([hue, _safe_div(chroma, value), value])
-
-
-def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
-    hue, saturation, value = hsv
-    channels = []
-    for n in (5, 3, 1):  # R, G, B
-        k = (n + hue * 6) % 6
-        channels.append(value - value * saturation * torch.clamp(torch.minimum(k, 4 - k), 0, 1))
-    return torch.stack(channels)
-
-
-def _scale_brightness(rgb: torch.Tensor, space: str, relight: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Replace the brightness channel B of ``space`` by relight(B), keeping the other channels.
-
-    B in [0, 1] is the 8-bit channel imgaug edits, divided by 255: Y (YCrCb, YUV), V (HSV), L (HLS),
-    L* / 100 (Lab, Luv; OpenCV stores L* * 255 / 100).
-    """
-    if space in ("YCrCb", "YUV"):  # chroma fixed: every channel moves by the change of luma
-        luma = torch.einsum("c,chw->hw", torch.tensor(LUMA).to(rgb), rgb)
-        return rgb + (relight(luma) - luma)
-    if space == "HSV":  # hue and saturation fixed: the channels scale with V
-        value = rgb.amax(0)
-        new = relight(value)
-        return torch.where(value > 0, rgb * _safe_div(new, value), new)
-    if space == "HLS":  # hue and saturation fixed: chroma scales with 1 - |2L - 1|
-        lightness = (rgb.amax(0) + rgb.amin(0)) / 2
-        new = relight(lightness)
-        room, new_room = 1 - (2 * lightness - 1).abs(), 1 - (2 * new - 1).abs()
-        return new + (rgb - lightness) * _safe_div(new_room, room)
-    xyz = _to_xyz(rgb)
-    fy = _cie_f(xyz[1])
-    lightness = (116 * fy - 16) / 100
-    new = relight(lightness)
-    if space == "Lab":  # a* and b* fixed: f(X), f(Y), f(Z) all move by dL* / 116
-        shift = (new - lightness) * 100 / 116
-        fx, fz = _cie_f(xyz[0] / WHITE_X), _cie_f(xyz[2] / WHITE_Z)
-        return _from_xyz(
-            torch.stack([WHITE_X * _cie_f_inv(fx + shift), _cie_f_inv(fy + shift), WHITE_Z * _cie_f_inv(fz + shift)])
-        )
-    # Luv: u* = 13 L* (u' - u'n) and v* fixed, so (u' - u'n) scales with L* / L*_new
-    denom = xyz[0] + 15 * xyz[1] + 3 * xyz[2]
-    u = torch.where(denom > 0, _safe_div(4 * xyz[0], denom), WHITE_U)  # black has the white's chromaticity
-    v = torch.where(denom > 0, _safe_div(9 * xyz[1], denom), WHITE_V)
-    ratio = _safe_div(lightness, new)
-    u, v = WHITE_U + (u - WHITE_U) * ratio, WHITE_V + (v - WHITE_V) * ratio
-    y = _cie_f_inv((100 * new + 16) / 116)
-    return _from_xyz(torch.stack([y * 9 * u / (4 * v), y, y * (12 - 3 * u - 20 * v) / (4 * v)]))
-
-
-# --------------------------------------------------------------------------------------------------
-# DRAEM's ten augmenters: each draws its parameters (CPU, numpy) and applies them (device, torch)
+# DRAEM's ten augmenters: each draws its parameters (numpy) and applies them to a uint8 (H, W, 3) array
 
 BRIGHTNESS_SPACES = ("YCrCb", "HSV", "HLS", "Lab", "Luv", "YUV")  # imgaug's default to_colorspace list
+#: OpenCV 8-bit conversions to and from each space, and which channel is its brightness.
+_BRIGHTNESS_CODES = {
+    "YCrCb": (cv2.COLOR_RGB2YCrCb, cv2.COLOR_YCrCb2RGB, 0),
+    "HSV": (cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB, 2),
+    "HLS": (cv2.COLOR_RGB2HLS, cv2.COLOR_HLS2RGB, 1),
+    "Lab": (cv2.COLOR_RGB2Lab, cv2.COLOR_Lab2RGB, 0),
+    "Luv": (cv2.COLOR_RGB2Luv, cv2.COLOR_Luv2RGB, 0),
+    "YUV": (cv2.COLOR_RGB2YUV, cv2.COLOR_YUV2RGB, 0),
+}
+#: PIL's ImageFilter.SMOOTH, the "degenerate" image of ImageEnhance.Sharpness.
+_PIL_SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / 13
+_LEVELS = np.arange(256, dtype=np.float64)
+
+
+def _to_lut(values: np.ndarray) -> np.ndarray:
+    """Float table(s) of 256 entries -> uint8, rounded and saturated."""
+    return np.clip(np.round(values), 0, 255).astype(np.uint8)
+
+
+def _apply_lut(x: np.ndarray, tables: np.ndarray) -> np.ndarray:
+    """One 256-entry table for every channel, or a (3, 256) table per channel."""
+    if tables.ndim == 1:
+        return cv2.LUT(x, tables)
+    return cv2.LUT(x, np.ascontiguousarray(tables.T).reshape(256, 1, 3))
 
 
 def _draw_gamma(rng: np.random.Generator) -> dict:
     return {"gamma": [float(g) for g in rng.uniform(0.5, 2.0, size=3)]}
 
 
-def _apply_gamma(x: torch.Tensor, p: dict) -> torch.Tensor:
-    return x.clamp(0, 1) ** torch.tensor(p["gamma"]).to(x)[:, None, None]
+def _apply_gamma(x: np.ndarray, p: dict) -> np.ndarray:
+    return _apply_lut(x, _to_lut(255 * (_LEVELS / 255) ** np.array(p["gamma"])[:, None]))
 
 
 def _draw_brightness(rng: np.random.Generator) -> dict:
@@ -201,21 +126,25 @@ def _draw_brightness(rng: np.random.Generator) -> dict:
     }
 
 
-def _apply_brightness(x: torch.Tensor, p: dict) -> torch.Tensor:
-    def relight(channel: torch.Tensor) -> torch.Tensor:
-        multiplied = lambda c: (c * p["mul"]).clamp(0, 1)  # noqa: E731
-        added = lambda c: (c + p["add"] / 255.0).clamp(0, 1)  # noqa: E731
-        return added(multiplied(channel)) if p["mul_first"] else multiplied(added(channel))
-
-    return _scale_brightness(x, p["colorspace"], relight)
+def _apply_brightness(x: np.ndarray, p: dict) -> np.ndarray:
+    multiplied = _to_lut(_LEVELS * p["mul"])
+    added = _to_lut(_LEVELS + p["add"])
+    relight = added[multiplied] if p["mul_first"] else multiplied[added]
+    to_space, back, channel = _BRIGHTNESS_CODES[p["colorspace"]]
+    converted = cv2.cvtColor(x, to_space)
+    converted[..., channel] = relight[converted[..., channel]]
+    return cv2.cvtColor(converted, back)
 
 
 def _draw_sharpness(rng: np.random.Generator) -> dict:
     return {"factor": float(rng.uniform(0.0, 2.0))}
 
 
-def _apply_sharpness(x: torch.Tensor, p: dict) -> torch.Tensor:
-    return TF.adjust_sharpness(x, p["factor"])
+def _apply_sharpness(x: np.ndarray, p: dict) -> np.ndarray:
+    smooth = cv2.filter2D(x, -1, _PIL_SMOOTH, borderType=cv2.BORDER_REPLICATE)
+    out = cv2.addWeighted(x, p["factor"], smooth, 1.0 - p["factor"], 0.0)  # rounded and saturated
+    out[0], out[-1], out[:, 0], out[:, -1] = x[0], x[-1], x[:, 0], x[:, -1]  # PIL keeps the border
+    return out
 
 
 def _draw_hue_saturation(rng: np.random.Generator) -> dict:
@@ -223,11 +152,10 @@ def _draw_hue_saturation(rng: np.random.Generator) -> dict:
     return {"hue": hue, "saturation": saturation, "hue_degrees": 2 * int(hue / 255 * 180)}
 
 
-def _apply_hue_saturation(x: torch.Tensor, p: dict) -> torch.Tensor:
-    hsv = rgb_to_hsv(x)
-    hue = (hsv[0] + int(p["hue"] / 255 * 180) / 180) % 1.0
-    saturation = (hsv[1] + p["saturation"] / 255).clamp(0, 1)
-    return hsv_to_rgb(torch.stack([hue, saturation, hsv[2]]))
+def _apply_hue_saturation(x: np.ndarray, p: dict) -> np.ndarray:
+    hue_table = (_LEVELS + int(p["hue"] / 255 * 180)) % 180  # OpenCV hue: 0..179 half degrees
+    tables = np.stack([hue_table, _LEVELS + p["saturation"], _LEVELS])
+    return cv2.cvtColor(_apply_lut(cv2.cvtColor(x, cv2.COLOR_RGB2HSV), _to_lut(tables)), cv2.COLOR_HSV2RGB)
 
 
 def _draw_solarize(rng: np.random.Generator) -> dict:
@@ -236,47 +164,67 @@ def _draw_solarize(rng: np.random.Generator) -> dict:
     return {"applied": False}
 
 
-def _apply_solarize(x: torch.Tensor, p: dict) -> torch.Tensor:
-    return TF.solarize(x, p["threshold"] / 255.0) if p["applied"] else x
+def _apply_solarize(x: np.ndarray, p: dict) -> np.ndarray:
+    if not p["applied"]:
+        return x
+    return _apply_lut(x, _to_lut(np.where(_LEVELS >= p["threshold"], 255 - _LEVELS, _LEVELS)))
 
 
 def _draw_posterize(rng: np.random.Generator) -> dict:
     return {"bits": int(rng.integers(1, 9))}
 
 
-def _apply_posterize(x: torch.Tensor, p: dict) -> torch.Tensor:
-    step = 2 ** (8 - p["bits"])  # zero the 8 - bits low bits of the 8-bit value
-    return torch.floor(torch.round(x * 255) / step) * step / 255
+def _apply_posterize(x: np.ndarray, p: dict) -> np.ndarray:
+    return x & np.uint8((0xFF << (8 - p["bits"])) & 0xFF)  # zero the 8 - bits low bits
 
 
-def _apply_invert(x: torch.Tensor, p: dict) -> torch.Tensor:
-    return 1.0 - x
+def _apply_invert(x: np.ndarray, p: dict) -> np.ndarray:
+    return 255 - x
+
+
+def _channel_histograms(x: np.ndarray) -> np.ndarray:
+    """(3, 256) pixel counts per channel."""
+    return np.stack([np.bincount(x[..., c].ravel(), minlength=256) for c in range(3)])
 
 
 def _draw_autocontrast(rng: np.random.Generator) -> dict:
     return {"cutoff": int(rng.integers(0, 21))}
 
 
-def _apply_autocontrast(x: torch.Tensor, p: dict) -> torch.Tensor:
-    flat = x.reshape(3, -1)
-    cut = flat.shape[1] * p["cutoff"] // 100  # PIL: ignore `cut` pixels at each end of the histogram
-    # the (cut)-th smallest and largest values per channel: two selections, not a full sort
-    low = flat.kthvalue(cut + 1, dim=1).values[:, None, None]
-    high = flat.kthvalue(flat.shape[1] - cut, dim=1).values[:, None, None]
-    stretched = (x - low) / torch.where(high > low, high - low, torch.ones_like(high))
-    return torch.where(high > low, stretched.clamp(0, 1), x)
+def _apply_autocontrast(x: np.ndarray, p: dict) -> np.ndarray:
+    histograms = _channel_histograms(x)
+    n = x.shape[0] * x.shape[1]
+    cut = n * p["cutoff"] // 100  # PIL: ignore `cut` pixels at each end of the histogram
+    tables = []
+    for counts in histograms:
+        below = np.cumsum(counts)
+        low = int(np.searchsorted(below, cut, side="right"))  # the (cut + 1)-th smallest value
+        high = int(np.searchsorted(below, n - cut, side="left"))  # the (cut + 1)-th largest value
+        if high <= low:
+            tables.append(_LEVELS)
+        else:
+            tables.append((_LEVELS - low) * (255.0 / (high - low)))
+    return _apply_lut(x, _to_lut(np.stack(tables)))
 
 
-def _apply_equalize(x: torch.Tensor, p: dict) -> torch.Tensor:
-    return TF.equalize(x)
+def _apply_equalize(x: np.ndarray, p: dict) -> np.ndarray:
+    tables = []
+    for counts in _channel_histograms(x):  # PIL's ImageOps.equalize, channel by channel
+        last = counts[np.flatnonzero(counts)[-1]]
+        step = (counts.sum() - last) // 255
+        if step == 0:
+            tables.append(_LEVELS)
+        else:
+            tables.append(np.minimum((np.concatenate(([0], np.cumsum(counts)[:-1])) + step // 2) // step, 255))
+    return _apply_lut(x, _to_lut(np.stack(tables)))
 
 
 def _draw_rotate(rng: np.random.Generator) -> dict:
     return {"angle": float(rng.uniform(-45.0, 45.0))}
 
 
-def _apply_rotate(x: torch.Tensor, p: dict) -> torch.Tensor:
-    return rotate_images(x[None], [p["angle"]], padding="zeros")[0]
+def _apply_rotate(x: np.ndarray, p: dict) -> np.ndarray:
+    return warp_rotate(x, p["angle"], padding="zeros")
 
 
 def _no_params(rng: np.random.Generator) -> dict:
@@ -287,7 +235,7 @@ def _no_params(rng: np.random.Generator) -> dict:
 class Augmenter:
     name: str
     draw: Callable[[np.random.Generator], dict]
-    apply: Callable[[torch.Tensor, dict], torch.Tensor]
+    apply: Callable[[np.ndarray, dict], np.ndarray]
 
 
 #: In DRAEM's order (the index is what its np.random.choice picks).
@@ -314,11 +262,12 @@ def draw_draem_augmenters(rng: np.random.Generator) -> list[dict]:
     return [{"op": DRAEM_AUGMENTERS[i].name, **DRAEM_AUGMENTERS[i].draw(rng)} for i in chosen]
 
 
-def augment_texture(texture: torch.Tensor, ops: list[dict]) -> torch.Tensor:
-    """Apply drawn augmenters in order to one (3, H, W) texture; the result stays in [0, 1]."""
+def augment_texture(texture: np.ndarray, ops: list[dict]) -> np.ndarray:
+    """Apply drawn augmenters in order to one (H, W, 3) uint8 texture; returns a new uint8 array."""
+    texture = np.ascontiguousarray(texture)
     for op in ops:
-        texture = _BY_NAME[op["op"]].apply(texture, op).clamp(0, 1)
-    return texture
+        texture = _BY_NAME[op["op"]].apply(texture, op)
+    return texture if ops else texture.copy()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -331,20 +280,20 @@ PERLIN_TEXTURE_BASE_EXPONENTS = (1, 4)
 PERLIN_TEXTURE_OCTAVES = 4
 
 
-def perlin_texture(seed: int, size: tuple[int, int], device: torch.device | str) -> torch.Tensor:
-    """Coloured fractal Perlin noise, (3, H, W) in [0, 1], a pure function of ``seed``.
+def perlin_texture(seed: int, size: tuple[int, int]) -> np.ndarray:
+    """Coloured fractal Perlin noise, (H, W, 3) uint8, a pure function of ``seed``.
 
-    Each channel is an independent fractal noise stretched to [0, 1], so the colours vary freely.
+    Each channel is an independent fractal noise stretched to [0, 255], so the colours vary freely.
     """
     rng = np.random.default_rng(seed)
     res_y, res_x = (2 ** int(e) for e in rng.integers(*PERLIN_TEXTURE_BASE_EXPONENTS, size=2))
     octave_angles = [
         [draw_lattice_angles(rng, res_y * 2**k, res_x * 2**k) for _ in range(3)] for k in range(PERLIN_TEXTURE_OCTAVES)
     ]
-    noise = fractal_perlin_noise(octave_angles, size, device)
+    noise = fractal_perlin_noise(octave_angles, size, "cpu")
     low = noise.amin(dim=(1, 2), keepdim=True)
     high = noise.amax(dim=(1, 2), keepdim=True)
-    return (noise - low) / (high - low).clamp(min=1e-12)
+    return to_uint8_hwc(((noise - low) / (high - low).clamp(min=1e-12))[None])[0]
 
 
 def _list_texture_files(root: Path) -> dict[str, Path]:
@@ -364,8 +313,10 @@ class TextureBank:
     """The anomaly textures of one build, resized to the image size, behind a small LRU cache.
 
     ``keys()`` lists what a strategy's ``draw`` may choose (sorted, stable across runs);
-    ``get(key)`` returns the (3, H, W) float32 texture on ``device`` (treat it as read-only). At most
-    ``cache_mb`` MiB of textures are kept, so memory stays flat however many textures a build uses.
+    ``get(key)`` returns the (H, W, 3) uint8 texture (read-only: augmenters copy it). Textures stay
+    on the CPU, where they are augmented; a strategy moves the result to its device. At most
+    ``cache_mb`` MiB of textures are kept (about 1,000 at 256 x 256 by default), so memory stays flat
+    however many textures a build uses.
     ``dtd_files``: the folder's files by key, already read (generator.executors.shipped), instead of
     reading ``dtd_root`` on this machine.
     """
@@ -374,19 +325,17 @@ class TextureBank:
         self,
         kind: str,
         image_size: tuple[int, int],
-        device: torch.device | str,
         *,
         dtd_root: str | Path | None = None,
         dtd_files: Mapping[str, bytes] | None = None,
-        normal_image: Callable[[int], torch.Tensor] | None = None,
+        normal_pixels: Callable[[int], np.ndarray] | None = None,
         num_normals: int = 0,
         perlin_seeds: int = 64,
-        cache_mb: int = 256,
+        cache_mb: int = 192,
     ):
         self.kind = kind
         self.image_size = tuple(image_size)
-        self.device = torch.device(device)
-        self._normal_image = normal_image
+        self._normal_pixels = normal_pixels
         self._files: dict[str, Path] = {}
         # The files' contents when an executor shipped them (no machine but the first needs the folder).
         self._contents: Mapping[str, bytes] = dtd_files or {}
@@ -399,7 +348,7 @@ class TextureBank:
                 self._files = _list_texture_files(Path(dtd_root))
             self._keys = list(self._files)
         elif kind == "normals":
-            if normal_image is None or num_normals < 1:
+            if normal_pixels is None or num_normals < 1:
                 raise SynthgenError("--textures normals: the build has no normal images to use as textures")
             self._keys = sorted(f"normal:{i}" for i in range(num_normals))
         elif kind == "perlin":
@@ -407,30 +356,31 @@ class TextureBank:
         else:
             raise SynthgenError(f"--textures: unknown texture source '{kind}' (known: {', '.join(TEXTURE_KINDS)})")
         h, w = self.image_size
-        self._capacity = max(1, cache_mb * 2**20 // (3 * h * w * 4))
+        self._capacity = max(1, cache_mb * 2**20 // (3 * h * w))
         self._key_set = set(self._keys)
-        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def keys(self) -> list[str]:
         return list(self._keys)
 
-    def get(self, key: str) -> torch.Tensor:
+    def get(self, key: str) -> np.ndarray:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         texture = self._load(key)
+        texture.setflags(write=False)
         self._cache[key] = texture
         if len(self._cache) > self._capacity:
             self._cache.popitem(last=False)
         return texture
 
-    def _load(self, key: str) -> torch.Tensor:
+    def _load(self, key: str) -> np.ndarray:
         if key not in self._key_set:
             raise KeyError(f"no texture '{key}' in the {self.kind} texture source")
         if self.kind == "dtd":
-            rgb = resize_rgb(read_rgb(self._files[key], allow_gray=True, data=self._contents.get(key)), self.image_size)
-            return torch.from_numpy(rgb).permute(2, 0, 1).to(self.device, torch.float32).div_(255.0)
+            rgb = read_rgb(self._files[key], allow_gray=True, data=self._contents.get(key))
+            return np.ascontiguousarray(resize_rgb(rgb, self.image_size))
         number = int(key.partition(":")[2])
         if self.kind == "normals":
-            return self._normal_image(number).to(self.device, torch.float32)
-        return perlin_texture(number, self.image_size, self.device)
+            return np.array(self._normal_pixels(number), dtype=np.uint8)
+        return perlin_texture(number, self.image_size)
