@@ -102,13 +102,15 @@ def check_image_size(config: GeneratorConfig, height: int, width: int, where: st
 
 
 class ResidualBlock(nn.Module):
-    """x + (reflect-pad, 3x3 conv, InstanceNorm, ReLU, reflect-pad, 3x3 conv, InstanceNorm)(x)."""
+    """x + (reflect-pad d, 3x3 conv dilated d, InstanceNorm, ReLU, reflect-pad 1, 3x3 conv, InstanceNorm)(x).
 
-    def __init__(self, width: int):
+    pix2pixHD's block is ``dilation=1``; the inpainting renderer's EdgeConnect blocks are dilated."""
+
+    def __init__(self, width: int, dilation: int = 1):
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(width, width, 3),
+            nn.ReflectionPad2d(dilation),
+            nn.Conv2d(width, width, 3, dilation=dilation),
             nn.InstanceNorm2d(width),
             nn.ReLU(inplace=True),
             nn.ReflectionPad2d(1),

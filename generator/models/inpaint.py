@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from ..atomic import atomic_path
 from ..errors import SynthgenError
 from ..imageio import sha256_file
-from .e2i import check_ints, config_from_dict
+from .e2i import ResidualBlock, check_ints, config_from_dict
 from .generator_file import FORMATS, generator_file_payload
 
 FORMAT = next(tag for tag, renderer in FORMATS.items() if renderer == "inpaint")
@@ -71,25 +71,6 @@ class InpaintConfig:
         return 2**self.n_downsampling
 
 
-class DilatedResidualBlock(nn.Module):
-    """x + (reflect-pad d, dilated 3x3 conv, IN, ReLU, reflect-pad 1, 3x3 conv, IN)(x) (EdgeConnect)."""
-
-    def __init__(self, width: int, dilation: int):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.ReflectionPad2d(dilation),
-            nn.Conv2d(width, width, 3, dilation=dilation),
-            nn.InstanceNorm2d(width),
-            nn.ReLU(inplace=True),
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(width, width, 3),
-            nn.InstanceNorm2d(width),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
 class InpaintGenerator(nn.Module):
     """(masked RGB (B, 3, H, W), edges (B, 1, H, W), hole (B, 1, H, W)), all in [0, 1] -> RGB in [0, 1]."""
 
@@ -106,7 +87,7 @@ class InpaintGenerator(nn.Module):
         for i in range(n_down):
             width = ngf * 2**i
             layers += [nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.InstanceNorm2d(2 * width), nn.ReLU(inplace=True)]
-        layers += [DilatedResidualBlock(ngf * 2**n_down, config.dilation) for _ in range(config.n_blocks)]
+        layers += [ResidualBlock(ngf * 2**n_down, config.dilation) for _ in range(config.n_blocks)]
         for i in range(n_down, 0, -1):
             width = ngf * 2**i
             layers += [nn.ConvTranspose2d(width, width // 2, 4, stride=2, padding=1), nn.InstanceNorm2d(width // 2), nn.ReLU(inplace=True)]
