@@ -11,6 +11,10 @@ BIN    := $(VENV)/bin
 DEMO   ?= demo-out
 
 BENCH_VENV ?= .venv-bench
+# The demo's LogicAL samples need PiDiNet weights: downloaded (sha256-checked) where a network exists,
+# else found in a folder holding table5_pidinet.pth. Offline machines of this project have ../shared/weights
+# beside the checkout; elsewhere pass WEIGHTS=/folder or set $$SYNTHGEN_WEIGHTS.
+WEIGHTS ?= $(wildcard ../shared/weights)
 
 .PHONY: install demo test test-slow bench clean
 
@@ -26,7 +30,7 @@ $(BIN)/synthgen: pyproject.toml
 install: $(BIN)/synthgen
 
 demo: install
-	$(BIN)/synthgen build --dataset demo --textures perlin --out $(DEMO) --workers 2 \
+	$(BIN)/synthgen build --dataset demo --textures perlin --out $(DEMO) --workers 2 $(if $(WEIGHTS),--weights-dir $(WEIGHTS)) \
 		--strategy draem,transparent,opaque,ndaa,cutpaste,cutpaste-scar,semantic-remove,logical
 	$(BIN)/synthgen verify $(DEMO)
 	$(BIN)/synthgen inspect $(DEMO) --sheet $(DEMO)/contact_sheet.png
