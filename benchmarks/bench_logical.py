@@ -40,7 +40,7 @@ from generator.plan import SampleSpec  # noqa: E402
 from generator.training.e2i import E2ITrainingModule, TrainConfig, small_config, tiny_config  # noqa: E402
 from generator.training.inpaint import NETWORKS as INPAINT_NETWORKS, train_inpainter  # noqa: E402
 from generator.strategies import get_strategy  # noqa: E402
-from generator.strategies.logical import rasterize_shapes, semantic_region  # noqa: E402
+from generator.strategies.logical import dilate_each, mask_margins, rasterize_shapes, semantic_region  # noqa: E402
 from generator.strategies.ssim_mask import ssim_map  # noqa: E402
 
 STRATEGIES = ("semantic-remove", "semantic-replace", "semantic-merge",
@@ -51,20 +51,26 @@ def mask_fidelity(model, images, regions, maps, samples: int) -> None:
     ctx = demo_context(images, maps, model)
     size = images.shape[1:3]
     print(f"\nmask IoU with the edited region ({samples} samples per strategy, {size[0]}x{size[1]})")
-    print(f"{'strategy':<20} {'IoU':>6} {'mask area':>10} {'redraws':>8} {'fallbacks':>9}")
+    print("precision: share of the mask inside the edited region; recall: share of the region in the mask;")
+    print("outside: share of the mask outside the region (re-rendered but unedited pixels, or SSIM's window)")
+    print(f"{'strategy':<20} {'IoU':>6} {'precision':>9} {'recall':>6} {'outside':>7} {'mask area':>10} {'redraws':>8} {'fallbacks':>9}")
     for name in STRATEGIES:
         specs = [SampleSpec(i, i % len(images), i // len(images), name, 1000 + i) for i in range(samples)]
         out = render_specs(specs, ctx, max_attempts=8)
-        scores, areas = [], []
+        scores, precisions, recalls, areas = [], [], [], []
         for spec, s in zip(specs, out):
             if s.exhausted:
                 continue
             p = s.params
             region = semantic_region(regions[spec.source_index], p["region"]) if p["region_mode"] == "semantic" \
                 else rasterize_shapes(p["region"], size)
-            scores.append(iou(s.mask > 0, region))
+            mask = s.mask > 0
+            scores.append(iou(mask, region))
+            precisions.append((mask & region).sum() / max(mask.sum(), 1))
+            recalls.append((mask & region).sum() / max(region.sum(), 1))
             areas.append(p["mask_area"])
-        print(f"{name:<20} {np.mean(scores):>6.3f} {np.mean(areas):>10.4f} {sum(s.redraws for s in out):>8d} "
+        print(f"{name:<20} {np.mean(scores):>6.3f} {np.mean(precisions):>9.3f} {np.mean(recalls):>6.3f} "
+              f"{1 - np.mean(precisions):>7.3f} {np.mean(areas):>10.4f} {sum(s.redraws for s in out):>8d} "
               f"{sum(s.exhausted for s in out):>9d}")
 
 
@@ -95,14 +101,16 @@ def threshold_sweep(model, images, regions, maps, samples: int, thresholds=(0.3,
 
 
 def rendered_ssim(model, images: torch.Tensor, recipes) -> np.ndarray:
-    """The SSIM map the strategies threshold: inpaint renderer, real photo vs the sample inside the
-    hole (1 outside); full renderer, the renders of the normal and the edited edges."""
+    """The SSIM map the strategies threshold: inpaint renderer, real photo vs the sample where the
+    mask may lie (the region widened by its margin, 1 elsewhere); full renderer, the renders of the
+    normal and the edited edges."""
     anomaly = torch.from_numpy(np.stack([r.arrays["anomaly_edge"] for r in recipes]))[:, None].float() / 255
+    normal = torch.from_numpy(np.stack([r.arrays["normal_edge"] for r in recipes]))[:, None].float() / 255
     if isinstance(model, InpaintModel):
         regions = torch.from_numpy(np.stack([r.arrays["region"] for r in recipes])).float()
-        composite, hole = inpaint_tensor(model, images, anomaly, regions)
-        return torch.where(hole > 0, ssim_map(images, composite), torch.ones_like(hole)).numpy()
-    normal = torch.from_numpy(np.stack([r.arrays["normal_edge"] for r in recipes]))[:, None].float() / 255
+        composite, _ = inpaint_tensor(model, images, anomaly, regions)
+        allowed = dilate_each(regions, mask_margins(normal, model.hole_dilation))
+        return torch.where(allowed > 0, ssim_map(images, composite), torch.ones_like(allowed)).numpy()
     return ssim_map(generate_tensor(model, normal), generate_tensor(model, anomaly)).numpy()
 
 
