@@ -241,3 +241,18 @@ def test_edge_line_width_measures_drawn_lines(width):
     assert mask_margins(edges, HOLE_DILATION) == [width // 2]
     assert mask_margins(edges, 1) == [1]  # never past the hole
     assert edge_line_width(torch.zeros(1, 1, 8, 8)).item() == 0  # no edges, no width
+
+
+def test_files_from_before_the_upsampling_option_load_with_transposed_convolutions(tmp_path):
+    old = InpaintGenerator(InpaintConfig(ngf=4, n_blocks=1, upsampling="transpose"))
+    path = tmp_path / "old.pt"
+    save_inpainter(old, path, image_size=(SIZE, SIZE), training={})
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["upsampling"]  # as written before the option existed
+    torch.save(payload, path)
+    model = load_inpainter(path, image_size=(SIZE, SIZE))
+    assert model.generator.config.upsampling == "transpose"
+    x = torch.rand(1, 3, SIZE, SIZE), torch.rand(1, 1, SIZE, SIZE), torch.ones(1, 1, SIZE, SIZE)
+    assert torch.equal(model.generator(*x), old.eval()(*x))
+    with pytest.raises(SynthgenError, match="upsampling"):
+        InpaintConfig(upsampling="bilinear")
