@@ -34,13 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from logical_demo import demo_context, demo_images, demo_maps, iou, train_demo_generator  # noqa: E402
 
 from generator.models.e2i import E2IModel, GeneratorConfig, GlobalGenerator, generate_tensor  # noqa: E402
-from generator.models.inpaint import InpaintModel, inpaint_tensor, load_inpainter  # noqa: E402
+from generator.models.inpaint import InpaintModel, dilate, inpaint_tensor, load_inpainter  # noqa: E402
 from generator.pipeline import render_specs  # noqa: E402
 from generator.plan import SampleSpec  # noqa: E402
 from generator.training.e2i import E2ITrainingModule, TrainConfig, small_config, tiny_config  # noqa: E402
 from generator.training.inpaint import NETWORKS as INPAINT_NETWORKS, train_inpainter  # noqa: E402
 from generator.strategies import get_strategy  # noqa: E402
-from generator.strategies.logical import dilate_each, mask_margins, rasterize_shapes, semantic_region  # noqa: E402
+from generator.strategies.logical import MASK_MARGIN, rasterize_shapes, semantic_region  # noqa: E402
 from generator.strategies.ssim_mask import ssim_map  # noqa: E402
 
 STRATEGIES = ("semantic-remove", "semantic-replace", "semantic-merge",
@@ -102,14 +102,14 @@ def threshold_sweep(model, images, regions, maps, samples: int, thresholds=(0.3,
 
 def rendered_ssim(model, images: torch.Tensor, recipes) -> np.ndarray:
     """The SSIM map the strategies threshold: inpaint renderer, real photo vs the sample where the
-    mask may lie (the region widened by its margin, 1 elsewhere); full renderer, the renders of the
+    mask may lie (the region widened by MASK_MARGIN, 1 elsewhere); full renderer, the renders of the
     normal and the edited edges."""
     anomaly = torch.from_numpy(np.stack([r.arrays["anomaly_edge"] for r in recipes]))[:, None].float() / 255
     normal = torch.from_numpy(np.stack([r.arrays["normal_edge"] for r in recipes]))[:, None].float() / 255
     if isinstance(model, InpaintModel):
         regions = torch.from_numpy(np.stack([r.arrays["region"] for r in recipes])).float()
         composite, _ = inpaint_tensor(model, images, anomaly, regions)
-        allowed = dilate_each(regions, mask_margins(normal, model.hole_dilation))
+        allowed = dilate(regions, MASK_MARGIN)
         return torch.where(allowed > 0, ssim_map(images, composite), torch.ones_like(allowed)).numpy()
     return ssim_map(generate_tensor(model, normal), generate_tensor(model, anomaly)).numpy()
 

@@ -33,6 +33,7 @@ from generator.models.inpaint import (
 from generator.models.renderers import check_generator_file
 from generator.pipeline import render_specs
 from generator.plan import SampleSpec
+from generator.strategies.logical import MASK_MARGIN
 from generator.training import inpaint as training
 from generator.training.gan import DiscriminatorConfig
 from logical_demo import demo_context, demo_images, demo_maps
@@ -142,9 +143,7 @@ def test_strategies_render_inside_the_hole_and_store_identity_samples_as_normals
         source = images[spec.source_index]
         assert (s.image[~hole] == source[~hole]).all()  # the real photo outside the hole, exactly
         assert not (s.mask[~hole]).any()  # ground truth only inside the re-rendered hole
-        if s.params["edit"] != "identity":  # ... and there, only on the region and its outline's outer half
-            assert 1 <= s.params["mask_margin"] <= HOLE_DILATION
-            assert not s.mask[dilate(region, s.params["mask_margin"])[0].numpy() == 0].any()
+        assert not s.mask[dilate(region, MASK_MARGIN)[0].numpy() == 0].any()  # ... there, on the region's pixels
         if s.params["edit"] == "identity":
             assert not s.mask.any() and "edge" in s.extras  # a normal (label 0) with its maps
         else:
@@ -227,20 +226,6 @@ def test_training_and_rendering_run_on_cuda(demo, tmp_path):
     composite, hole = inpaint_tensor(model, real, torch.zeros(2, 1, SIZE, SIZE), regions)
     outside = (hole.cpu() == 0)[:, None].expand_as(real)
     assert composite.is_cuda and torch.equal(composite.cpu()[outside], real[outside])
-
-
-@pytest.mark.parametrize("width", [3, 5, 8])
-def test_edge_line_width_measures_drawn_lines(width):
-    from generator.strategies.logical import edge_line_width, mask_margins
-
-    canvas = np.zeros((96, 96), np.uint8)
-    canvas[20:76, 20:76] = 255
-    canvas[20 + width : 76 - width, 20 + width : 76 - width] = 0  # a square outline, ``width`` px thick
-    edges = torch.from_numpy(canvas)[None, None].float() / 255
-    assert edge_line_width(edges).item() == pytest.approx(width, rel=0.1)
-    assert mask_margins(edges, HOLE_DILATION) == [width // 2]
-    assert mask_margins(edges, 1) == [1]  # never past the hole
-    assert edge_line_width(torch.zeros(1, 1, 8, 8)).item() == 0  # no edges, no width
 
 
 def test_files_from_before_the_upsampling_option_load_with_transposed_convolutions(tmp_path):

@@ -50,16 +50,18 @@ first-scale PiDiNet map (the L_edge target), and ``jnd`` (1, H, W) float16, its 
 Renderers (``--renderer``, :mod:`generator.models.renderers`). ``inpaint`` (default): the sample is
 the real photo with the edit region, dilated, re-rendered by the edge-guided inpainting generator
 from the edited edges (:mod:`generator.models.inpaint`); the mask is SSIM(real photo, sample) below
-the threshold, restricted to the edit region widened by ``mask_margin`` px (:func:`mask_margins`):
-the outer half of the region's outline, floor(w / 2) for first-scale edge lines w px wide (measured
-per sample on its edge map; at least 1 px, at most the hole). Why not the whole hole: the edit
-changes the edge map inside the region only, so outside it the generator paints from unchanged
-edges; what SSIM marks there is rendering error and the SSIM window's 5 px reach across the
+the threshold, restricted to the edit region widened by ``MASK_MARGIN`` = 1 px. Why not the whole
+hole: the edit changes the edge map inside the region only; outside it every edge is kept (the
+outer half of the region's outline too), so there the generator is asked to repaint the photo as it
+was, and what SSIM marks there is rendering error and the SSIM window's 5 px reach across the
 region's border. Identity samples re-render the same ring and store it as normal, so marking it in
-the edits would teach a detector contradictory labels. Measured on the demo (benchmarks/
-bench_logical.py --renderer inpaint, 128 px, stand-in edges 2.6 px wide, so 1 px margin): restricting
-to the hole left 40% of the mask outside the region (IoU 0.54-0.63); with the margin, 16-21% (IoU
-0.73-0.81), recall 0.87-1.0. Collapse rejection keeps the empty and the over-half-image masks and
+the edits would teach a detector contradictory labels. The 1 px is the photo's own anti-aliasing:
+resampling to the build size spreads an object's boundary over about one pixel on either side of
+the region's border. Measured on the demo (benchmarks/bench_logical.py --renderer inpaint), with the
+generator of the time: restricting to the hole left 40% of the mask outside the region (IoU
+0.54-0.63 per strategy); with the margin, 16-21% (IoU 0.73-0.81), and identity inpaints (no edit)
+still had SSIM < 0.5 on 83-89% of the region, i.e. most of such a mask was the generator's
+checkerboard, not the edit (:mod:`generator.models.inpaint` now upsamples without one). Collapse rejection keeps the empty and the over-half-image masks and
 the edge-portion cap (the global-collapse test below concerns a renderer that repaints everything,
 and the inpaint renderer cannot). ``full``: the paper's configuration described above.
 
@@ -87,7 +89,6 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from ..errors import SynthgenError
@@ -109,6 +110,9 @@ MAX_EDGE_PORTION = 0.5
 #: and stored as normals (label 0, empty mask), so a detector cannot score the renderer's trace
 #: (option ``<strategy>.identity_fraction``; see the module docstring for how it was chosen)
 IDENTITY_FRACTION = 0.5
+#: inpaint renderer: the ground truth may reach this many px outside the edit region (the photo's
+#: anti-aliased border of the edited object; see the module docstring)
+MASK_MARGIN = 1
 #: regions tried per draw before giving up (the sample then fails and is redrawn by the pipeline)
 REGION_TRIES = 16
 #: a mask covering more than this share of the image is a collapse ("most of the image")
@@ -307,33 +311,6 @@ def edge_portion(normal: np.ndarray, anomaly: np.ndarray) -> float:
 # rendering helpers (device, batched)
 
 
-def edge_line_width(edges: torch.Tensor) -> torch.Tensor:
-    """Mean width in px (B,) of the lines of edge maps (B, 1, H, W) in [0, 1], as pixels of probability
-    at least one half: a line of width w and length L has area A = w L, and one 3x3 erosion takes a
-    pixel off each side, so A - A_eroded = 2 L and w = 2 A / (A - A_eroded). 0 where there is no edge."""
-    lines = (edges[:, 0] >= 0.5).float()
-    eroded = -F.max_pool2d(-lines[:, None], 3, stride=1, padding=1)[:, 0]
-    area, rim = lines.flatten(1).sum(1), (lines - eroded).flatten(1).sum(1)
-    return torch.where(rim > 0, 2 * area / rim.clamp(min=1), torch.zeros_like(area))
-
-
-def mask_margins(normal_edges: torch.Tensor, hole_dilation: int) -> list[int]:
-    """Per sample, how far (px) ground truth may reach outside the edit region (inpaint renderer): the
-    outer half of the region's outline, floor(w / 2) for edge lines of width w (:func:`edge_line_width`),
-    at least 1 px (the photo's own anti-aliasing at the border) and at most the hole's dilation."""
-    widths = edge_line_width(normal_edges).cpu().tolist()
-    return [int(min(max(w // 2, 1), hole_dilation)) for w in widths]
-
-
-def dilate_each(masks: torch.Tensor, radii: list[int]) -> torch.Tensor:
-    """:func:`dilate` of each mask (B, H, W) by its own radius (one call per distinct radius)."""
-    out = torch.empty_like(masks, dtype=torch.float32)
-    for radius in set(radii):
-        members = torch.tensor([r == radius for r in radii], device=masks.device)
-        out[members] = dilate(masks[members], radius)
-    return out
-
-
 def normal_region_ssim(ssim: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
     """Mean SSIM (B,) outside each edited region widened by the SSIM window (1 where nothing is left)."""
     outside = 1 - dilate(regions, SSIM_WINDOW)
@@ -424,13 +401,12 @@ class _LogicAL(Strategy):
         threshold = self.read_options(ctx)["ssim_threshold"]
         if isinstance(model, InpaintModel):
             # The sample is the real photo with the dilated region re-rendered; ground truth: where it
-            # differs from the real photo (SSIM below the threshold) inside the edit region widened by
-            # the outer half of its outline (module docstring: why not the whole hole).
+            # differs from the real photo (SSIM below the threshold) on the edit region and its
+            # anti-aliased border (module docstring: why not the whole hole).
             anomalies, _ = inpaint_tensor(model, images, anomaly_edge, regions)
             anomalies = anomalies.to(device)
             masks, _ = ssim_masks(images, anomalies, threshold)
-            margins = mask_margins(normal_edge, model.hole_dilation)
-            masks = masks.to(device) * dilate_each(regions, margins)
+            masks = masks.to(device) * dilate(regions, MASK_MARGIN)
             notes_ssim = None
         else:
             generated = generate_tensor(model, torch.cat([normal_edge, anomaly_edge]))
@@ -442,9 +418,6 @@ class _LogicAL(Strategy):
         area = masks.flatten(1).mean(1)
         accepted = (area > 0) & (area <= MAX_MASK_FRACTION) & (portions > 0) & (portions <= MAX_EDGE_PORTION)
         notes = [{"mask_area": a} for a in area.cpu().tolist()]
-        if isinstance(model, InpaintModel):
-            for note, margin in zip(notes, margins):
-                note["mask_margin"] = margin
         if notes_ssim is not None:  # the full renderer may change the whole image: reject global collapse
             accepted &= notes_ssim >= MIN_NORMAL_SSIM
             for note, value in zip(notes, notes_ssim.cpu().tolist()):
