@@ -1,6 +1,6 @@
 """LogicAL measurements (issue 4): mask fidelity per strategy on the demo, and CPU/GPU throughput.
 
-    python benchmarks/bench_logical.py [--renderer both] [--size 128] [--epochs 5] [--steps 150] [--samples 16]
+    python benchmarks/bench_logical.py [--renderer both] [--size 128] [--epochs 5] [--steps 450] [--samples 16]
                                        [--device cpu] [--threads 2] [--throughput-only]
 
 1. Mask fidelity, per renderer side by side (``--renderer both``). The demo's first 24 training scenes
@@ -178,7 +178,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--renderer", default="both", choices=("full", "inpaint", "both"),
                         help="which LogicAL renderer(s) to measure; both = side by side in one run")
-    parser.add_argument("--steps", type=int, default=150, help="training steps of the inpainting demo generator")
+    parser.add_argument("--steps", type=int, default=INPAINT_NETWORKS["demo"].steps,
+                        help="training steps of the inpainting demo generator (default: the demo preset's)")
     parser.add_argument("--throughput-only", action="store_true", help="skip the mask-fidelity part (1.)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
