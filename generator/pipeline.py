@@ -12,6 +12,10 @@ slice of a cluster job array); the manifest is merged once every shard's sidecar
 Determinism across worker counts. On the CPU each worker renders with one intra-op thread: torch
 reductions may sum in a different order with more threads, which could flip a rounded pixel.
 Parallelism comes from ``workers`` processes, each building whole shards.
+
+On the CPU, strategies that implement ``render_pixels`` render from and to the stored uint8 pixels
+(same bytes as ``render``, see generator/strategies/base.py); the others, and every strategy on a
+GPU, get the float batch ``render`` takes.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from generator.errors import SynthgenError
 from generator.imageio import read_rgb, resize_rgb, write_png
 from generator.strategies import StrategyContext, TextureBank, caf_strategies, get_strategy, strategy_names
 from generator.pipeline import _normal_batch
-from generator.strategies.base import to_uint8_hwc
+from generator.strategies.base import BYTE_LEVELS, to_bytes, to_uint8_hwc
 from generator.strategies.caf import load_caf_table
 from generator.strategies.cutpaste import _apply_jitter
 from generator.strategies.rotation import _CV2_BORDERS, PADDINGS, rotate_images, rotation_matrix, sample_bilinear, warp_rotate
@@ -142,6 +142,15 @@ def test_pixels_outside_the_mask_are_unchanged(name, ctx, images):
 
 # The CPU path (Strategy.render_pixels) must store exactly the bytes of the float path.
 PIXEL_PATH = [name for name in STRATEGIES if get_strategy(name).renders_pixels]
+
+
+def test_byte_levels_round_trip():
+    """BYTE_LEVELS are the floats the pipeline makes of each byte; to_bytes maps them back, also through
+    a lerp of weight 1 (why opaque's pixel path copies texture bytes)."""
+    levels = torch.from_numpy(BYTE_LEVELS)
+    assert torch.equal(levels, torch.arange(256, dtype=torch.uint8).float() / 255)
+    assert torch.equal(to_bytes(levels), torch.arange(256, dtype=torch.uint8))
+    assert torch.equal(to_bytes(torch.lerp(torch.rand(256), levels, torch.tensor(1.0))), torch.arange(256, dtype=torch.uint8))
 
 
 @pytest.mark.parametrize("size", [SIZE, (37, 50)], ids=["64x64", "37x50"])

@@ -21,6 +21,10 @@ The framework's paper does not say whether its textures are augmented; it builds
 (anomalib's) synthesis, which augments them, so transparent/opaque do too (option
 ``augment_texture``, default true). An empty Perlin mask makes a transparent/opaque sample
 collapse (``accepted`` False, redrawn by the pipeline); DRAEM keeps such samples as normals.
+
+On the CPU all three render through ``render_pixels``: the mask per sample, the texture augmented
+only when the mask is not empty, and the blend computed (with the float path's own ops) only at the
+mask's pixels; outside it the stored bytes are the normal's.
 """
 
 from __future__ import annotations
@@ -88,7 +92,11 @@ def _blend_pixels(image: np.ndarray, inside: np.ndarray, normal: np.ndarray, tex
 
     ``normal`` is (K, 3) float32 (the clean image's values at those pixels), ``texture`` (H, W, 3) uint8.
     Outside the mask the float path returns the normal bit for bit, so only the K pixels are computed.
+    With share 1 (opaque) lerp returns the texture's float exactly, whose bytes are the texture's.
     """
+    if share == 1.0:
+        image.reshape(-1, 3)[inside] = texture.reshape(-1, 3)[inside]
+        return
     levels = BYTE_LEVELS[texture.reshape(-1, 3)[inside]]
     blended = _blend(torch.from_numpy(normal), torch.from_numpy(levels), torch.tensor(share, dtype=torch.float32))
     image.reshape(-1, 3)[inside] = to_bytes(blended).numpy()

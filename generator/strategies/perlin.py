@@ -1,4 +1,5 @@
-"""Perlin noise and DRAEM's Perlin anomaly masks, computed in torch for a whole batch.
+"""Perlin noise and DRAEM's Perlin anomaly masks: on the CPU one sample at a time (torch's matrix
+products for the noise, OpenCV for the rotation), on other devices as one torch batch.
 
 DRAEM (Zavrtanik et al., ICCV 2021; facts from its data_loader.py and perlin.py) makes its anomaly
 mask like this:
