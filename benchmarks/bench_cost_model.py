@@ -114,6 +114,30 @@ def measure_e2i() -> dict[str, float]:
     return out
 
 
+def measure_inpaint() -> tuple[dict[str, float], int]:
+    """The automatic inpainting generator (the real-category preset): one rendering per image at SIZE,
+    and one training step (its batch, its crop, every active loss) as the build's auto-training runs it."""
+    from generator.models.inpaint import InpaintGenerator
+    from generator.training.auto import DEFAULT_NETWORK
+    from generator.training.inpaint import NETWORKS, PerceptualLoss, _Run, train_step
+
+    config = NETWORKS[DEFAULT_NETWORK]
+    generator = InpaintGenerator(config.network).eval()
+    image, edges, hole = torch.rand(1, 3, *SIZE), torch.rand(1, 1, *SIZE), torch.zeros(1, 1, *SIZE)
+    hole[..., 96:160, 96:160] = 1
+    with torch.inference_mode():
+        forward = median_seconds(lambda: generator(image, edges, hole), 3)
+    crop = config.crop or SIZE[0]
+    region = torch.zeros(config.batch_size, crop, crop)
+    region[:, crop // 4: crop // 2, crop // 4: 3 * crop // 4] = 1
+    batch = {"real": torch.rand(config.batch_size, 3, crop, crop), "edge": torch.rand(config.batch_size, 1, crop, crop),
+             "region": region}
+    run = _Run(config, 0, torch.device("cpu"))
+    perceptual = PerceptualLoss(None, None, torch.device("cpu")) if config.perceptual_weight > 0 else None
+    step = median_seconds(lambda: train_step(run, batch, config, perceptual), 3)
+    return {"inpaint_forward": forward, "inpaint_train_step": step}, crop
+
+
 def measure_ssim(repeats: int) -> float:
     from generator.strategies.ssim_mask import ssim_masks
 
@@ -213,6 +237,8 @@ def main() -> None:
         if str(args.weights_dir) and args.weights_dir.is_dir():
             seconds.update(measure_maps(stack, args.weights_dir, tmp))
         seconds.update(measure_e2i())
+        inpaint, inpaint_crop = measure_inpaint()
+        seconds.update(inpaint)
         seconds["ssim_mask"] = measure_ssim(args.repeats)
         textures = str(args.textures) if str(args.textures) and args.textures.is_dir() else None
         seconds.update(measure_render(sources, textures, args.samples, args.repeats))
@@ -228,6 +254,7 @@ def main() -> None:
                 + (f"folder {Path(textures).name}" if textures else "perlin"),
         "conditions": f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end of the measurement",
         "seconds": seconds,
+        "inpaint_train_crop": inpaint_crop,
         **shards,
     }
     args.out.write_text(json.dumps(table, indent=2) + "\n")

@@ -1,8 +1,10 @@
 """Generator benchmark (issue 2): three measurements, each side by side with its peer in one run.
 
 1. Synthesis throughput at 256x256 of every image-level strategy, through the same code path the
-   build uses (draw on the CPU + batched render + conversion to uint8), next to anomalib's
-   PerlinAnomalyGenerator on the same images with the same DTD folder and the same thread count.
+   build uses (the pipeline's render_specs: draw on the CPU, render, uint8 samples; on the CPU that is
+   the strategy's uint8 pixel path where it has one, else the batched float render and its
+   conversion), next to anomalib's PerlinAnomalyGenerator on the same images with the same DTD folder
+   and the same thread count.
 2. Trainer input: samples/s reading a built shard through synthgen's torch Dataset vs the online
    path the anchors use (decode the PNG, resize, synthesize with anomalib's generator), same images.
 3. Peak RSS of `synthgen build` with 100 vs 1000 samples (a separate process each).

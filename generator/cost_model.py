@@ -12,6 +12,9 @@ edges               PiDiNet's four edge scales of one source               build
 regions             the classical region proposer on one source            build pixels
 e2i_train_step      one training step of the small e2i network, per image  build pixels (``train-e2i``)
 e2i_forward         one edge-to-image rendering (small / global network)   build pixels
+inpaint_train_step  one step of the automatic inpainting generator's       its crop's pixels
+                    training (the real-category preset: batch and crop)
+inpaint_forward     one inpainting rendering (the preset's network)        build pixels
 ssim_mask           the SSIM mask of one LogicAL sample                    build pixels
 render:<strategy>   draw + render + redraws of one sample (image-level)    build pixels
 shard_write         writing and hashing one MiB of shard                   bytes
@@ -21,11 +24,17 @@ verify              re-hashing one MiB of shard (``synthgen verify``)      bytes
 
 Costs are CPU seconds (a machine shared with other jobs measures its work, not its wait for a core).
 Render costs are per sample at the table's image size (256 x 256) and are scaled by the build's
-pixel count; a LogicAL sample costs two e2i renderings (normal and edited edges) plus its SSIM mask.
+pixel count. A LogicAL sample costs one inpainting rendering plus its SSIM mask (``--renderer
+inpaint``), or two e2i renderings (normal and edited edges) plus its SSIM mask (``--renderer full``).
+A LogicAL build of the inpaint renderer without ``--e2i`` first trains its generator (the preset's
+steps, :mod:`generator.training.auto`): counted as "generator training", the largest stage of a first
+build.
 The prediction gives the CPU time of each stage and the wall time on an otherwise idle machine:
 rendering and writing run in ``--workers`` processes, one thread each; startup, decoding and
 precompute run once, in the parent, before. Sources already decoded in the cache are not counted
-(their files are hashed to find out); edge and region maps are counted even when cached.
+(their files are hashed to find out); edge and region maps and the automatic generator are counted
+even when cached (finding out would mean decoding every source): a build that reuses them skips
+those stages, and the report says so.
 
 The shipped table (``generator/cost_table.json``) was measured on the 2-core machine this project is
 developed on, while other jobs shared it; re-measure on your machine with
@@ -49,7 +58,8 @@ from .config import BuildConfig
 from .errors import SynthgenError, read_json_file
 
 DEFAULT_TABLE = Path(__file__).with_name("cost_table.json")
-TABLE_VERSION = 1
+#: 2: inpaint_forward and inpaint_train_step added (the default LogicAL renderer)
+TABLE_VERSION = 2
 #: strategy-name prefixes of the LogicAL family (rendered by the edge-to-image network)
 _LOGICAL_FAMILY = ("semantic-", "arbitrary-", "logical")
 
@@ -67,6 +77,8 @@ def load_cost_table(path: str | Path | None = None) -> dict[str, Any]:
 
 #: stages that run in the build's worker processes; the others run once, in the parent
 PARALLEL_STAGES = ("worker startup", "render", "shard_write")
+#: the stages a build that finds its maps and generator in the cache skips
+CACHEABLE_STAGES = ("edges", "regions", "generator training")
 
 
 @dataclass
@@ -97,8 +109,14 @@ def predict_build(
     config: BuildConfig, strategies: tuple[str, ...], source_megapixels: list[float], num_samples: int,
     per_strategy: dict[str, int], *, workers: int, table: dict[str, Any], sources_cached: bool = False,
     extra_bytes_per_sample: int = 0, e2i_network: str = "small", texture_bytes: int = 0,
+    generator_steps: int = 0, generator_crop: int = 0,
 ) -> Prediction:
-    """Seconds per stage and bytes on disk for a planned build (see the module docstring)."""
+    """Seconds per stage and bytes on disk for a planned build (see the module docstring).
+
+    ``generator_steps``: training steps of the automatic inpainting generator this build trains
+    first (0: none, as with ``--e2i`` or another renderer), on crops of ``generator_crop`` px
+    (0: whole images), relative to the table's measurement crop ``inpaint_train_crop``.
+    """
     costs, table_size = table["seconds"], table["image_size"]
     h, w = config.image_size
     pixel_scale = (h * w) / (table_size[0] * table_size[1])
@@ -119,9 +137,19 @@ def predict_build(
         n = len(source_megapixels)
         out.seconds["edges"] = costs["edges"] * pixel_scale * n
         out.seconds["regions"] = costs["regions"] * pixel_scale * n
+    if generator_steps:
+        measured = table["inpaint_train_crop"]
+        crop_h, crop_w = (min(generator_crop, h), min(generator_crop, w)) if generator_crop else (h, w)
+        out.seconds["generator training"] = costs["inpaint_train_step"] * generator_steps * crop_h * crop_w / measured**2
+    if any(stage in out.seconds for stage in CACHEABLE_STAGES):
+        skipped = ", ".join(stage for stage in CACHEABLE_STAGES if stage in out.seconds)
+        out.notes.append(f"{skipped}: counted even when cached; a build that reuses them (a second build of this "
+                         "category, size and seed) skips them")
     render = 0.0
     for strategy, count in per_strategy.items():
-        if _is_logical(strategy):
+        if _is_logical(strategy) and config.renderer == "inpaint":
+            one = costs["inpaint_forward"] + costs["ssim_mask"]
+        elif _is_logical(strategy):
             one = 2 * costs[f"e2i_forward:{e2i_network}"] + costs["ssim_mask"]
         elif f"render:{strategy}" in costs:
             one = costs[f"render:{strategy}"]
@@ -146,13 +174,13 @@ def format_prediction(pred: Prediction, table: dict[str, Any]) -> str:
     c = pred.counts
     lines = [f"dry run: {c['samples']} samples from {c['sources']} source images into {c['shards']} shard(s), "
              f"{c['parallel_workers']} worker(s); nothing written"]
-    lines.append(f"  {'stage':<14} {'CPU time':>10}")
+    lines.append(f"  {'stage':<18} {'CPU time':>10}")
     for stage, seconds in pred.seconds.items():
-        lines.append(f"  {stage:<14} {_duration(seconds):>10}")
-    lines.append(f"  {'total CPU':<14} {_duration(pred.cpu_seconds):>10}")
-    lines.append(f"  {'wall (idle)':<14} {_duration(pred.wall_seconds):>10}   with {pred.counts['parallel_workers']} worker(s) "
+        lines.append(f"  {stage:<18} {_duration(seconds):>10}")
+    lines.append(f"  {'total CPU':<18} {_duration(pred.cpu_seconds):>10}")
+    lines.append(f"  {'wall (idle)':<18} {_duration(pred.wall_seconds):>10}   with {pred.counts['parallel_workers']} worker(s) "
                  "on a machine without other jobs")
-    lines.append(f"  {'disk':<14} {pred.bytes / 2**20:>8.1f} MiB")
+    lines.append(f"  {'disk':<18} {pred.bytes / 2**20:>8.1f} MiB")
     lines.extend(f"  note: {note}" for note in pred.notes)
     lines.append(f"  costs: {table['path']} (measured {table.get('measured', '?')} on {table.get('machine', '?')})")
     return "\n".join(lines)
@@ -188,8 +216,14 @@ def dry_run(config: BuildConfig, *, workers: int = 1, cost_table: str | Path | N
     h, w = config.image_size
     extras = strategy_extra_fields(strategies)
     extra_bytes = sum(int(np.prod(spec.shape(h, w))) * np.dtype(spec.dtype).itemsize + 1 for spec in extras.values())
-    network = "small"
-    if config.e2i:
+    network, steps, crop = "small", 0, 0
+    if config.renderer == "inpaint":
+        from .training.auto import needs_generator, preset_name
+        from .training.inpaint import NETWORKS
+
+        if needs_generator(config):
+            steps, crop = NETWORKS[preset_name(config)].steps, NETWORKS[preset_name(config)].crop
+    elif config.e2i:
         from .models.e2i import GeneratorConfig, generator_config
 
         network = "global" if generator_config(config.e2i) == GeneratorConfig() else "small"
@@ -202,7 +236,7 @@ def dry_run(config: BuildConfig, *, workers: int = 1, cost_table: str | Path | N
         texture_bytes = sum((root / key).stat().st_size for key in TextureBank("dtd", (1, 1), dtd_root=root).keys())
     pred = predict_build(config, strategies, megapixels, num_samples, dict(Counter(s.strategy for s in specs)),
                          workers=workers, table=table, sources_cached=cached, extra_bytes_per_sample=extra_bytes,
-                         e2i_network=network, texture_bytes=texture_bytes)
+                         e2i_network=network, texture_bytes=texture_bytes, generator_steps=steps, generator_crop=crop)
     if extras:
         pred.notes.append("strategy extras (edge/JND maps) counted at their raw size: gzip makes them smaller")
     return format_prediction(pred, table)

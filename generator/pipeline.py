@@ -12,6 +12,10 @@ slice of a cluster job array); the manifest is merged once every shard's sidecar
 Determinism across worker counts. On the CPU each worker renders with one intra-op thread: torch
 reductions may sum in a different order with more threads, which could flip a rounded pixel.
 Parallelism comes from ``workers`` processes, each building whole shards.
+
+On the CPU, strategies that implement ``render_pixels`` render from and to the stored uint8 pixels
+(same bytes as ``render``, see generator/strategies/base.py); the others, and every strategy on a
+GPU, get the float batch ``render`` takes.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from .shards.format import MASK_ON, sidecar_name
 from .shards.manifest import BUILD_FILE, write_manifest
 from .shards.writer import ShardWriter
 from .strategies import Rendered, Strategy, StrategyContext, get_strategy
-from .strategies.base import to_uint8_hwc
+from .strategies.base import RenderedPixels, to_uint8_hwc
 from .strategies.texture import TextureBank
 
 
@@ -143,15 +147,22 @@ def render_specs(specs: list[SampleSpec], ctx: StrategyContext, max_attempts: in
         recipes = {k: strategy.draw(rngs[k], ctx, specs[k].source_index) for k in members}
         redraws = dict.fromkeys(members, 0)
         pending = members
+        pixel_path = strategy.renders_pixels and ctx.device.type == "cpu"
         while pending:
-            images = _normal_batch(ctx, [specs[k].source_index for k in pending])
-            rendered = strategy.render(images, [recipes[k] for k in pending], ctx)
-            if rendered.normals is not None:
-                normals = list(to_uint8_hwc(rendered.normals))
-            else:  # the normals are the sources: store their pixels as read
-                normals = [ctx.source_pixels(specs[k].source_index) for k in pending]
-            samples = _unpack(rendered, normals, strategy, [recipes[k] for k in pending])
-            accepted = rendered.accepted.cpu().tolist() if rendered.accepted is not None else [True] * len(pending)
+            sources = [specs[k].source_index for k in pending]
+            if pixel_path:  # straight to the stored bytes (Strategy.render_pixels)
+                pixels = np.stack([ctx.source_pixels(i) for i in sources])
+                rendered = strategy.render_pixels(pixels, [recipes[k] for k in pending], ctx)
+                samples = _unpack_pixels(rendered, pixels, [recipes[k] for k in pending])
+                accepted = rendered.accepted.tolist() if rendered.accepted is not None else [True] * len(pending)
+            else:
+                rendered = strategy.render(_normal_batch(ctx, sources), [recipes[k] for k in pending], ctx)
+                if rendered.normals is not None:
+                    normals = list(to_uint8_hwc(rendered.normals))
+                else:  # the normals are the sources: store their pixels as read
+                    normals = [ctx.source_pixels(i) for i in sources]
+                samples = _unpack(rendered, normals, strategy, [recipes[k] for k in pending])
+                accepted = rendered.accepted.cpu().tolist() if rendered.accepted is not None else [True] * len(pending)
             retry = []
             for k, sample, ok in zip(pending, samples, accepted):
                 sample.redraws = redraws[k]
@@ -189,6 +200,17 @@ def _unpack(rendered: Rendered, normals: list[np.ndarray], strategy: Strategy, r
             params={**recipe.params, **notes[b]},
             extras={name: arr[b] for name, arr in extras.items()},
         )
+        for b, recipe in enumerate(recipes)
+    ]
+
+
+def _unpack_pixels(rendered: RenderedPixels, pixels: np.ndarray, recipes) -> list[_Sample]:
+    """The samples of a pixel-path render (no extras: the strategies with a pixel path have none)."""
+    normals = rendered.normals if rendered.normals is not None else pixels  # the sources, as read
+    masks = rendered.masks.astype(np.uint8) * np.uint8(MASK_ON)
+    notes = rendered.notes or [{} for _ in recipes]
+    return [
+        _Sample(image=rendered.images[b], mask=masks[b], normal=normals[b], params={**recipe.params, **notes[b]}, extras={})
         for b, recipe in enumerate(recipes)
     ]
 

@@ -15,9 +15,10 @@ from generator.datasets.demo import render_demo
 from generator.errors import SynthgenError
 
 TABLE = {
-    "version": 1, "image_size": [256, 256], "overhead_bytes_per_sample": 1000, "compressed_image_ratio": 0.5,
+    "version": 2, "image_size": [256, 256], "overhead_bytes_per_sample": 1000, "compressed_image_ratio": 0.5,
+    "inpaint_train_crop": 128,
     "seconds": {"decode_per_megapixel": 0.1, "edges": 0.5, "regions": 0.25, "e2i_forward:small": 1.0,
-                "e2i_forward:global": 4.0, "ssim_mask": 0.01, "render:draem": 0.002, "render:ndaa": 0.004,
+                "e2i_forward:global": 4.0, "inpaint_forward": 0.2, "inpaint_train_step": 0.5, "ssim_mask": 0.01, "render:draem": 0.002, "render:ndaa": 0.004,
                 "shard_write_per_mib": 0.01, "verify_per_mib": 0.005},
     "path": "hand-made",
 }
@@ -47,20 +48,37 @@ def test_prediction_multiplies_counts_by_costs():
     assert "decode" not in cached.seconds and any("already decoded" in n for n in cached.notes)
 
 
-def test_logical_samples_cost_two_renderings_and_a_mask():
-    pred = predict_build(_config(image_size=(256, 256)), ("semantic-remove",), [1.0] * 4, 10,
+def test_full_renderer_samples_cost_two_renderings_and_a_mask():
+    pred = predict_build(_config(image_size=(256, 256), renderer="full"), ("semantic-remove",), [1.0] * 4, 10,
                          {"semantic-remove": 10}, workers=1, table=TABLE, e2i_network="global")
     assert pred.seconds["edges"] == pytest.approx(4 * 0.5) and pred.seconds["regions"] == pytest.approx(4 * 0.25)
     assert pred.seconds["render"] == pytest.approx(10 * (2 * 4.0 + 0.01))
+    assert "generator training" not in pred.seconds
+
+
+def test_inpaint_samples_cost_one_rendering_and_the_first_build_trains_the_generator():
+    # 256x128: half the table's pixels; crops of 128 fit, so a step costs what the table measured
+    pred = predict_build(_config(image_size=(256, 128)), ("semantic-remove",), [1.0] * 4, 10,
+                         {"semantic-remove": 10}, workers=1, table=TABLE, generator_steps=600, generator_crop=128)
+    assert pred.seconds["render"] == pytest.approx(10 * (0.2 + 0.01) / 2)
+    assert pred.seconds["generator training"] == pytest.approx(600 * 0.5)
+    assert any("counted even when cached" in n and "generator training" in n for n in pred.notes)
+    # at 64x64 the crop is the whole image: a quarter of the measured crop's pixels
+    small = predict_build(_config(image_size=(64, 64)), ("semantic-remove",), [1.0] * 4, 10,
+                          {"semantic-remove": 10}, workers=1, table=TABLE, generator_steps=600, generator_crop=128)
+    assert small.seconds["generator training"] == pytest.approx(600 * 0.5 / 4)
+    given = predict_build(_config(image_size=(256, 128)), ("semantic-remove",), [1.0] * 4, 10,
+                          {"semantic-remove": 10}, workers=1, table=TABLE)  # --e2i given: nothing to train
+    assert "generator training" not in given.seconds
 
 
 def test_shipped_table_covers_every_image_level_strategy():
     table = load_cost_table()
-    assert table["path"] == str(DEFAULT_TABLE)
+    assert table["path"] == str(DEFAULT_TABLE) and table["inpaint_train_crop"] > 0
     for name in ("draem", "transparent", "opaque", "ndaa", "rotation", "cutpaste", "cutpaste-scar"):
         assert table["seconds"][f"render:{name}"] > 0
     for stage in ("decode_per_megapixel", "edges", "regions", "e2i_forward:small", "e2i_train_step", "ssim_mask",
-                  "shard_write_per_mib", "verify_per_mib"):
+                  "inpaint_forward", "inpaint_train_step", "shard_write_per_mib", "verify_per_mib"):
         assert table["seconds"][stage] > 0
 
 
@@ -84,3 +102,8 @@ def test_dry_run_prints_the_prediction_and_writes_nothing(tmp_path):
     table.write_text(json.dumps({k: v for k, v in TABLE.items() if k != "path"}))
     result = CliRunner().invoke(cli, [*args, "--cost-table", str(table)])
     assert result.exit_code == 0 and str(table) in result.output and not out.exists()
+    # a LogicAL build without --e2i: the first build trains the generator, and the report says it
+    logical = [a if a != "draem,ndaa" else "semantic-remove" for a in args]
+    result = CliRunner().invoke(cli, logical)
+    assert result.exit_code == 0, result.output
+    assert "generator training" in result.output and "counted even when cached" in result.output and not out.exists()

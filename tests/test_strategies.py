@@ -16,12 +16,14 @@ import torchvision.transforms.v2.functional as TF
 from generator.errors import SynthgenError
 from generator.imageio import read_rgb, resize_rgb, write_png
 from generator.strategies import StrategyContext, TextureBank, caf_strategies, get_strategy, strategy_names
-from generator.strategies.base import to_uint8_hwc
+from generator.pipeline import _normal_batch
+from generator.strategies.base import BYTE_LEVELS, to_bytes, to_uint8_hwc
 from generator.strategies.caf import load_caf_table
 from generator.strategies.cutpaste import _apply_jitter
-from generator.strategies.rotation import rotate_images, sample_bilinear
+from generator.strategies.rotation import _CV2_BORDERS, PADDINGS, rotate_images, rotation_matrix, sample_bilinear, warp_rotate
 from generator.strategies.texture import (
     DRAEM_AUGMENTERS,
+    _channel_histograms,
     augment_texture,
     draw_draem_augmenters,
     perlin_texture,
@@ -138,6 +140,53 @@ def test_pixels_outside_the_mask_are_unchanged(name, ctx, images):
     assert (out.images[inside] != clean[inside]).any()
 
 
+# The CPU path (Strategy.render_pixels) must store exactly the bytes of the float path.
+PIXEL_PATH = [name for name in STRATEGIES if get_strategy(name).renders_pixels]
+
+
+def test_byte_levels_round_trip():
+    """BYTE_LEVELS are the floats the pipeline makes of each byte; to_bytes maps them back, also through
+    a lerp of weight 1 (why opaque's pixel path copies texture bytes)."""
+    levels = torch.from_numpy(BYTE_LEVELS)
+    assert torch.equal(levels, torch.arange(256, dtype=torch.uint8).float() / 255)
+    assert torch.equal(to_bytes(levels), torch.arange(256, dtype=torch.uint8))
+    assert torch.equal(to_bytes(torch.lerp(torch.rand(256), levels, torch.tensor(1.0))), torch.arange(256, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("size", [SIZE, (37, 50)], ids=["64x64", "37x50"])
+@pytest.mark.parametrize("name", PIXEL_PATH)
+def test_pixel_path_stores_the_float_paths_bytes(name, size):
+    """On a build's images (uint8 pixels, converted as the pipeline converts them) the pixel path and
+    ``render`` + the pipeline's uint8 conversion agree bit for bit: images, masks, normals, notes,
+    acceptance. The recipes are drawn without redrawing, so rejected samples are compared too."""
+    pixels = [to_uint8_hwc(image[None])[0] for image in synthetic_images(4, size)]
+    ctx = make_context([torch.zeros(3, *size)] * 4, TextureBank("perlin", size, perlin_seeds=8))
+    ctx.source_pixels = lambda i: pixels[i].copy()
+    strategy = get_strategy(name)
+    seeds = range(32)
+    recipes = [strategy.draw(np.random.default_rng(seed), ctx, seed % 4) for seed in seeds]
+    sources = [seed % 4 for seed in seeds]
+    floats = strategy.render(_normal_batch(ctx, sources), recipes, ctx)
+    direct = strategy.render_pixels(np.stack([pixels[i] for i in sources]), recipes, ctx)
+    assert direct.images.dtype == np.uint8 and direct.masks.dtype == bool
+    assert np.array_equal(direct.images, to_uint8_hwc(floats.images))
+    assert np.array_equal(direct.masks, floats.masks.numpy() > 0.5)
+    if floats.normals is None:
+        assert direct.normals is None
+    else:
+        assert np.array_equal(direct.normals, to_uint8_hwc(floats.normals))
+    assert direct.notes == floats.notes
+    if floats.accepted is None:
+        assert direct.accepted is None
+    else:
+        assert direct.accepted.tolist() == floats.accepted.tolist()
+    anomalous = direct.masks.any(axis=(1, 2))
+    if name == "draem":  # every branch was met: rotated normals with and without an anomaly
+        rotated = np.array([r.params["normal_rotation"] is not None for r in recipes])
+        assert (rotated & anomalous).any() and (rotated & ~anomalous).any() and (~rotated & anomalous).any()
+    assert anomalous.sum() >= 4
+
+
 # --------------------------------------------------------------------------------------------------
 # shared geometry
 
@@ -150,6 +199,19 @@ def test_rotate_images_matches_references():
     square = img[:, :, :40, :40]
     assert torch.allclose(rotate_images(square, [90.0, -90.0])[0], torch.rot90(square[0], 1, (1, 2)), atol=1e-5)
     assert torch.allclose(rotate_images(square, [90.0, -90.0])[1], torch.rot90(square[1], -1, (1, 2)), atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_warp_rotate_of_three_channels_is_opencvs_three_channel_warp(dtype):
+    """warp_rotate takes 3 channels through OpenCV's faster 4-channel loop: the bytes must not change."""
+    rng = np.random.default_rng(5)
+    for (h, w), padding in zip([(64, 64), (37, 50), (50, 37)], PADDINGS):
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        pixels = pixels if dtype == np.uint8 else pixels.astype(np.float32) / 255
+        for angle in (-123.4, 17.0, 90.0):
+            direct = cv2.warpAffine(pixels, rotation_matrix(angle, h, w), (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                    borderMode=_CV2_BORDERS[padding], borderValue=0)
+            assert np.array_equal(warp_rotate(pixels, angle, padding), direct)
 
 
 def test_sample_bilinear_is_exact_at_integers_and_matches_grid_sample():
@@ -237,6 +299,13 @@ def test_each_augmenter_changes_the_texture_and_keeps_its_input(augmenter):
 
 def _float_hwc(pixels: np.ndarray) -> np.ndarray:
     return pixels.astype(np.float32) / 255
+
+
+def test_channel_histograms_count_every_pixel():
+    texture = perlin_texture(2, (37, 50))
+    expected = np.stack([np.bincount(texture[..., c].ravel(), minlength=256) for c in range(3)])
+    counts = _channel_histograms(texture)
+    assert counts.dtype == np.int64 and np.array_equal(counts, expected)
 
 
 def test_hue_saturation_follows_imgaug_units():

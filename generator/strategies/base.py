@@ -13,6 +13,16 @@ so that results do not depend on the device or on how samples are batched:
 
 Images are float32 tensors (B, 3, H, W) in [0, 1]; masks are float32 (B, H, W) in {0, 1}. A sample
 whose mask is empty is a normal sample (label 0), as in DRAEM, where half the samples stay normal.
+
+The CPU path. A build stores uint8 pixels, and most of a float render's time on the CPU goes into
+converting whole batches between uint8 and float and into float passes over pixels that the sample
+leaves unchanged (outside its mask). A strategy may therefore also implement
+``render_pixels(pixels, recipes, ctx)``: the same samples computed from and to the stored uint8
+pixels, one sample at a time, touching in float only the pixels it changes. Its bytes must equal
+``to_uint8_hwc(render(...).images)`` (and masks, normals, notes, accepted) for images that are uint8
+pixels / 255, which is what a build renders; tests/test_strategies.py checks that equality for every
+strategy that has one. The pipeline uses it when rendering on the CPU; ``render`` stays the batched
+path for other devices and the reference.
 """
 
 from __future__ import annotations
@@ -56,6 +66,22 @@ class Rendered:
     normals: torch.Tensor | None = None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     accepted: torch.Tensor | None = None
+    notes: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class RenderedPixels:
+    """A batch rendered straight to the stored bytes (:meth:`Strategy.render_pixels`, the CPU path).
+
+    images: (B, H, W, 3) uint8. masks: (B, H, W) bool, True inside the anomaly.
+    normals: (B, H, W, 3) uint8 clean images when the strategy changed them (as ``Rendered.normals``);
+        None means the input pixels. accepted and notes: as in :class:`Rendered`.
+    """
+
+    images: np.ndarray
+    masks: np.ndarray
+    normals: np.ndarray | None = None
+    accepted: np.ndarray | None = None
     notes: list[dict[str, Any]] | None = None
 
 
@@ -157,14 +183,40 @@ class Strategy(ABC):
     def render(self, images: torch.Tensor, recipes: list[Recipe], ctx: StrategyContext) -> Rendered:
         """Apply the recipes to a batch of normal images on ``ctx.device`` (no randomness here)."""
 
+    #: True where the strategy implements :meth:`render_pixels` (see the module docstring)
+    renders_pixels: ClassVar[bool] = False
+
+    def render_pixels(self, pixels: np.ndarray, recipes: list[Recipe], ctx: StrategyContext) -> RenderedPixels:
+        """The CPU path: the bytes ``render`` gives, computed from (B, H, W, 3) uint8 ``pixels``."""
+        raise NotImplementedError(f"strategy {self.name} renders float images only")
+
 
 _STRATEGIES: dict[str, type[Strategy]] = {}
+
+
+def to_bytes(x: torch.Tensor) -> torch.Tensor:
+    """Float values in [0, 1] -> uint8 levels, rounded (half to even) and saturated; any shape.
+
+    The one conversion every stored pixel goes through, so the CPU path (:meth:`Strategy.render_pixels`)
+    and the float path round alike."""
+    return x.mul(255).clamp_(0, 255).round_().to(torch.uint8)
 
 
 def to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
     """(B, 3, H, W) float images in [0, 1] -> (B, H, W, 3) uint8 numpy, rounded."""
     # channels-last first, then one allocation and in-place ops (this runs on every rendered pixel)
-    return x.permute(0, 2, 3, 1).mul(255).clamp_(0, 255).round_().to(torch.uint8).cpu().numpy()
+    return to_bytes(x.permute(0, 2, 3, 1)).cpu().numpy()
+
+
+#: The float value of each uint8 level, as the pipeline converts pixels (uint8 -> float32, / 255):
+#: ``BYTE_LEVELS[pixels]`` is bit for bit the float image a float render receives.
+BYTE_LEVELS: np.ndarray = torch.arange(256, dtype=torch.uint8).float().div_(255.0).numpy()
+
+
+def mask_notes(counts: Any, num_pixels: int) -> list[dict[str, Any]]:
+    """``mask_area`` of each sample from its count of mask pixels: the float32 mean of the mask, as
+    ``masks.flatten(1).mean(1)`` gives it (count and division are exact or correctly rounded alike)."""
+    return [{"mask_area": float(np.float32(c) / np.float32(num_pixels))} for c in counts]
 
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:

@@ -21,6 +21,10 @@ The framework's paper does not say whether its textures are augmented; it builds
 (anomalib's) synthesis, which augments them, so transparent/opaque do too (option
 ``augment_texture``, default true). An empty Perlin mask makes a transparent/opaque sample
 collapse (``accepted`` False, redrawn by the pipeline); DRAEM keeps such samples as normals.
+
+On the CPU all three render through ``render_pixels``: the mask per sample, the texture augmented
+only when the mask is not empty, and the blend computed (with the float path's own ops) only at the
+mask's pixels; outside it the stored bytes are the normal's.
 """
 
 from __future__ import annotations
@@ -28,13 +32,14 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
 from ..errors import SynthgenError
-from .base import Recipe, Rendered, Strategy, StrategyContext, register_strategy
-from .perlin import draem_perlin_masks, draw_draem_perlin
-from .rotation import number_option, rotate_images
+from .base import BYTE_LEVELS, Recipe, Rendered, RenderedPixels, Strategy, StrategyContext, mask_notes, register_strategy, to_bytes
+from .perlin import draem_perlin_mask_array, draem_perlin_masks, draw_draem_perlin
+from .rotation import number_option, rotate_images, warp_rotate
 from .texture import augment_texture, draw_draem_augmenters
 
 #: DRAEM: do_aug_orig = torch.rand(1) > 0.7; self.rot = iaa.Affine(rotate=(-90, 90)).
@@ -60,12 +65,15 @@ def _draw_region_and_texture(rng: np.random.Generator, ctx: StrategyContext, aug
     return Recipe({**perlin_params, **_draw_texture(rng, ctx, augment)}, {"perlin_angles": angles})
 
 
-def _textures(recipes: list[Recipe], ctx: StrategyContext) -> torch.Tensor:
-    """The augmented texture of each recipe, (B, 3, H, W) float32 in [0, 1] on ctx.device.
+def _texture_pixels(recipe: Recipe, ctx: StrategyContext) -> np.ndarray:
+    """The recipe's augmented texture, (H, W, 3) uint8 (augmented on the CPU, :func:`.texture.augment_texture`)."""
+    return augment_texture(ctx.texture(recipe.params["texture"]), recipe.params["texture_ops"])
 
-    Augmentation runs on the CPU in uint8 (:func:`.texture.augment_texture`); the batch is converted
+
+def _textures(recipes: list[Recipe], ctx: StrategyContext) -> torch.Tensor:
+    """The augmented texture of each recipe, (B, 3, H, W) float32 in [0, 1] on ctx.device, converted
     to float once, on the device."""
-    pixels = np.stack([augment_texture(ctx.texture(r.params["texture"]), r.params["texture_ops"]) for r in recipes])
+    pixels = np.stack([_texture_pixels(r, ctx) for r in recipes])
     return torch.from_numpy(pixels).to(ctx.device).permute(0, 3, 1, 2).float().div_(255.0)
 
 
@@ -78,12 +86,28 @@ def _blend(images: torch.Tensor, textures: torch.Tensor, share: torch.Tensor) ->
     return torch.lerp(images, textures, share).clamp_(0, 1)
 
 
+def _blend_pixels(image: np.ndarray, inside: np.ndarray, normal: np.ndarray, texture: np.ndarray, share: float) -> None:
+    """The CPU path of :func:`_blend` for one sample, in place: the uint8 ``image`` gets, at the flat
+    pixel indices ``inside``, the bytes of ``_blend(normal, texture, share)`` there.
+
+    ``normal`` is (K, 3) float32 (the clean image's values at those pixels), ``texture`` (H, W, 3) uint8.
+    Outside the mask the float path returns the normal bit for bit, so only the K pixels are computed.
+    With share 1 (opaque) lerp returns the texture's float exactly, whose bytes are the texture's.
+    """
+    if share == 1.0:
+        image.reshape(-1, 3)[inside] = texture.reshape(-1, 3)[inside]
+        return
+    levels = BYTE_LEVELS[texture.reshape(-1, 3)[inside]]
+    blended = _blend(torch.from_numpy(normal), torch.from_numpy(levels), torch.tensor(share, dtype=torch.float32))
+    image.reshape(-1, 3)[inside] = to_bytes(blended).numpy()
+
+
 def _column(values: list[float], like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(values, dtype=like.dtype, device=like.device).reshape(-1, 1, 1, 1)
 
 
 def _mask_notes(masks: torch.Tensor) -> list[dict]:
-    return [{"mask_area": float(a)} for a in masks.flatten(1).mean(1).cpu().tolist()]
+    return mask_notes((masks > 0.5).flatten(1).sum(1).cpu().tolist(), masks[0].numel() if len(masks) else 0)
 
 
 class _TextureBlend(Strategy):
@@ -117,6 +141,19 @@ class _TextureBlend(Strategy):
             accepted=masks.flatten(1).amax(1) > 0,
             notes=_mask_notes(masks),
         )
+
+    renders_pixels = True
+
+    def render_pixels(self, pixels: np.ndarray, recipes: list[Recipe], ctx: StrategyContext) -> RenderedPixels:
+        images, masks = pixels.copy(), np.zeros(pixels.shape[:3], dtype=bool)
+        for b, r in enumerate(recipes):
+            masks[b] = draem_perlin_mask_array(r, pixels.shape[1:3])
+            inside = np.flatnonzero(masks[b])
+            if len(inside):  # an empty mask is rejected: no texture is needed
+                share = float(np.float32(r.params["beta"]))  # the float path's float32 column
+                _blend_pixels(images[b], inside, BYTE_LEVELS[pixels[b].reshape(-1, 3)[inside]], _texture_pixels(r, ctx), share)
+        counts = masks.reshape(len(masks), -1).sum(1)
+        return RenderedPixels(images=images, masks=masks, accepted=counts > 0, notes=mask_notes(counts, masks[0].size))
 
 
 @register_strategy
@@ -179,3 +216,24 @@ class Draem(Strategy):
             out[anomalous] = _blend(normals[anomalous], _textures(chosen, ctx), (1 - beta) * m[:, None])
             masks[anomalous] = m
         return Rendered(images=out, masks=masks, normals=normals, notes=_mask_notes(masks))
+
+    renders_pixels = True
+
+    def render_pixels(self, pixels: np.ndarray, recipes: list[Recipe], ctx: StrategyContext) -> RenderedPixels:
+        normals, masks = pixels.copy(), np.zeros(pixels.shape[:3], dtype=bool)
+        images = normals.copy()
+        for b, r in enumerate(recipes):
+            rotated = None  # the rotated normal in float, where the sample has one
+            if r.params["normal_rotation"] is not None:
+                rotated = np.clip(warp_rotate(cv2.LUT(pixels[b], BYTE_LEVELS), r.params["normal_rotation"]), 0, 1)
+                normals[b] = images[b] = to_bytes(torch.from_numpy(rotated)).numpy()
+            if not r.params["anomalous"]:
+                continue
+            masks[b] = draem_perlin_mask_array(r, pixels.shape[1:3])
+            inside = np.flatnonzero(masks[b])
+            if len(inside):  # an empty mask leaves the sample normal
+                clean = rotated.reshape(-1, 3)[inside] if rotated is not None else BYTE_LEVELS[pixels[b].reshape(-1, 3)[inside]]
+                share = float(np.float32(1) - np.float32(r.params["beta"]))  # the float path's 1 - beta, in float32
+                _blend_pixels(images[b], inside, clean, _texture_pixels(r, ctx), share)
+        counts = masks.reshape(len(masks), -1).sum(1)
+        return RenderedPixels(images=images, masks=masks, normals=normals, notes=mask_notes(counts, masks[0].size))

@@ -39,12 +39,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import SynthgenError
-from .base import Recipe, Rendered, Strategy, StrategyContext, register_strategy
+from .base import BYTE_LEVELS, Recipe, Rendered, RenderedPixels, Strategy, StrategyContext, mask_notes, register_strategy, to_bytes
 from .rotation import number_option, sample_bilinear
 
 SHIFT_AXES = ("x", "y")
@@ -56,6 +57,44 @@ def _range_option(ctx: StrategyContext, name: str, key: str, default: tuple[floa
     if low_value > high_value:
         raise SynthgenError(f"option {name}.{key}_min: {low_value} is above {key}_max {high_value}")
     return low_value, high_value
+
+
+def _rect(params: dict) -> tuple[slice, slice]:
+    """The rectangle's (rows, columns) in the image."""
+    top, left, rect_h, rect_w = params["rect"]
+    return slice(top, top + rect_h), slice(left, left + rect_w)
+
+
+def _band(params: dict, h: int, w: int) -> tuple[slice, slice]:
+    """The part of the image the distortion reads, (rows, columns): a shift along x moves pixels within
+    their rows, so the rectangle's rows across the full width; a shift along y, its columns over the
+    full height."""
+    rows, cols = _rect(params)
+    return (rows, slice(0, w)) if params["shift_axis"] == "x" else (slice(0, h), cols)
+
+
+def _rect_in_band(params: dict) -> tuple[slice, slice]:
+    """The rectangle's (rows, columns) inside its band."""
+    rows, cols = _rect(params)
+    return (slice(None), cols) if params["shift_axis"] == "x" else (rows, slice(None))
+
+
+def _distorted_window(band: torch.Tensor, params: dict) -> torch.Tensor:
+    """The rectangle's content shifted by amplitude * sin(2 pi t / wavelength + phase), (3, rect_h, rect_w).
+
+    ``band`` (3, ., .) is the image restricted to :func:`_band`. The coordinates along the band's
+    short side are the rectangle's own integers (relative to the band): sampling there reads those
+    pixels exactly, so the result equals sampling the whole image."""
+    top, left, rect_h, rect_w = params["rect"]
+    ys = torch.arange(top, top + rect_h, dtype=band.dtype, device=band.device).reshape(1, rect_h, 1)
+    xs = torch.arange(left, left + rect_w, dtype=band.dtype, device=band.device).reshape(1, 1, rect_w)
+    if params["shift_axis"] == "x":  # a shift along x varies down the rows
+        src_x = xs + params["amplitude"] * torch.sin(2 * math.pi * (ys - top) / params["wavelength"] + params["phase"])
+        src_y = (ys - top).expand(1, rect_h, rect_w)
+    else:
+        src_y = ys + params["amplitude"] * torch.sin(2 * math.pi * (xs - left) / params["wavelength"] + params["phase"])
+        src_x = (xs - left).expand(1, rect_h, rect_w)
+    return sample_bilinear(band[None], src_y, src_x)[0]
 
 
 @register_strategy
@@ -103,36 +142,47 @@ class NDAA(Strategy):
         dense = self._dense_regions(primitive, recipes)  # M_l
         masks = primitive * dense
         out = torch.where(masks[:, None] > 0, distorted, images)
-        return Rendered(
-            images=out,
-            masks=masks,
-            accepted=masks.flatten(1).amax(1) > 0,
-            notes=[{"mask_area": float(a)} for a in masks.flatten(1).mean(1).cpu().tolist()],
-        )
+        counts = (masks > 0).flatten(1).sum(1).cpu().tolist()
+        return Rendered(images=out, masks=masks, accepted=masks.flatten(1).amax(1) > 0, notes=mask_notes(counts, masks[0].numel()))
+
+    renders_pixels = True
+
+    def render_pixels(self, pixels: np.ndarray, recipes: list[Recipe], ctx: StrategyContext) -> RenderedPixels:
+        """The CPU path: only the rectangle is distorted and compared (outside it the distorted image is
+        the image, so M_o is empty there); M_l needs the whole M_o, which is one channel of zeros
+        around the rectangle's."""
+        b, h, w, _ = pixels.shape
+        images = pixels.copy()
+        primitive = torch.zeros(b, h, w)
+        windows = []
+        for i, r in enumerate(recipes):
+            rows, cols = _band(r.params, h, w)
+            band = torch.from_numpy(cv2.LUT(pixels[i, rows, cols], BYTE_LEVELS)).permute(2, 0, 1)
+            window = _distorted_window(band, r.params)
+            diff = (window - band[(slice(None), *_rect_in_band(r.params))]).abs().amax(0)
+            primitive[(i, *_rect(r.params))] = (diff > self._per_sample([r], "diff_threshold", diff)[0]).float()
+            windows.append(window)
+        inside = (primitive * self._dense_regions(primitive, recipes)).numpy() > 0
+        for i, (r, window) in enumerate(zip(recipes, windows)):
+            rows, cols = _rect(r.params)
+            chosen = inside[i, rows, cols]
+            images[i, rows, cols][chosen] = to_bytes(window.permute(1, 2, 0)).numpy()[chosen]
+        counts = inside.reshape(b, -1).sum(1)
+        return RenderedPixels(images=images, masks=inside, accepted=counts > 0, notes=mask_notes(counts, h * w))
 
     @staticmethod
     def _per_sample(recipes: list[Recipe], key: str, like: torch.Tensor) -> torch.Tensor:
         return torch.tensor([r.params[key] for r in recipes], dtype=like.dtype, device=like.device).reshape(-1, 1, 1)
 
     def _distort(self, images: torch.Tensor, recipes: list[Recipe]) -> torch.Tensor:
-        """Each image with its rectangle's content shifted by amplitude * sin(2 pi t / wavelength + phase).
-
-        Only the rectangle is resampled (2-20% of the image); outside it the image is copied, which is
-        what resampling at the pixels' own integer coordinates gives bit for bit."""
+        """Each image with its rectangle's content shifted (:func:`_distorted_window`); outside the
+        rectangle the image is copied, which is what resampling at the pixels' own integer coordinates
+        gives bit for bit."""
+        _, _, h, w = images.shape
         distorted = images.clone()
         for b, r in enumerate(recipes):
-            top, left, rect_h, rect_w = r.params["rect"]
-            p = r.params
-            ys = torch.arange(top, top + rect_h, dtype=images.dtype, device=images.device).reshape(1, rect_h, 1)
-            xs = torch.arange(left, left + rect_w, dtype=images.dtype, device=images.device).reshape(1, 1, rect_w)
-            if p["shift_axis"] == "x":  # a shift along x varies down the rows
-                src_x = xs + p["amplitude"] * torch.sin(2 * math.pi * (ys - top) / p["wavelength"] + p["phase"])
-                src_y = ys.expand(1, rect_h, rect_w)
-            else:
-                src_y = ys + p["amplitude"] * torch.sin(2 * math.pi * (xs - left) / p["wavelength"] + p["phase"])
-                src_x = xs.expand(1, rect_h, rect_w)
-            window = sample_bilinear(images[b : b + 1], src_y, src_x)[0]
-            distorted[b, :, top : top + rect_h, left : left + rect_w] = window
+            rows, cols = _rect(r.params)
+            distorted[b, :, rows, cols] = _distorted_window(images[(b, slice(None), *_band(r.params, h, w))], r.params)
         return distorted
 
     def _dense_regions(self, primitive: torch.Tensor, recipes: list[Recipe]) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Perlin noise and DRAEM's Perlin anomaly masks, computed in torch for a whole batch.
+"""Perlin noise and DRAEM's Perlin anomaly masks: on the CPU one sample at a time (torch's matrix
+products for the noise, OpenCV for the rotation), on other devices as one torch batch.
 
 DRAEM (Zavrtanik et al., ICCV 2021; facts from its data_loader.py and perlin.py) makes its anomaly
 mask like this:
@@ -22,6 +23,7 @@ Fractal Perlin noise (octaves of doubling resolution and halving amplitude, DRAE
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 
 from .base import Recipe
-from .rotation import rotate_images
+from .rotation import rotate_images, warp_rotate
 
 #: DRAEM: perlin_scale = 2 ** torch.randint(min_perlin_scale=0, perlin_scale=6) per axis.
 SCALE_EXPONENTS = (0, 6)
@@ -51,12 +53,14 @@ def draw_lattice_angles(rng: np.random.Generator, res_y: int, res_x: int) -> np.
     return rng.uniform(0.0, 2.0 * math.pi, size=(res_y + 1, res_x + 1))
 
 
-def _axis_weights(n: int, res: int, dtype: torch.dtype, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+@functools.lru_cache(maxsize=256)
+def _axis_weights(n: int, res: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Interpolation weights of the n pixels of one axis on its res + 1 lattice points: (n, res + 1) each.
 
     Pixel i sits at lattice coordinate u = i * res / n, in cell k = floor(u) at offset f = u - k.
     ``blend[i]`` holds the fade weights 1 - fade(f) at point k and fade(f) at k + 1; ``ramp[i]``
     holds the same weights times the offset to the point (f and f - 1), the gradient's lever arm.
+    Cached (read-only): a build meets the same few (size, resolution) pairs in every sample.
     """
     u = torch.arange(n, dtype=dtype, device=device) * res / n
     cell = u.floor()
@@ -71,6 +75,29 @@ def _axis_weights(n: int, res: int, dtype: torch.dtype, device: torch.device | s
     return blend, ramp
 
 
+def lattice_noise(
+    angles: np.ndarray | torch.Tensor,
+    size: tuple[int, int],
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """The Perlin noise of one lattice of gradient angles (res_y + 1, res_x + 1), (H, W) in [-1, 1].
+
+    The noise is separable: at pixel (r, c) it is a sum over the four surrounding lattice points of
+    fade weights along rows times fade weights along columns times the gradient's dot product with
+    the offset, i.e. Wy_ramp @ cos(angles) @ Wx_blend^T + Wy_blend @ sin(angles) @ Wx_ramp^T with the
+    per-axis weight matrices of :func:`_axis_weights` (DRAEM's gradient is (cos, sin) along (axis 0,
+    axis 1)). Two thin matrix products replace per-pixel gathers.
+    """
+    h, w = size
+    device = torch.device(device)
+    lattice = torch.as_tensor(angles, dtype=dtype, device=device)
+    row_blend, row_ramp = _axis_weights(h, lattice.shape[0] - 1, dtype, device)
+    col_blend, col_ramp = _axis_weights(w, lattice.shape[1] - 1, dtype, device)
+    noise = row_ramp @ (torch.cos(lattice) @ col_blend.T) + row_blend @ (torch.sin(lattice) @ col_ramp.T)
+    return noise.mul_(math.sqrt(2.0))
+
+
 def perlin_noise(
     angles: Sequence[np.ndarray | torch.Tensor],
     size: tuple[int, int],
@@ -80,30 +107,11 @@ def perlin_noise(
     """Perlin noise fields, one per lattice in ``angles``, as a (B, H, W) tensor in [-1, 1].
 
     ``angles[b]`` has shape (res_y + 1, res_x + 1); its resolution may differ from sample to sample,
-    and each output depends only on its own lattice.
-
-    The noise is separable: at pixel (r, c) it is a sum over the four surrounding lattice points of
-    fade weights along rows times fade weights along columns times the gradient's dot product with
-    the offset, i.e. Wy_ramp @ cos(angles) @ Wx_blend^T + Wy_blend @ sin(angles) @ Wx_ramp^T with the
-    per-axis weight matrices of :func:`_axis_weights` (DRAEM's gradient is (cos, sin) along (axis 0,
-    axis 1)). Two thin matrix products per sample replace per-pixel gathers; the weights of an axis
-    are computed once per distinct resolution in the batch.
+    and each output depends only on its own lattice (:func:`lattice_noise`).
     """
-    h, w = size
-    out = torch.empty(len(angles), h, w, dtype=dtype, device=device)
-    weights: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def axis(n: int, res: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if (n, res) not in weights:
-            weights[n, res] = _axis_weights(n, res, dtype, device)
-        return weights[n, res]
-
+    out = torch.empty(len(angles), *size, dtype=dtype, device=device)
     for b, a in enumerate(angles):
-        lattice = torch.as_tensor(a, dtype=dtype, device=device)
-        row_blend, row_ramp = axis(h, lattice.shape[0] - 1)
-        col_blend, col_ramp = axis(w, lattice.shape[1] - 1)
-        noise = row_ramp @ (torch.cos(lattice) @ col_blend.T) + row_blend @ (torch.sin(lattice) @ col_ramp.T)
-        out[b] = noise.mul_(math.sqrt(2.0))
+        out[b] = lattice_noise(a, size, device, dtype)
     return out
 
 
@@ -123,6 +131,17 @@ def fractal_perlin_noise(
     return noise
 
 
+def perlin_mask_array(
+    angles: np.ndarray, rotation_deg: float, size: tuple[int, int], threshold: float = MASK_THRESHOLD
+) -> np.ndarray:
+    """One DRAEM mask on the CPU: Perlin noise rotated with OpenCV (bilinear, fill 0), ``> threshold``.
+
+    Returns (H, W) bool. The CPU path of :func:`perlin_mask` and of the strategies' ``render_pixels``.
+    """
+    noise = lattice_noise(angles, size).numpy()
+    return warp_rotate(noise, float(rotation_deg), padding="zeros") > threshold
+
+
 def perlin_mask(
     angles: Sequence[np.ndarray | torch.Tensor],
     rotations_deg: Sequence[float],
@@ -132,8 +151,12 @@ def perlin_mask(
 ) -> torch.Tensor:
     """DRAEM's binary mask: Perlin noise rotated (bilinear, fill 0), then ``noise > threshold``.
 
-    Returns float32 (B, H, W) in {0, 1}.
+    Returns float32 (B, H, W) in {0, 1}. On the CPU sample by sample (:func:`perlin_mask_array`), on
+    other devices as one batch (rotate_images' grid_sample).
     """
+    if torch.device(device).type == "cpu":
+        masks = [perlin_mask_array(a, r, size, threshold) for a, r in zip(angles, rotations_deg)]
+        return torch.from_numpy(np.stack(masks)).float() if masks else torch.zeros(0, *size)
     noise = perlin_noise(angles, size, device)
     rotated = rotate_images(noise[:, None], rotations_deg, padding="zeros")[:, 0]
     return (rotated > threshold).float()
@@ -147,6 +170,11 @@ def draw_draem_perlin(rng: np.random.Generator) -> tuple[dict, np.ndarray]:
     rotation = float(rng.uniform(-MASK_ROTATION_DEG, MASK_ROTATION_DEG))
     params = {"perlin_scale": [res_y, res_x], "perlin_rotation": rotation, "perlin_threshold": MASK_THRESHOLD}
     return params, angles
+
+
+def draem_perlin_mask_array(recipe: Recipe, size: tuple[int, int]) -> np.ndarray:
+    """The (H, W) bool mask drawn by :func:`draw_draem_perlin` into ``recipe``, on the CPU."""
+    return perlin_mask_array(recipe.arrays["perlin_angles"], recipe.params["perlin_rotation"], size)
 
 
 def draem_perlin_masks(recipes: Sequence[Recipe], size: tuple[int, int], device: torch.device | str) -> torch.Tensor:

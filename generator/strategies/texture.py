@@ -131,9 +131,9 @@ def _apply_brightness(x: np.ndarray, p: dict) -> np.ndarray:
     added = _to_lut(_LEVELS + p["add"])
     relight = added[multiplied] if p["mul_first"] else multiplied[added]
     to_space, back, channel = _BRIGHTNESS_CODES[p["colorspace"]]
-    converted = cv2.cvtColor(x, to_space)
-    converted[..., channel] = relight[converted[..., channel]]
-    return cv2.cvtColor(converted, back)
+    tables = np.tile(_LEVELS.astype(np.uint8), (3, 1))  # identity on the two colour channels
+    tables[channel] = relight
+    return cv2.cvtColor(_apply_lut(cv2.cvtColor(x, to_space), tables), back)
 
 
 def _draw_sharpness(rng: np.random.Generator) -> dict:
@@ -183,7 +183,9 @@ def _apply_invert(x: np.ndarray, p: dict) -> np.ndarray:
 
 
 def _channel_histograms(x: np.ndarray) -> np.ndarray:
-    """(3, 256) pixel counts per channel."""
+    """(3, 256) pixel counts per channel (int64)."""
+    if x.shape[0] * x.shape[1] < 2**24:  # OpenCV counts in float32: exact below 2 ** 24 pixels, 5x faster
+        return np.stack([cv2.calcHist([x], [c], None, [256], [0, 256]).reshape(256) for c in range(3)]).astype(np.int64)
     return np.stack([np.bincount(x[..., c].ravel(), minlength=256) for c in range(3)])
 
 

@@ -32,6 +32,11 @@ from .inpaint import GENERATOR_FILE, NETWORKS, train_inpainter
 DEMO_NETWORK, DEFAULT_NETWORK = "demo", "cpu"
 
 
+def preset_name(config: BuildConfig) -> str:
+    """The training preset (a key of :data:`generator.training.inpaint.NETWORKS`) of ``config``'s automatic generator."""
+    return DEMO_NETWORK if config.dataset == "demo" else DEFAULT_NETWORK
+
+
 def needs_generator(config: BuildConfig) -> bool:
     """Whether the build's strategies render with a generator and none was given for the inpaint renderer."""
     from ..plan import expand_strategies
@@ -57,7 +62,7 @@ def cached_generator(config: BuildConfig, *, progress: bool = True) -> Path:
     sources, store, maps_record = category_sources_and_maps(
         config.dataset, config.root, config.category, config.split, config.image_size,
         settings_from_config(config), progress=progress)
-    network = DEMO_NETWORK if config.dataset == "demo" else DEFAULT_NETWORK
+    network = preset_name(config)
     train_config = NETWORKS[network]
     data = {"dataset": config.dataset, "category": config.category, "split": config.split,
             "sources": list(sources.sha256), "maps": maps_record}
