@@ -12,8 +12,8 @@ edge-guided inpainting (EdgeConnect, Nazeri et al. 2019, its second stage), re-d
   stride-2 4x4 convs doubling the width, ``n_blocks`` residual blocks whose first conv is dilated
   (``dilation``; the receptive field must span a removed label), as many x2 upsamplings
   (``upsampling``: nearest x2 + 3x3 conv by default, EdgeConnect's stride-2 transposed 4x4 conv
-  left a checkerboard in the holes a seam probe saw), and a 7x7 conv to RGB; InstanceNorm + ReLU between, reflection padding for the 7x7 convs
-  and inside the blocks; ``(tanh + 1) / 2`` output.
+  left a checkerboard in the holes a seam probe saw), and a 7x7 conv to RGB; InstanceNorm + ReLU
+  between, reflection padding for the 7x7 convs and inside the blocks; ``(tanh + 1) / 2`` output.
 - The sample (:func:`inpaint_composite`): the hole is the edit region dilated by
   ``HOLE_DILATION`` px; the generated pixels are blended in with a weight that is 1 on the region
   dilated by half of that and falls linearly to 0 at the hole's border (a feathered seam), so every
@@ -49,8 +49,7 @@ FORMAT_VERSION = 1
 #: the edit region is widened by this many pixels into the hole the generator fills: the seam then
 #: lies on unedited texture, and anti-aliased edge pixels just outside the region are re-rendered too
 HOLE_DILATION = 6
-
-
+#: how the generator doubles its resolution (see InpaintConfig.upsampling)
 UPSAMPLING = ("resize", "transpose")
 
 
