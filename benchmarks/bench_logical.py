@@ -1,6 +1,6 @@
 """LogicAL measurements (issue 4): mask fidelity per strategy on the demo, and CPU/GPU throughput.
 
-    python benchmarks/bench_logical.py [--renderer both] [--size 128] [--epochs 5] [--steps 150] [--samples 16]
+    python benchmarks/bench_logical.py [--renderer both] [--size 128] [--epochs 5] [--steps 450] [--samples 16]
                                        [--device cpu] [--threads 2] [--throughput-only]
 
 1. Mask fidelity, per renderer side by side (``--renderer both``). The demo's first 24 training scenes
@@ -34,14 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from logical_demo import demo_context, demo_images, demo_maps, iou, train_demo_generator  # noqa: E402
 
 from generator.models.e2i import E2IModel, GeneratorConfig, GlobalGenerator, generate_tensor  # noqa: E402
-from generator.models.inpaint import InpaintModel, inpaint_tensor, load_inpainter  # noqa: E402
+from generator.models.inpaint import InpaintModel, dilate, inpaint_tensor, load_inpainter  # noqa: E402
 from generator.pipeline import render_specs  # noqa: E402
 from generator.plan import SampleSpec  # noqa: E402
 from generator.training.e2i import E2ITrainingModule, TrainConfig, small_config, tiny_config  # noqa: E402
 from generator.training.inpaint import NETWORKS as INPAINT_NETWORKS, train_inpainter  # noqa: E402
 from generator.strategies import get_strategy  # noqa: E402
-from generator.strategies.logical import rasterize_shapes, semantic_region  # noqa: E402
-from generator.strategies.ssim_mask import ssim_map  # noqa: E402
+from generator.strategies.logical import MASK_MARGIN, rasterize_shapes, semantic_region  # noqa: E402
+from generator.strategies.ssim_mask import SSIM_THRESHOLD, ssim_map  # noqa: E402
 
 STRATEGIES = ("semantic-remove", "semantic-replace", "semantic-merge",
               "arbitrary-remove", "arbitrary-replace", "arbitrary-merge", "logical")
@@ -51,21 +51,41 @@ def mask_fidelity(model, images, regions, maps, samples: int) -> None:
     ctx = demo_context(images, maps, model)
     size = images.shape[1:3]
     print(f"\nmask IoU with the edited region ({samples} samples per strategy, {size[0]}x{size[1]})")
-    print(f"{'strategy':<20} {'IoU':>6} {'mask area':>10} {'redraws':>8} {'fallbacks':>9}")
+    print("precision: share of the mask inside the edited region; recall: share of the region in the mask;")
+    print("outside: share of the mask outside the region (re-rendered but unedited pixels, or SSIM's window)")
+    print("identity (inpaint renderer): share of the region with SSIM < 0.5 when it is re-rendered from its own,")
+    print("  unedited edges: what the renderer's error alone marks (the rest of the recall is the edit's)")
+    print(f"{'strategy':<20} {'IoU':>6} {'precision':>9} {'recall':>6} {'outside':>7} {'identity':>8} {'mask area':>10} "
+          f"{'redraws':>8} {'fallbacks':>9}")
     for name in STRATEGIES:
         specs = [SampleSpec(i, i % len(images), i // len(images), name, 1000 + i) for i in range(samples)]
         out = render_specs(specs, ctx, max_attempts=8)
-        scores, areas = [], []
+        scores, precisions, recalls, identity, areas = [], [], [], [], []
         for spec, s in zip(specs, out):
             if s.exhausted:
                 continue
             p = s.params
             region = semantic_region(regions[spec.source_index], p["region"]) if p["region_mode"] == "semantic" \
                 else rasterize_shapes(p["region"], size)
-            scores.append(iou(s.mask > 0, region))
+            mask = s.mask > 0
+            scores.append(iou(mask, region))
+            precisions.append((mask & region).sum() / max(mask.sum(), 1))
+            recalls.append((mask & region).sum() / max(region.sum(), 1))
             areas.append(p["mask_area"])
-        print(f"{name:<20} {np.mean(scores):>6.3f} {np.mean(areas):>10.4f} {sum(s.redraws for s in out):>8d} "
-              f"{sum(s.exhausted for s in out):>9d}")
+            if isinstance(model, InpaintModel):
+                identity.append(identity_marked_share(model, images[spec.source_index], maps[spec.source_index], region))
+        print(f"{name:<20} {np.mean(scores):>6.3f} {np.mean(precisions):>9.3f} {np.mean(recalls):>6.3f} "
+              f"{1 - np.mean(precisions):>7.3f} {np.mean(identity) if identity else float('nan'):>8.3f} "
+              f"{np.mean(areas):>10.4f} {sum(s.redraws for s in out):>8d} {sum(s.exhausted for s in out):>9d}")
+
+
+def identity_marked_share(model, image: np.ndarray, maps: dict, region: np.ndarray) -> float:
+    """Share of ``region`` with SSIM(real, sample) < 0.5 when the inpaint renderer re-renders it from
+    the image's own first-scale edges (no edit)."""
+    real = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    edges = torch.from_numpy(maps["edges"][0])[None, None].float() / 255
+    composite, _ = inpaint_tensor(model, real, edges, torch.from_numpy(region)[None].float())
+    return float((ssim_map(real, composite)[0].numpy() < SSIM_THRESHOLD)[region].mean())
 
 
 def threshold_sweep(model, images, regions, maps, samples: int, thresholds=(0.3, 0.4, 0.5, 0.6, 0.7)) -> None:
@@ -95,14 +115,16 @@ def threshold_sweep(model, images, regions, maps, samples: int, thresholds=(0.3,
 
 
 def rendered_ssim(model, images: torch.Tensor, recipes) -> np.ndarray:
-    """The SSIM map the strategies threshold: inpaint renderer, real photo vs the sample inside the
-    hole (1 outside); full renderer, the renders of the normal and the edited edges."""
+    """The SSIM map the strategies threshold: inpaint renderer, real photo vs the sample where the
+    mask may lie (the region widened by MASK_MARGIN, 1 elsewhere); full renderer, the renders of the
+    normal and the edited edges."""
     anomaly = torch.from_numpy(np.stack([r.arrays["anomaly_edge"] for r in recipes]))[:, None].float() / 255
+    normal = torch.from_numpy(np.stack([r.arrays["normal_edge"] for r in recipes]))[:, None].float() / 255
     if isinstance(model, InpaintModel):
         regions = torch.from_numpy(np.stack([r.arrays["region"] for r in recipes])).float()
-        composite, hole = inpaint_tensor(model, images, anomaly, regions)
-        return torch.where(hole > 0, ssim_map(images, composite), torch.ones_like(hole)).numpy()
-    normal = torch.from_numpy(np.stack([r.arrays["normal_edge"] for r in recipes]))[:, None].float() / 255
+        composite, _ = inpaint_tensor(model, images, anomaly, regions)
+        allowed = dilate(regions, MASK_MARGIN)
+        return torch.where(allowed > 0, ssim_map(images, composite), torch.ones_like(allowed)).numpy()
     return ssim_map(generate_tensor(model, normal), generate_tensor(model, anomaly)).numpy()
 
 
@@ -170,7 +192,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--renderer", default="both", choices=("full", "inpaint", "both"),
                         help="which LogicAL renderer(s) to measure; both = side by side in one run")
-    parser.add_argument("--steps", type=int, default=150, help="training steps of the inpainting demo generator")
+    parser.add_argument("--steps", type=int, default=INPAINT_NETWORKS["demo"].steps,
+                        help="training steps of the inpainting demo generator (default: the demo preset's)")
     parser.add_argument("--throughput-only", action="store_true", help="skip the mask-fidelity part (1.)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -11,7 +11,8 @@ renderer's hole dilation (the renderer promises 0 there).
 
     python benchmarks/logical_mask_iou.py BUILD [--sheet iou.png [--only train/good/011,train/good/016]]
 
-Prints one JSON line per strategy (samples, mean and median IoU, max outside difference) and, with
+Prints one JSON line per strategy (samples, mean and median IoU, mean precision = share of the mask
+inside the region and recall = share of the region in the mask, max outside difference) and, with
 --sheet, writes the samples as rows of: normal | anomaly | SSIM mask | edited region.
 """
 
@@ -80,12 +81,16 @@ def main() -> None:
 
     samples, regions, config = logical_samples(args.build)
     scores: dict[str, list[float]] = defaultdict(list)
+    precision: dict[str, list[float]] = defaultdict(list)  # share of the mask inside the region
+    recall: dict[str, list[float]] = defaultdict(list)  # share of the region in the mask
     outside: dict[str, list[int]] = defaultdict(list)
     rows, captions = [], []
     for s in samples:
         region = edited_region(s, regions)
         mask = s["mask"][0].numpy() > 0
         scores[s["strategy"]].append(iou(mask, region))
+        precision[s["strategy"]].append(float((mask & region).sum() / max(mask.sum(), 1)))
+        recall[s["strategy"]].append(float((mask & region).sum() / max(region.sum(), 1)))
         if config.renderer == "inpaint":
             hole = dilate(torch.from_numpy(region)[None], HOLE_DILATION)[0].numpy() > 0
             difference = np.abs(to_uint8(s["image"]).astype(int) - to_uint8(s["normal"]))
@@ -96,6 +101,8 @@ def main() -> None:
     for strategy, values in sorted(scores.items()):
         print(json.dumps({"build": str(args.build), "strategy": strategy, "samples": len(values),
                           "mean_iou": round(float(np.mean(values)), 3), "median_iou": round(float(np.median(values)), 3),
+                          "precision": round(float(np.mean(precision[strategy])), 3),
+                          "recall": round(float(np.mean(recall[strategy])), 3),
                           "max_abs_difference_outside_hole": max(outside[strategy]) if outside[strategy] else None}))
     if args.sheet:
         save_sheet(args.sheet, contact_sheet(rows, captions, ["normal", "anomaly", "SSIM mask", "edited region"], tile=192))

@@ -33,6 +33,7 @@ from generator.models.inpaint import (
 from generator.models.renderers import check_generator_file
 from generator.pipeline import render_specs
 from generator.plan import SampleSpec
+from generator.strategies.logical import MASK_MARGIN
 from generator.training import inpaint as training
 from generator.training.gan import DiscriminatorConfig
 from logical_demo import demo_context, demo_images, demo_maps
@@ -142,6 +143,7 @@ def test_strategies_render_inside_the_hole_and_store_identity_samples_as_normals
         source = images[spec.source_index]
         assert (s.image[~hole] == source[~hole]).all()  # the real photo outside the hole, exactly
         assert not (s.mask[~hole]).any()  # ground truth only inside the re-rendered hole
+        assert not s.mask[dilate(region, MASK_MARGIN)[0].numpy() == 0].any()  # ... there, on the region's pixels
         if s.params["edit"] == "identity":
             assert not s.mask.any() and "edge" in s.extras  # a normal (label 0) with its maps
         else:
@@ -224,3 +226,18 @@ def test_training_and_rendering_run_on_cuda(demo, tmp_path):
     composite, hole = inpaint_tensor(model, real, torch.zeros(2, 1, SIZE, SIZE), regions)
     outside = (hole.cpu() == 0)[:, None].expand_as(real)
     assert composite.is_cuda and torch.equal(composite.cpu()[outside], real[outside])
+
+
+def test_files_from_before_the_upsampling_option_load_with_transposed_convolutions(tmp_path):
+    old = InpaintGenerator(InpaintConfig(ngf=4, n_blocks=1, upsampling="transpose"))
+    path = tmp_path / "old.pt"
+    save_inpainter(old, path, image_size=(SIZE, SIZE), training={})
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["upsampling"]  # as written before the option existed
+    torch.save(payload, path)
+    model = load_inpainter(path, image_size=(SIZE, SIZE))
+    assert model.generator.config.upsampling == "transpose"
+    x = torch.rand(1, 3, SIZE, SIZE), torch.rand(1, 1, SIZE, SIZE), torch.ones(1, 1, SIZE, SIZE)
+    assert torch.equal(model.generator(*x), old.eval()(*x))
+    with pytest.raises(SynthgenError, match="upsampling"):
+        InpaintConfig(upsampling="bilinear")

@@ -10,9 +10,10 @@ edge-guided inpainting (EdgeConnect, Nazeri et al. 2019, its second stage), re-d
   first-scale edge map, edited inside the region; the hole mask ``m``. Output: RGB in [0, 1].
 - Network: EdgeConnect's stage-2 shape at CPU widths: a 7x7 conv (``ngf``), ``n_downsampling``
   stride-2 4x4 convs doubling the width, ``n_blocks`` residual blocks whose first conv is dilated
-  (``dilation``; the receptive field must span a removed label), as many stride-2 transposed 4x4
-  convs, and a 7x7 conv to RGB; InstanceNorm + ReLU between, reflection padding for the 7x7 convs
-  and inside the blocks; ``(tanh + 1) / 2`` output.
+  (``dilation``; the receptive field must span a removed label), as many x2 upsamplings
+  (``upsampling``: nearest x2 + 3x3 conv by default, EdgeConnect's stride-2 transposed 4x4 conv
+  left a checkerboard in the holes a seam probe saw), and a 7x7 conv to RGB; InstanceNorm + ReLU
+  between, reflection padding for the 7x7 convs and inside the blocks; ``(tanh + 1) / 2`` output.
 - The sample (:func:`inpaint_composite`): the hole is the edit region dilated by
   ``HOLE_DILATION`` px; the generated pixels are blended in with a weight that is 1 on the region
   dilated by half of that and falls linearly to 0 at the hole's border (a feathered seam), so every
@@ -48,6 +49,8 @@ FORMAT_VERSION = 1
 #: the edit region is widened by this many pixels into the hole the generator fills: the seam then
 #: lies on unedited texture, and anti-aliased edge pixels just outside the region are re-rendered too
 HOLE_DILATION = 6
+#: how the generator doubles its resolution (see InpaintConfig.upsampling)
+UPSAMPLING = ("resize", "transpose")
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,16 @@ class InpaintConfig:
     dilation: int = 2
     in_channels: int = 3 + 1 + 1  # masked RGB, edge map, hole mask
     out_channels: int = 3
+    #: "resize": nearest-neighbour x2 then a 3x3 conv (Odena et al. 2016, "Deconvolution and
+    #: checkerboard artifacts"); "transpose": EdgeConnect's stride-2 4x4 transposed conv, whose uneven
+    #: kernel overlap paints a period-2 checkerboard into every hole (files saved before this option)
+    upsampling: str = "resize"
 
     def __post_init__(self):
         check_ints(self, ("ngf", "dilation", "in_channels", "out_channels"), minimum=1)
         check_ints(self, ("n_downsampling", "n_blocks"), minimum=0)
+        if self.upsampling not in UPSAMPLING:
+            raise SynthgenError(f"InpaintConfig.upsampling: one of {', '.join(UPSAMPLING)}, got {self.upsampling!r}")
 
     @property
     def size_multiple(self) -> int:
@@ -90,7 +99,11 @@ class InpaintGenerator(nn.Module):
         layers += [ResidualBlock(ngf * 2**n_down, config.dilation) for _ in range(config.n_blocks)]
         for i in range(n_down, 0, -1):
             width = ngf * 2**i
-            layers += [nn.ConvTranspose2d(width, width // 2, 4, stride=2, padding=1), nn.InstanceNorm2d(width // 2), nn.ReLU(inplace=True)]
+            if config.upsampling == "resize":
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(width, width // 2, 3)]
+            else:
+                layers += [nn.ConvTranspose2d(width, width // 2, 4, stride=2, padding=1)]
+            layers += [nn.InstanceNorm2d(width // 2), nn.ReLU(inplace=True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, config.out_channels, 7)]
         self.layers = nn.Sequential(*layers)
 
@@ -204,7 +217,8 @@ def load_inpainter(path: str | Path, device: str | torch.device = "cpu", *, imag
             f"{path}: inpainting generator trained at {trained_at[0]}x{trained_at[1]}, this build renders at "
             f"{image_size[0]}x{image_size[1]}; train one at the build's --image-size, or {hint}"
         )
-    config = config_from_dict(InpaintConfig, payload["config"], str(path))
+    # files written before the upsampling option have EdgeConnect's transposed convolutions
+    config = config_from_dict(InpaintConfig, {"upsampling": "transpose", **payload["config"]}, str(path))
     with torch.device("meta"):
         generator = InpaintGenerator(config)
     try:
