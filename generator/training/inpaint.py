@@ -112,8 +112,9 @@ NETWORKS: dict[str, InpaintTrainConfig] = {
     # 0.35 to 0.19 (bench_logical.py); the CPU budget bounds it (the first headline build < 20 min).
     # Tried and not kept (same demo probe): lr 5e-4 (150 steps: 0.954), adversarial weight 0.1 (450
     # steps: 0.833), and subtracting the generator's colour offset from the photo around the hole (0.95).
-    # juice_bottle at 256x128 (60 images): about 0.35 s per step on one thread (600 steps: the whole
-    # first build took 4.8 min of wall time on the shared 2-core machine at load ~2.5)
+    # juice_bottle at 256x128 (60 images): about 0.4 s per step on one thread; with 1200 steps the whole
+    # first headline build took 8.4 min of CPU time, 8:21 wall on the 2-core machine with one other job
+    # (`build --dry-run` predicted 9.3 min); a second build reusing the cache 10 s
     "cpu": InpaintTrainConfig(steps=1200),
     # the embedded demo at 256x256: about 3 min of CPU time (0.4 s per step on one thread)
     "demo": InpaintTrainConfig(steps=450),
