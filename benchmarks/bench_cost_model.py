@@ -147,9 +147,11 @@ def measure_ssim(repeats: int) -> float:
 
 def measure_render(sources, textures: str | None, samples: int, repeats: int) -> dict[str, float]:
     """draw + render + redraws + conversion to uint8, per sample, through the pipeline's render_specs."""
-    from generator.pipeline import SampleSpec, render_specs
+    from generator.pipeline import SampleSpec, keep_batch_buffers, render_specs
     from generator.seeding import sample_seed
     from generator.strategies import StrategyContext, TextureBank
+
+    keep_batch_buffers()  # as a build's renderer runs
 
     stack = sources.load_stack()
 

@@ -68,11 +68,14 @@ def interleaved(runs: dict, repeats: int) -> dict[str, float]:
 def synthgen_synthesis(paths: list[Path], dtd: Path, n: int, batch: int) -> dict:
     """One pass of ``n`` samples per strategy, as callables by strategy name."""
     from generator.imageio import read_rgb, resize_rgb
-    from generator.pipeline import render_specs
+    from generator.pipeline import keep_batch_buffers, render_specs
     from generator.plan import SampleSpec
     from generator.seeding import sample_seed
     from generator.strategies import StrategyContext
     from generator.strategies.texture import TextureBank
+
+    # the allocator setting a build's renderer runs under (process-wide: the peer, in this process, gets it too)
+    keep_batch_buffers()
 
     size = (256, 256)
     pixels = [resize_rgb(read_rgb(p), size) for p in paths]
