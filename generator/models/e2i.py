@@ -122,6 +122,17 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+def stem_layers(in_channels: int, width: int) -> list[nn.Module]:
+    """pix2pixHD's first block, shared by both renderers' generators: reflection-padded 7x7 conv,
+    InstanceNorm, ReLU (a list, so the layers keep their places and state-dict keys in a Sequential)."""
+    return [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, width, 7), nn.InstanceNorm2d(width), nn.ReLU(inplace=True)]
+
+
+def output_layers(width: int, out_channels: int) -> list[nn.Module]:
+    """pix2pixHD's last block without its activation: reflection-padded 7x7 conv to the output channels."""
+    return [nn.ReflectionPad2d(3), nn.Conv2d(width, out_channels, 7)]
+
+
 class GlobalGenerator(nn.Module):
     """Edge map (B, 1, H, W) in [0, 1] -> image (B, 3, H, W) in [0, 1]."""
 
@@ -129,12 +140,7 @@ class GlobalGenerator(nn.Module):
         super().__init__()
         self.config = config
         ngf, n_down = config.ngf, config.n_downsampling
-        layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
-            nn.Conv2d(config.in_channels, ngf, 7),
-            nn.InstanceNorm2d(ngf),
-            nn.ReLU(inplace=True),
-        ]
+        layers = stem_layers(config.in_channels, ngf)
         for i in range(n_down):
             width = ngf * 2**i
             layers += [nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.InstanceNorm2d(2 * width), nn.ReLU(inplace=True)]
@@ -146,7 +152,7 @@ class GlobalGenerator(nn.Module):
                 nn.InstanceNorm2d(width // 2),
                 nn.ReLU(inplace=True),
             ]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, config.out_channels, 7), nn.Tanh()]
+        layers += [*output_layers(ngf, config.out_channels), nn.Tanh()]
         self.layers = nn.Sequential(*layers)
 
     def forward(self, edges: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from ..atomic import atomic_path
 from ..errors import SynthgenError
 from ..imageio import sha256_file
-from .e2i import ResidualBlock, check_ints, config_from_dict
+from .e2i import ResidualBlock, check_ints, config_from_dict, output_layers, stem_layers
 from .generator_file import FORMATS, generator_file_payload
 
 FORMAT = next(tag for tag, renderer in FORMATS.items() if renderer == "inpaint")
@@ -87,12 +87,7 @@ class InpaintGenerator(nn.Module):
         super().__init__()
         self.config = config
         ngf, n_down = config.ngf, config.n_downsampling
-        layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
-            nn.Conv2d(config.in_channels, ngf, 7),
-            nn.InstanceNorm2d(ngf),
-            nn.ReLU(inplace=True),
-        ]
+        layers = stem_layers(config.in_channels, ngf)
         for i in range(n_down):
             width = ngf * 2**i
             layers += [nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.InstanceNorm2d(2 * width), nn.ReLU(inplace=True)]
@@ -104,7 +99,7 @@ class InpaintGenerator(nn.Module):
             else:
                 layers += [nn.ConvTranspose2d(width, width // 2, 4, stride=2, padding=1)]
             layers += [nn.InstanceNorm2d(width // 2), nn.ReLU(inplace=True)]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, config.out_channels, 7)]
+        layers += output_layers(ngf, config.out_channels)
         self.layers = nn.Sequential(*layers)
 
     def forward(self, masked: torch.Tensor, edges: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
