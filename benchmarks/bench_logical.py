@@ -11,8 +11,12 @@
    mean IoU of the SSIM mask with the edited region (the chosen object for semantic strategies, the
    three shapes for arbitrary ones), redraws and fallbacks. The edited region is an upper bound of
    what can change: parts of it without edges (blank background inside an arbitrary shape) render the
-   same before and after, so IoU < 1 even for a perfect generator. A sweep of the SSIM threshold on the
-   same generator shows how the choice of 0.5 (generator/strategies/ssim_mask.py) compares.
+   same before and after, so IoU < 1 even for a perfect generator. The oracle column bounds what a
+   perfect renderer could reach for replace and merge: the same edit rendered by pasting the other
+   image's real pixels (under the edit's augmentation) into the whole region (replace), or only where
+   the other image has an object (merge; the demo's region map says where), then the same SSIM mask.
+   A sweep of the SSIM threshold on the same generator shows how the choice of 0.5
+   (generator/strategies/ssim_mask.py) compares.
 2. Throughput at 256x256: one training step of the tiny, small and full (pix2pixHD) configurations,
    generator inference images/s (each configuration, float32 on CPU, bf16 on CUDA), and LogicAL
    samples/s through draw + render with the trained tiny generator.
@@ -40,8 +44,9 @@ from generator.plan import SampleSpec  # noqa: E402
 from generator.training.e2i import E2ITrainingModule, TrainConfig, small_config, tiny_config  # noqa: E402
 from generator.training.inpaint import NETWORKS as INPAINT_NETWORKS, train_inpainter  # noqa: E402
 from generator.strategies import get_strategy  # noqa: E402
-from generator.strategies.logical import MASK_MARGIN, rasterize_shapes, semantic_region  # noqa: E402
-from generator.strategies.ssim_mask import SSIM_THRESHOLD, ssim_map  # noqa: E402
+from generator.strategies.logical import MASK_MARGIN, augment_edges, rasterize_shapes, semantic_region  # noqa: E402
+from generator.strategies.ssim_mask import SSIM_THRESHOLD, ssim_map, ssim_masks  # noqa: E402
+from generator.training.inpaint import augment_photo  # noqa: E402
 
 STRATEGIES = ("semantic-remove", "semantic-replace", "semantic-merge",
               "arbitrary-remove", "arbitrary-replace", "arbitrary-merge", "logical")
@@ -55,12 +60,14 @@ def mask_fidelity(model, images, regions, maps, samples: int) -> None:
     print("outside: share of the mask outside the region (re-rendered but unedited pixels, or SSIM's window)")
     print("identity (inpaint renderer): share of the region with SSIM < 0.5 when it is re-rendered from its own,")
     print("  unedited edges: what the renderer's error alone marks (the rest of the recall is the edit's)")
-    print(f"{'strategy':<20} {'IoU':>6} {'precision':>9} {'recall':>6} {'outside':>7} {'identity':>8} {'mask area':>10} "
-          f"{'redraws':>8} {'fallbacks':>9}")
+    print("oracle: IoU of the same edits rendered with the other image's real pixels (replace, merge; see above)")
+    print(f"{'strategy':<20} {'IoU':>6} {'precision':>9} {'recall':>6} {'outside':>7} {'identity':>8} {'oracle':>6} "
+          f"{'mask area':>10} {'redraws':>8} {'fallbacks':>9}")
+    index = {source.id: k for k, source in enumerate(ctx.sources)}
     for name in STRATEGIES:
         specs = [SampleSpec(i, i % len(images), i // len(images), name, 1000 + i) for i in range(samples)]
         out = render_specs(specs, ctx, max_attempts=8)
-        scores, precisions, recalls, identity, areas = [], [], [], [], []
+        scores, precisions, recalls, identity, areas, oracle = [], [], [], [], [], []
         for spec, s in zip(specs, out):
             if s.exhausted:
                 continue
@@ -72,11 +79,28 @@ def mask_fidelity(model, images, regions, maps, samples: int) -> None:
             precisions.append((mask & region).sum() / max(mask.sum(), 1))
             recalls.append((mask & region).sum() / max(region.sum(), 1))
             areas.append(p["mask_area"])
+            if p["edit"] in ("replace", "merge"):
+                oracle.append(oracle_iou(images[spec.source_index], region, images[index[p["candidate_source"]]],
+                                         regions[index[p["candidate_source"]]] > 0, p))
             if isinstance(model, InpaintModel):
                 identity.append(identity_marked_share(model, images[spec.source_index], maps[spec.source_index], region))
         print(f"{name:<20} {np.mean(scores):>6.3f} {np.mean(precisions):>9.3f} {np.mean(recalls):>6.3f} "
               f"{1 - np.mean(precisions):>7.3f} {np.mean(identity) if identity else float('nan'):>8.3f} "
-              f"{np.mean(areas):>10.4f} {sum(s.redraws for s in out):>8d} {sum(s.exhausted for s in out):>9d}")
+              f"{np.mean(oracle) if oracle else float('nan'):>6.3f} {np.mean(areas):>10.4f} {sum(s.redraws for s in out):>8d} {sum(s.exhausted for s in out):>9d}")
+
+
+def oracle_iou(image: np.ndarray, region: np.ndarray, other: np.ndarray, other_objects: np.ndarray, params: dict) -> float:
+    """IoU with ``region`` of the mask of a perfect rendering of a replace or merge edit: the other
+    image's real pixels (augmented as the edit's edges were) pasted into the region (replace) or where
+    the other image has an object inside the region (merge), masked as the inpaint renderer masks."""
+    pasted = augment_photo(other, params["augmentation"])
+    where = region if params["edit"] == "replace" else \
+        region & (augment_edges(other_objects.astype(np.uint8) * 255, params["augmentation"]) >= 128)
+    fake = np.where(where[..., None], pasted, image)
+    as_tensor = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+    mask, _ = ssim_masks(as_tensor(image), as_tensor(fake), SSIM_THRESHOLD)
+    mask = (mask * dilate(torch.from_numpy(region)[None].float(), MASK_MARGIN))[0].numpy() > 0
+    return iou(mask, region)
 
 
 def identity_marked_share(model, image: np.ndarray, maps: dict, region: np.ndarray) -> float:

@@ -42,7 +42,7 @@ SIZE = 64
 TINY = training.InpaintTrainConfig(
     network=InpaintConfig(ngf=4, n_blocks=1),
     discriminator=DiscriminatorConfig(ndf=4, n_layers=2, num_d=1, in_channels=3),
-    steps=4, batch_size=2, crop=32, checkpoint_every=1,
+    steps=4, batch_size=2, crop=32, checkpoint_every=1, paste_fraction=0.5,
 )
 
 
@@ -103,6 +103,33 @@ def test_generator_file_round_trip_and_wrong_renderer_or_size(tmp_path, tiny_fil
     truncated.write_bytes(tiny_file.read_bytes()[:1000])
     with pytest.raises(SynthgenError, match="not a readable generator file"):
         check_generator_file(truncated, "inpaint", (SIZE, SIZE))
+
+
+def test_paste_items_show_another_image_and_its_edges_inside_the_region_only(demo, monkeypatch):
+    """A paste item is LogicAL's replace edit with a known answer: inside the region the target photo
+    and the edge map are one other training image's under one augmentation; outside, the real photo's."""
+    from generator.strategies import logical
+
+    images, _, maps = demo
+    flip = {"op": "flip", "axis": "vertical"}
+    monkeypatch.setattr(logical, "draw_augmentation", lambda rng: flip)
+    config = dataclasses.replace(TINY, paste_fraction=1.0, crop=0, batch_size=8)
+    batch = training.draw_batch(0, 0, images, lambda i: maps[i], config)
+    as_uint8 = lambda t: (t.numpy() * 255).round().astype(np.uint8)  # noqa: E731
+    for k in range(config.batch_size):
+        inside = batch["region"][k].bool().numpy()
+        target, real = as_uint8(batch["target"][k].permute(1, 2, 0)), as_uint8(batch["real"][k].permute(1, 2, 0))
+        edge = as_uint8(batch["edge"][k, 0])
+        assert np.array_equal(target[~inside], real[~inside])
+        source = next(i for i in range(len(images)) if np.array_equal(images[i], real))
+        shown = [j for j in range(len(images))
+                 if np.array_equal(target[inside], training.augment_photo(images[j], flip)[inside])
+                 and np.array_equal(edge[inside], logical.augment_edges(maps[j]["edges"][0], flip)[inside])
+                 and np.array_equal(edge[~inside], maps[source]["edges"][0][~inside])]
+        assert shown and source not in shown, (k, source, shown)
+    # no paste items: the target is the real photo
+    identity = training.draw_batch(0, 0, images, lambda i: maps[i], dataclasses.replace(config, paste_fraction=0.0))
+    assert torch.equal(identity["target"], identity["real"])
 
 
 def test_resume_after_ctrl_c_equals_an_uninterrupted_run(demo, tmp_path, monkeypatch, tiny_file):
