@@ -9,7 +9,9 @@
    inpainting generator trained ``--steps`` steps (inpaint renderer);
    every LogicAL strategy rendered ``--samples`` times through the pipeline's render path. Reported:
    mean IoU of the SSIM mask with the edited region (the chosen object for semantic strategies, the
-   three shapes for arbitrary ones), redraws and fallbacks. The edited region is an upper bound of
+   three shapes for arbitrary ones) over the samples kept, redraws and fallbacks (samples whose every
+   attempt was rejected, e.g. by the inpaint renderer's visibility test, stored as normals; a
+   strategy with nothing kept shows nan). The edited region is an upper bound of
    what can change: parts of it without edges (blank background inside an arbitrary shape) render the
    same before and after, so IoU < 1 even for a perfect generator. The oracle column bounds what a
    perfect renderer could reach for replace and merge: the same edit rendered by pasting the other
@@ -84,9 +86,10 @@ def mask_fidelity(model, images, regions, maps, samples: int) -> None:
                                          regions[index[p["candidate_source"]]] > 0, p))
             if isinstance(model, InpaintModel):
                 identity.append(identity_marked_share(model, images[spec.source_index], maps[spec.source_index], region))
-        print(f"{name:<20} {np.mean(scores):>6.3f} {np.mean(precisions):>9.3f} {np.mean(recalls):>6.3f} "
-              f"{1 - np.mean(precisions):>7.3f} {np.mean(identity) if identity else float('nan'):>8.3f} "
-              f"{np.mean(oracle) if oracle else float('nan'):>6.3f} {np.mean(areas):>10.4f} {sum(s.redraws for s in out):>8d} {sum(s.exhausted for s in out):>9d}")
+        mean = lambda values: float(np.mean(values)) if values else float("nan")  # noqa: E731 (nan: no sample kept)
+        print(f"{name:<20} {mean(scores):>6.3f} {mean(precisions):>9.3f} {mean(recalls):>6.3f} "
+              f"{1 - mean(precisions):>7.3f} {mean(identity):>8.3f} {mean(oracle):>6.3f} {mean(areas):>10.4f} "
+              f"{sum(s.redraws for s in out):>8d} {sum(s.exhausted for s in out):>9d}")
 
 
 def oracle_iou(image: np.ndarray, region: np.ndarray, other: np.ndarray, other_objects: np.ndarray, params: dict) -> float:

@@ -148,7 +148,12 @@ def predict_build(
     render = 0.0
     for strategy, count in per_strategy.items():
         if _is_logical(strategy) and config.renderer == "inpaint":
-            one = costs["inpaint_forward"] + costs["ssim_mask"]
+            # an edit renders twice (edited and unedited, for the visibility test) and an identity
+            # sample once; three SSIM maps each (strategies/logical.py). Redraws are not counted.
+            from .strategies.logical import IDENTITY_FRACTION
+
+            edits = 1 - float(config.options.get(strategy, {}).get("identity_fraction", IDENTITY_FRACTION))
+            one = (1 + edits) * costs["inpaint_forward"] + 3 * costs["ssim_mask"]
         elif _is_logical(strategy):
             one = 2 * costs[f"e2i_forward:{e2i_network}"] + costs["ssim_mask"]
         elif f"render:{strategy}" in costs:

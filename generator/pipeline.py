@@ -170,7 +170,7 @@ def render_specs(specs: list[SampleSpec], ctx: StrategyContext, max_attempts: in
                     out[k] = sample
                 elif redraws[k] + 1 < max_attempts:
                     redraws[k] += 1
-                    recipes[k] = strategy.draw(rngs[k], ctx, specs[k].source_index)  # continues the stream
+                    recipes[k] = strategy.redraw(rngs[k], ctx, specs[k].source_index, recipes[k])  # continues the stream
                     retry.append(k)
                 else:  # every attempt collapsed: keep the clean image as a normal sample, and count it
                     sample.image, sample.mask = sample.normal.copy(), np.zeros_like(sample.mask)

@@ -56,11 +56,15 @@ def test_full_renderer_samples_cost_two_renderings_and_a_mask():
     assert "generator training" not in pred.seconds
 
 
-def test_inpaint_samples_cost_one_rendering_and_the_first_build_trains_the_generator():
-    # 256x128: half the table's pixels; crops of 128 fit, so a step costs what the table measured
+def test_inpaint_edits_cost_two_renderings_identity_samples_one_and_the_first_build_trains_the_generator():
+    # 256x128: half the table's pixels; crops of 128 fit, so a step costs what the table measured.
+    # Half of the samples are identity inpaints (one rendering), half edits (edited and unedited).
     pred = predict_build(_config(image_size=(256, 128)), ("semantic-remove",), [1.0] * 4, 10,
                          {"semantic-remove": 10}, workers=1, table=TABLE, generator_steps=600, generator_crop=128)
-    assert pred.seconds["render"] == pytest.approx(10 * (0.2 + 0.01) / 2)
+    assert pred.seconds["render"] == pytest.approx(10 * (1.5 * 0.2 + 3 * 0.01) / 2)
+    edits_only = predict_build(_config(image_size=(256, 128), options={"semantic-remove": {"identity_fraction": 0}}),
+                               ("semantic-remove",), [1.0] * 4, 10, {"semantic-remove": 10}, workers=1, table=TABLE)
+    assert edits_only.seconds["render"] == pytest.approx(10 * (2 * 0.2 + 3 * 0.01) / 2)
     assert pred.seconds["generator training"] == pytest.approx(600 * 0.5)
     assert any("counted even when cached" in n and "generator training" in n for n in pred.notes)
     # at 64x64 the crop is the whole image: a quarter of the measured crop's pixels

@@ -156,7 +156,9 @@ def test_resume_after_ctrl_c_equals_an_uninterrupted_run(demo, tmp_path, monkeyp
 def test_strategies_render_inside_the_hole_and_store_identity_samples_as_normals(demo, tiny_file):
     images, _, maps = demo
     model = load_inpainter(tiny_file, image_size=(SIZE, SIZE))
-    ctx = demo_context(images, maps, model, options={"logical": {"identity_fraction": 0.5}})
+    # visible_ratio 0: a generator trained 4 steps re-renders with more error than any edit shows, so
+    # the visibility test (tested below) would reject every edit
+    ctx = demo_context(images, maps, model, options={"logical": {"identity_fraction": 0.5, "visible_ratio": 0}})
     specs = [SampleSpec(i, i % len(images), i // len(images), "logical", 100 + i) for i in range(12)]
     samples = render_specs(specs, ctx, max_attempts=8)
     identity = [s for s in samples if s.params["edit"] == "identity"]
@@ -175,6 +177,46 @@ def test_strategies_render_inside_the_hole_and_store_identity_samples_as_normals
             assert not s.mask.any() and "edge" in s.extras  # a normal (label 0) with its maps
         else:
             assert s.mask.any()
+
+
+def test_an_edit_is_kept_only_when_it_shows_more_than_re_rendering_alone(demo, tiny_file):
+    """An edit's change (SSIM of the edited and an unedited re-render) must cover at least
+    visible_ratio times as much of its region as re-rendering alone changes the photo."""
+    from generator.strategies import get_strategy
+
+    images, _, maps = demo
+    model = load_inpainter(tiny_file, image_size=(SIZE, SIZE))
+    strategy = get_strategy("semantic-remove")
+    batch = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    accepted = {}
+    for ratio in (0, 1, 100):
+        ctx = demo_context(images, maps, model, options={"semantic-remove": {"visible_ratio": ratio}})
+        recipes = [strategy.draw(np.random.default_rng(i), ctx, i) for i in range(len(images))]
+        out = strategy.render(batch, recipes, ctx)
+        accepted[ratio] = out.accepted.tolist()
+        for ok, note, mask in zip(accepted[ratio], out.notes, out.masks):
+            if ok:
+                assert note["edit_change"] > 0 and note["edit_change"] >= ratio * note["rerender_change"]
+                assert mask.any()
+    # the rule decides: fewer edits pass as the ratio grows, and the tiny generator's noise rejects some
+    assert sum(accepted[0]) >= sum(accepted[1]) >= sum(accepted[100])
+    assert sum(accepted[0]) > sum(accepted[100])
+
+
+def test_rejected_edits_are_redrawn_as_edits_so_the_identity_share_holds(demo, tiny_file):
+    """Each sample's identity coin is its first draw's: a redraw after a rejection stays an edit."""
+    from generator.seeding import rng_for
+
+    images, _, maps = demo
+    ctx = demo_context(images, maps, load_inpainter(tiny_file),
+                       options={"semantic-remove": {"identity_fraction": 0.5, "visible_ratio": 100}})
+    specs = [SampleSpec(i, i % len(images), i // len(images), "semantic-remove", 300 + i) for i in range(16)]
+    samples = render_specs(specs, ctx, max_attempts=3)
+    assert sum(s.redraws for s in samples) > 0  # the ratio of 100 rejects edits
+    for spec, sample in zip(specs, samples):
+        coin = rng_for(spec.seed).random() < 0.5
+        assert (sample.params["edit"] == "identity") == coin
+        assert coin or sample.exhausted or sample.mask.any()
 
 
 def render_region(sample, maps) -> np.ndarray:

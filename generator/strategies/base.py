@@ -179,6 +179,12 @@ class Strategy(ABC):
     def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
         """Draw all random choices for one sample (CPU only)."""
 
+    def redraw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int, rejected: Recipe) -> Recipe:
+        """A new draw for a sample whose ``rejected`` recipe ``render`` did not accept (``rng``
+        continues the sample's stream). By default a fresh :meth:`draw`; a strategy whose draw makes a
+        choice that must not depend on rejections (LogicAL's identity share) keeps it here."""
+        return self.draw(rng, ctx, source_index)
+
     @abstractmethod
     def render(self, images: torch.Tensor, recipes: list[Recipe], ctx: StrategyContext) -> Rendered:
         """Apply the recipes to a batch of normal images on ``ctx.device`` (no randomness here)."""

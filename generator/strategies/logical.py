@@ -61,14 +61,29 @@ the region's border. Measured on the demo (benchmarks/bench_logical.py --rendere
 the generator then in use): restricting to the hole left 40% of the mask outside the region (IoU
 0.54-0.63 per strategy), with the margin 16-21% (IoU 0.73-0.81); but identity inpaints (no edit)
 also had SSIM < 0.5 on 83-89% of the region: most of such a mask was the generator's checkerboard,
-not the edit. With today's generator (no checkerboard, :mod:`generator.models.inpaint`; demo preset)
-identity inpaints mark 14-24% of the region, and the masks follow what the edit visibly changed:
-IoU with the region 0.79 for semantic remove, 0.4-0.6 for replace and arbitrary remove, about 0.2
-for merge, whose added edges the generator (trained on true edges only) mostly does not draw. The
-region is an upper bound of the change, so these IoUs measure the edits' visibility, not mask noise.
+not the edit. With today's generator (no checkerboard, trained with paste items; demo preset) and
+the visibility test below, 48 samples per strategy: IoU with the region 0.79 for semantic remove,
+0.70 semantic replace, 0.57 arbitrary remove, 0.49 arbitrary replace, 0.25 arbitrary merge, 0.60
+logical; every semantic merge was rejected (the demo's merges add almost no edge pixels, and the
+generator's renders of the edited and unedited maps did not differ at all). The region is an upper
+bound of the change: an oracle renderer pasting the other image's real pixels reaches 0.79 / 0.60
+for semantic / arbitrary replace and only 0.27 / 0.11 for merges, which change the region only
+where the other image has an object (bench_logical.py, oracle column).
 Collapse rejection keeps the empty and the over-half-image masks and the edge-portion cap (the
 global-collapse test below concerns a renderer that repaints everything, and the inpaint renderer
-cannot). ``full``: the paper's configuration described above.
+cannot). In its place, a visibility test: an edit of a region without edges, or one the generator
+paints back anyway, leaves a mask made of rendering error alone, an anomaly label on a sample that
+shows none. So the region is also re-rendered from its unedited edges (one more generator pass per
+edit, batched with the first). Where the edit can show is around the edge pixels it changed (edge
+probability moved by at least ``EDGE_CHANGE`` = 1/2), within the SSIM window's reach, on the region
+and its margin; there, the edit is kept when the pixels it changes against the unedited re-render
+(SSIM below the threshold) are at least ``visible_ratio`` (default ``VISIBLE_RATIO`` = 1) times as
+many as those where the unedited re-render differs from the photo: the edit's change is at least the
+size of the renderer's own error, whatever the generator and the data. (Counted over the whole
+region instead, merges, which add a few lines to a region the renderer re-paints whole, were all
+rejected on the demo.) Rejected edits are redrawn and counted like the others; the two shares of
+that area are kept in each sample's params (``edit_change``, ``rerender_change``).
+``full``: the paper's configuration described above.
 
 Seam guard (``<strategy>.identity_fraction``, default ``IDENTITY_FRACTION`` = 0.5): that share of
 samples re-renders its region from the unedited edges and is stored as a normal (label 0, empty
@@ -116,6 +131,13 @@ MAX_EDGE_PORTION = 0.5
 #: and stored as normals (label 0, empty mask), so a detector cannot score the renderer's trace
 #: (option ``<strategy>.identity_fraction``; see the module docstring for how it was chosen)
 IDENTITY_FRACTION = 0.5
+#: inpaint renderer: an edit is kept when, around the edge pixels it changed, it changes at least this
+#: many times as many pixels (SSIM between the edited and an unedited re-render) as re-rendering alone
+#: does (SSIM between the photo and the unedited re-render); option ``<strategy>.visible_ratio``,
+#: 0 keeps every edit with a non-empty mask
+VISIBLE_RATIO = 1.0
+#: a changed edge pixel for the visibility test: its edge probability moved by at least one half
+EDGE_CHANGE = 0.5
 #: inpaint renderer: the ground truth may reach this many px outside the edit region (the photo's
 #: anti-aliased border of the edited object; see the module docstring)
 MASK_MARGIN = 1
@@ -342,8 +364,16 @@ class _LogicAL(Strategy):
     edits: ClassVar[tuple[str, ...]]
 
     def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
+        return self._draw(rng, ctx, source_index, bool(rng.random() < self.read_options(ctx)["identity_fraction"]))
+
+    def redraw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int, rejected: Recipe) -> Recipe:
+        # Only edits are rejected, and a rejected edit is redrawn as an edit: were the identity coin
+        # tossed again, every rejection would turn samples into normals and identity_fraction would
+        # no longer be the share of identity samples.
+        return self._draw(rng, ctx, source_index, identity=rejected.params["edit"] == "identity")
+
+    def _draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int, identity: bool) -> Recipe:
         options = self.read_options(ctx)
-        identity = bool(rng.random() < options["identity_fraction"])
         mode = self.region_modes[int(rng.integers(len(self.region_modes)))]
         edit = self.edits[int(rng.integers(len(self.edits)))]
         maps = source_maps(ctx, source_index)
@@ -387,7 +417,8 @@ class _LogicAL(Strategy):
         if not isinstance(tps, bool):
             raise SynthgenError(f"option {self.name}.tps: must be true or false, got {tps!r}")
         return {"tps": tps, "ssim_threshold": number_option(ctx, self.name, "ssim_threshold", SSIM_THRESHOLD, 0.0, 1.0),
-                "identity_fraction": number_option(ctx, self.name, "identity_fraction", IDENTITY_FRACTION, 0.0, 1.0)}
+                "identity_fraction": number_option(ctx, self.name, "identity_fraction", IDENTITY_FRACTION, 0.0, 1.0),
+                "visible_ratio": number_option(ctx, self.name, "visible_ratio", VISIBLE_RATIO, 0.0, 100.0)}
 
     def render(self, images: torch.Tensor, recipes: list[Recipe], ctx: StrategyContext) -> Rendered:
         model = e2i_model(ctx, self.name)
@@ -404,15 +435,31 @@ class _LogicAL(Strategy):
 
         identity = torch.tensor([r.params["edit"] == "identity" for r in recipes], device=device)
         portions = torch.tensor([r.params["edge_portion"] for r in recipes], device=device)
-        threshold = self.read_options(ctx)["ssim_threshold"]
+        options = self.read_options(ctx)
+        threshold = options["ssim_threshold"]
+        visible = None
         if isinstance(model, InpaintModel):
             # The sample is the real photo with the dilated region re-rendered; ground truth: where it
             # differs from the real photo (SSIM below the threshold) on the edit region and its
-            # anti-aliased border (module docstring: why not the whole hole).
-            anomalies, _ = inpaint_tensor(model, images, anomaly_edge, regions)
-            anomalies = anomalies.to(device)
+            # anti-aliased border (module docstring: why not the whole hole). For the visibility test
+            # the edits' regions are also re-rendered from their unedited edges, in the same pass (an
+            # identity sample is its own unedited re-render).
+            edits = torch.nonzero(~identity).flatten()
+            both, _ = inpaint_tensor(model, torch.cat([images, images[edits]]), torch.cat([anomaly_edge, normal_edge[edits]]),
+                                     torch.cat([regions, regions[edits]]))
+            anomalies = both[: len(recipes)].to(device)
+            unedited = anomalies.clone()
+            unedited[edits] = both[len(recipes):].to(device)
+            allowed = dilate(regions, MASK_MARGIN)
             masks, _ = ssim_masks(images, anomalies, threshold)
-            masks = masks.to(device) * dilate(regions, MASK_MARGIN)
+            masks = masks.to(device) * allowed
+            # where the edit can show: around the certain edge pixels it changed, within the SSIM
+            # window's reach, on the region and its margin
+            reach = dilate((anomaly_edge - normal_edge).abs()[:, 0] >= EDGE_CHANGE, SSIM_WINDOW // 2) * allowed
+            changed = ssim_masks(unedited, anomalies, threshold)[0].to(device) * reach
+            noise = ssim_masks(images, unedited, threshold)[0].to(device) * reach
+            changed_area, noise_area = changed.flatten(1).sum(1), noise.flatten(1).sum(1)
+            visible = (changed_area > 0) & (changed_area >= options["visible_ratio"] * noise_area)
             notes_ssim = None
         else:
             generated = generate_tensor(model, torch.cat([normal_edge, anomaly_edge]))
@@ -424,6 +471,11 @@ class _LogicAL(Strategy):
         area = masks.flatten(1).mean(1)
         accepted = (area > 0) & (area <= MAX_MASK_FRACTION) & (portions > 0) & (portions <= MAX_EDGE_PORTION)
         notes = [{"mask_area": a} for a in area.cpu().tolist()]
+        if visible is not None:  # the inpaint renderer: an edit must show more than re-rendering alone
+            accepted &= visible
+            reach_area = reach.flatten(1).sum(1).clamp(min=1)
+            for note, c, n in zip(notes, (changed_area / reach_area).cpu().tolist(), (noise_area / reach_area).cpu().tolist()):
+                note.update(edit_change=c, rerender_change=n)
         if notes_ssim is not None:  # the full renderer may change the whole image: reject global collapse
             accepted &= notes_ssim >= MIN_NORMAL_SSIM
             for note, value in zip(notes, notes_ssim.cpu().tolist()):
