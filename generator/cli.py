@@ -78,6 +78,19 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     click.echo(f"synthgen: warning: {message}", err=True)
 
 
+def _warn_fallbacks(out_dir: Path, max_attempts: int) -> None:
+    """One warning per strategy whose samples fell back to normals (every attempt rejected), from the
+    manifest's totals: such a build has fewer anomalies than asked for, and a strategy that never
+    renders (e.g. LogicAL edits its generator cannot make visible) none."""
+    from .errors import read_json_file
+
+    totals = read_json_file(out_dir / "manifest.json", "manifest").get("totals", {})
+    for strategy, count in sorted(totals.get("fallback_normal", {}).items()):
+        drawn = totals.get("strategies", {}).get(strategy, count)
+        click.echo(f"synthgen: warning: {strategy}: {count} of {drawn} samples were rejected {max_attempts} times "
+                   "and stored as normals (label 0); see the manifest's totals", err=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="synthgen")
 def cli() -> None:
@@ -194,6 +207,7 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
         click.echo(f"built {len(report.built)} shard(s), {len(report.skipped)} already complete, into {report.out_dir}")
     if report.manifest_written:
         click.echo(f"manifest: {report.out_dir / 'manifest.json'}")
+        _warn_fallbacks(report.out_dir, config.max_attempts)
     else:
         click.echo("manifest not written yet: other job-array slices still have shards to build")
 
@@ -223,6 +237,8 @@ def _build_every_category(config, out: Path, quiet: bool, **build_options) -> No
         manifest = "manifest written" if report.manifest_written else "manifest waits for other job-array slices"
         click.echo(f"{category}: built {len(report.built)} shard(s), {len(report.skipped)} already complete, "
                    f"into {report.out_dir} ({manifest})")
+        if report.manifest_written:
+            _warn_fallbacks(report.out_dir, category_config.max_attempts)
     if failed:
         raise SynthgenError(f"{len(failed)} of {len(categories)} categories failed ({', '.join(failed)}); fix them "
                             "and run the same command again (finished categories are skipped)")

@@ -10,7 +10,7 @@ the maps contract's dtypes and shapes and need no weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -56,6 +56,17 @@ def demo_images(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         images.append(image)
         regions.append(labels)
     return np.stack(images), np.stack(regions)
+
+
+def demo_backgrounds(n: int, size: int) -> np.ndarray:
+    """(n, size, size, 3) uint8: the first n training scenes of :func:`demo_images` rendered without
+    their items (what removing every item would leave)."""
+    images = []
+    for k in range(n):
+        scene = demo_sample(0, "train/good", k)[0]
+        image = render(replace(scene, discs=(), bars=()))
+        images.append(resize_rgb(image, (size, size)) if size != image.shape[0] else image)
+    return np.stack(images)
 
 
 def stand_in_edges(image: np.ndarray) -> np.ndarray:

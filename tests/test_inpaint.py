@@ -280,6 +280,13 @@ def test_train_e2i_command_trains_an_inpainter_and_refuses_presets_of_the_other_
         main(["train-e2i", "--network", "tiny", "--out", str(tmp_path / "o")])
     assert exit_info.value.code == 2
     assert "--network tiny: not a preset of --renderer inpaint" in capsys.readouterr().err
+    # a build whose edits a 2-step generator cannot make visible says so: every sample fell back
+    main(["build", "--dataset", "demo", "--image-size", "64", "--strategy", "semantic-remove", "--num-samples", "3",
+          "--set", "semantic-remove.identity_fraction=0", "--set", "semantic-remove.visible_ratio=100",
+          "--e2i", str(out / training.GENERATOR_FILE), "--regions", "classical",
+          "--weights-dir", str(pidinet_weights.parent), "--out", str(tmp_path / "build"), "--quiet"])
+    assert ("synthgen: warning: semantic-remove: 3 of 3 samples were rejected 8 times and stored as normals"
+            in capsys.readouterr().err)
 
 
 @pytest.mark.gpu

@@ -90,9 +90,9 @@ samples re-renders its region from the unedited edges and is stored as a normal 
 mask, its edge and JND maps kept). Chosen on synthetic validation data, not on real anomalies: on the
 demo (a build of identity samples only, benchmarks/seam_probe.py) a logistic regression on frozen
 EfficientNet-Lite0 patch features tells re-rendered seam patches from the real photo's at held-out
-AUROC 0.95 with the first (checkerboard) generator, 0.82 with today's, so the renderer leaves a trace
-a detector can learn. With a fraction f of identity
-samples, a detector scoring that trace alone finds anomalies with precision 1 - f among the
+AUROC 0.95 with the first (checkerboard) generator, 0.74 without checkerboard and 0.78 with today's
+(trained with paste items), so the renderer leaves a trace a detector can learn. With a fraction f
+of identity samples, a detector scoring that trace alone finds anomalies with precision 1 - f among the
 re-rendered samples; f = 0.5 makes the trace say nothing about the label (as many re-rendered
 normals as re-rendered anomalies), and matches DRAEM's half-normal convention. The cost is half of
 the anomalies per sample drawn (raise ``--num-samples``).

@@ -93,8 +93,11 @@ class InpaintTrainConfig:
     #: see draw_batch); 0 = identity holes only, as generators trained before this option were.
     #: Demo (bench_logical.py, 48 samples per strategy, 450 steps), 0 -> 0.5: mask IoU semantic
     #: replace 0.595 -> 0.651, semantic merge 0.198 -> 0.273 (an oracle renderer reaches 0.272),
-    #: arbitrary remove 0.536 -> 0.570, logical 0.488 -> 0.509; but an unedited re-render marks more
-    #: of the region (identity column 0.20 -> 0.30 on semantic regions at 450 steps, 0.24 at 600)
+    #: arbitrary remove 0.536 -> 0.570, logical 0.488 -> 0.509; juice_bottle semantic-remove (cpu
+    #: preset) 0.505 -> 0.560. The cost: an unedited re-render marks more of the region (identity
+    #: column 0.20 -> 0.30 on semantic regions at 450 steps, 0.24 at 600), and the seam probe sees the
+    #: re-rendered seam a little better (benchmarks/seam_probe.py: demo 0.735 -> 0.775, juice_bottle
+    #: 0.808 -> 0.857 held-out AUROC; identity samples labelled normal keep the trace from the labels)
     paste_fraction: float = 0.5
     checkpoint_every: int = 25
 
@@ -127,7 +130,8 @@ NETWORKS: dict[str, InpaintTrainConfig] = {
     # probe's AUROC from 0.889 to 0.816 and identity inpaints' SSIM < 0.5 share of the region from
     # 0.35 to 0.19 (bench_logical.py); the CPU budget bounds it (the first headline build < 20 min).
     # Tried and not kept (same demo probe): lr 5e-4 (150 steps: 0.954), adversarial weight 0.1 (450
-    # steps: 0.833), and subtracting the generator's colour offset from the photo around the hole (0.95).
+    # steps: 0.833), and subtracting the generator's colour offset from the photo around the hole (0.95);
+    # with paste items, the perceptual loss averaged over the hole only instead of the crop (0.790 vs 0.775).
     # juice_bottle at 256x128 (60 images): about 0.4 s per step on one thread; with 1200 steps the whole
     # first headline build took 8.4 min of CPU time, 8:21 wall on the 2-core machine with one other job
     # (`build --dry-run` predicted 9.3 min); a second build reusing the cache 10 s
