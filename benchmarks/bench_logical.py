@@ -49,9 +49,8 @@ from generator.plan import SampleSpec  # noqa: E402
 from generator.training.e2i import E2ITrainingModule, TrainConfig, small_config, tiny_config  # noqa: E402
 from generator.training.inpaint import NETWORKS as INPAINT_NETWORKS, train_inpainter  # noqa: E402
 from generator.strategies import get_strategy  # noqa: E402
-from generator.strategies.logical import MASK_MARGIN, augment_edges, rasterize_shapes, semantic_region  # noqa: E402
+from generator.strategies.logical import MASK_MARGIN, augment_edges, augment_photo, rasterize_shapes, semantic_region  # noqa: E402
 from generator.strategies.ssim_mask import SSIM_THRESHOLD, ssim_map, ssim_masks  # noqa: E402
-from generator.training.inpaint import augment_photo  # noqa: E402
 
 STRATEGIES = ("semantic-remove", "semantic-replace", "semantic-merge",
               "arbitrary-remove", "arbitrary-replace", "arbitrary-merge", "logical")

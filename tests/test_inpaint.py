@@ -123,7 +123,7 @@ def test_paste_items_show_another_image_and_its_edges_inside_the_region_only(dem
         assert np.array_equal(target[~inside], real[~inside])
         source = next(i for i in range(len(images)) if np.array_equal(images[i], real))
         shown = [j for j in range(len(images))
-                 if np.array_equal(target[inside], training.augment_photo(images[j], flip)[inside])
+                 if np.array_equal(target[inside], logical.augment_photo(images[j], flip)[inside])
                  and np.array_equal(edge[inside], logical.augment_edges(maps[j]["edges"][0], flip)[inside])
                  and np.array_equal(edge[~inside], maps[source]["edges"][0][~inside])]
         assert shown and source not in shown, (k, source, shown)

@@ -309,12 +309,23 @@ def draw_augmentation(rng: np.random.Generator) -> dict:
 
 def augment_edges(edge: np.ndarray, augmentation: dict) -> np.ndarray:
     """A(e_i): the flipped, or resized about the centre (bilinear, no edges outside), edge map."""
+    return _augment(edge, augmentation, cv2.BORDER_CONSTANT)
+
+
+def augment_photo(image: np.ndarray, augmentation: dict) -> np.ndarray:
+    """The photo (H, W, 3) under the same A, pixel for pixel where its edge map goes (the inpainting
+    generator's training pastes it, generator/training/inpaint.py). Shrinking uncovers a border the
+    edge map leaves blank (no edges): the photo's own border is replicated there, which has none either."""
+    return _augment(image, augmentation, cv2.BORDER_REPLICATE)
+
+
+def _augment(array: np.ndarray, augmentation: dict, border: int) -> np.ndarray:
     if augmentation["op"] == "flip":
-        return np.ascontiguousarray(edge[:, ::-1] if augmentation["axis"] == "horizontal" else edge[::-1])
-    h, w = edge.shape
+        return np.ascontiguousarray(array[:, ::-1] if augmentation["axis"] == "horizontal" else array[::-1])
+    h, w = array.shape[:2]
     s = augmentation["scale"]
     affine = np.array([[s, 0, (1 - s) * (w - 1) / 2], [0, s, (1 - s) * (h - 1) / 2]])
-    return cv2.warpAffine(edge, affine, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return cv2.warpAffine(array, affine, (w, h), flags=cv2.INTER_LINEAR, borderMode=border, borderValue=0)
 
 
 def edit_edges(normal: np.ndarray, region: np.ndarray, edit: str, candidate: np.ndarray | None) -> np.ndarray:
