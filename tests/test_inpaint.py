@@ -203,20 +203,25 @@ def test_an_edit_is_kept_only_when_it_shows_more_than_re_rendering_alone(demo, t
     assert sum(accepted[0]) > sum(accepted[100])
 
 
-def test_rejected_edits_are_redrawn_as_edits_so_the_identity_share_holds(demo, tiny_file):
-    """Each sample's identity coin is its first draw's: a redraw after a rejection stays an edit."""
+def test_rejected_edits_are_redrawn_as_the_same_kind_so_the_mix_holds(demo, tiny_file):
+    """Each sample's kind (identity or edit, region selection, edit) is its first draw's: a redraw
+    after a rejection draws only a new region and candidate."""
     from generator.seeding import rng_for
+    from generator.strategies import get_strategy
 
     images, _, maps = demo
     ctx = demo_context(images, maps, load_inpainter(tiny_file),
-                       options={"semantic-remove": {"identity_fraction": 0.5, "visible_ratio": 100}})
-    specs = [SampleSpec(i, i % len(images), i // len(images), "semantic-remove", 300 + i) for i in range(16)]
+                       options={"logical": {"identity_fraction": 0.5, "visible_ratio": 100}})
+    specs = [SampleSpec(i, i % len(images), i // len(images), "logical", 300 + i) for i in range(16)]
     samples = render_specs(specs, ctx, max_attempts=3)
     assert sum(s.redraws for s in samples) > 0  # the ratio of 100 rejects edits
+    kind = lambda p: (p["edit"], p["region_mode"])  # noqa: E731
     for spec, sample in zip(specs, samples):
-        coin = rng_for(spec.seed).random() < 0.5
-        assert (sample.params["edit"] == "identity") == coin
-        assert coin or sample.exhausted or sample.mask.any()
+        first = get_strategy("logical").draw(rng_for(spec.seed), ctx, spec.source_index)
+        assert kind(sample.params) == kind(first.params)
+        if sample.redraws and not sample.exhausted:
+            assert sample.params["region"] != first.params["region"]  # the region was drawn again
+        assert sample.params["edit"] == "identity" or sample.exhausted or sample.mask.any()
 
 
 def render_region(sample, maps) -> np.ndarray:
