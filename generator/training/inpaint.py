@@ -132,9 +132,10 @@ NETWORKS: dict[str, InpaintTrainConfig] = {
     # Tried and not kept (same demo probe): lr 5e-4 (150 steps: 0.954), adversarial weight 0.1 (450
     # steps: 0.833), and subtracting the generator's colour offset from the photo around the hole (0.95);
     # with paste items, the perceptual loss averaged over the hole only instead of the crop (0.790 vs 0.775).
-    # juice_bottle at 256x128 (60 images): about 0.4 s per step on one thread; with 1200 steps the whole
-    # first headline build took 8.4 min of CPU time, 8:21 wall on the 2-core machine with one other job
-    # (`build --dry-run` predicted 9.3 min); a second build reusing the cache 10 s
+    # juice_bottle at 256x128 (60 images): about 0.4 s per step on one thread; with 1200 steps (paste
+    # items, visibility test) the whole first headline build took 9.1 min of CPU time, 10:11 wall on the
+    # 2-core machine with two other jobs (`build --dry-run` predicted 9.4 min); a second build reusing
+    # the cache 18 s
     "cpu": InpaintTrainConfig(steps=1200),
     # the embedded demo at 256x256: about 3 min of CPU time (0.4 s per step on one thread)
     "demo": InpaintTrainConfig(steps=450),
