@@ -233,10 +233,11 @@ def render_region(sample, maps) -> np.ndarray:
     return rasterize_shapes(p["region"], maps["regions"].shape)
 
 
-def test_identity_fraction_option_is_validated(demo, tiny_file):
+@pytest.mark.parametrize("option, value", [("identity_fraction", 2), ("visible_ratio", -1), ("visible_ratio", "high")])
+def test_identity_fraction_and_visible_ratio_options_are_validated(demo, tiny_file, option, value):
     images, _, maps = demo
-    ctx = demo_context(images, maps, load_inpainter(tiny_file), options={"semantic-remove": {"identity_fraction": 2}})
-    with pytest.raises(SynthgenError, match="identity_fraction"):
+    ctx = demo_context(images, maps, load_inpainter(tiny_file), options={"semantic-remove": {option: value}})
+    with pytest.raises(SynthgenError, match=f"option semantic-remove.{option}: must be a number"):
         render_specs([SampleSpec(0, 0, 0, "semantic-remove", 1)], ctx, max_attempts=2)
 
 
