@@ -63,7 +63,7 @@ the generator then in use): restricting to the hole left 40% of the mask outside
 also had SSIM < 0.5 on 83-89% of the region: most of such a mask was the generator's checkerboard,
 not the edit. With today's generator (no checkerboard, trained with paste items; demo preset) and
 the visibility test below, 48 samples per strategy: IoU with the region 0.79 for semantic remove,
-0.70 semantic replace, 0.57 arbitrary remove, 0.49 arbitrary replace, 0.25 arbitrary merge, 0.60
+0.70 semantic replace, 0.57 arbitrary remove, 0.49 arbitrary replace, 0.25 arbitrary merge, 0.59
 logical; every semantic merge was rejected (the demo's merges add almost no edge pixels, and the
 generator's renders of the edited and unedited maps did not differ at all). The region is an upper
 bound of the change: an oracle renderer pasting the other image's real pixels reaches 0.79 / 0.60
