@@ -130,8 +130,11 @@ def measure_inpaint() -> tuple[dict[str, float], int]:
     crop = config.crop or SIZE[0]
     region = torch.zeros(config.batch_size, crop, crop)
     region[:, crop // 4: crop // 2, crop // 4: 3 * crop // 4] = 1
-    batch = {"real": torch.rand(config.batch_size, 3, crop, crop), "edge": torch.rand(config.batch_size, 1, crop, crop),
-             "region": region}
+    real = torch.rand(config.batch_size, 3, crop, crop)
+    target = real.clone()  # paste items (generator/training/inpaint.py): another photo inside the region
+    pasted = int(round(config.batch_size * config.paste_fraction))
+    target[:pasted] = torch.where(region[:pasted, None] > 0, torch.rand_like(target[:pasted]), target[:pasted])
+    batch = {"real": real, "target": target, "edge": torch.rand(config.batch_size, 1, crop, crop), "region": region}
     run = _Run(config, 0, torch.device("cpu"))
     perceptual = PerceptualLoss(None, None, torch.device("cpu")) if config.perceptual_weight > 0 else None
     step = median_seconds(lambda: train_step(run, batch, config, perceptual), 3)

@@ -24,8 +24,10 @@ verify              re-hashing one MiB of shard (``synthgen verify``)      bytes
 
 Costs are CPU seconds (a machine shared with other jobs measures its work, not its wait for a core).
 Render costs are per sample at the table's image size (256 x 256) and are scaled by the build's
-pixel count. A LogicAL sample costs one inpainting rendering plus its SSIM mask (``--renderer
-inpaint``), or two e2i renderings (normal and edited edges) plus its SSIM mask (``--renderer full``).
+pixel count. With ``--renderer inpaint`` a LogicAL edit costs two inpainting renderings (edited and
+unedited, for the visibility test) and an identity sample one, each plus three SSIM maps; with
+``--renderer full`` a sample costs two e2i renderings (normal and edited edges) plus its SSIM mask.
+Redraws of rejected samples are not counted (LogicAL builds redraw about once per sample).
 A LogicAL build of the inpaint renderer without ``--e2i`` first trains its generator (the preset's
 steps, :mod:`generator.training.auto`): counted as "generator training", the largest stage of a first
 build.
@@ -145,13 +147,12 @@ def predict_build(
         skipped = ", ".join(stage for stage in CACHEABLE_STAGES if stage in out.seconds)
         out.notes.append(f"{skipped}: counted even when cached; a build that reuses them (a second build of this "
                          "category, size and seed) skips them")
+    from .strategies.logical import IDENTITY_FRACTION
+
     render = 0.0
     for strategy, count in per_strategy.items():
         if _is_logical(strategy) and config.renderer == "inpaint":
-            # an edit renders twice (edited and unedited, for the visibility test) and an identity
-            # sample once; three SSIM maps each (strategies/logical.py). Redraws are not counted.
-            from .strategies.logical import IDENTITY_FRACTION
-
+            # an edit renders twice, an identity sample once; three SSIM maps each (see above)
             edits = 1 - float(config.options.get(strategy, {}).get("identity_fraction", IDENTITY_FRACTION))
             one = (1 + edits) * costs["inpaint_forward"] + 3 * costs["ssim_mask"]
         elif _is_logical(strategy):
@@ -227,7 +228,8 @@ def dry_run(config: BuildConfig, *, workers: int = 1, cost_table: str | Path | N
         from .training.inpaint import NETWORKS
 
         if needs_generator(config):
-            steps, crop = NETWORKS[preset_name(config)].steps, NETWORKS[preset_name(config)].crop
+            preset = NETWORKS[preset_name(config)]
+            steps, crop = preset.steps, preset.crop
     elif config.e2i:
         from .models.e2i import GeneratorConfig, generator_config
 

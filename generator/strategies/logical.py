@@ -375,10 +375,11 @@ class _LogicAL(Strategy):
     edits: ClassVar[tuple[str, ...]]
 
     def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
-        identity = bool(rng.random() < self.read_options(ctx)["identity_fraction"])
+        options = self.read_options(ctx)
+        identity = bool(rng.random() < options["identity_fraction"])
         mode = self.region_modes[int(rng.integers(len(self.region_modes)))]
         edit = self.edits[int(rng.integers(len(self.edits)))]
-        return self._draw(rng, ctx, source_index, identity, mode, edit)
+        return self._draw(rng, ctx, source_index, options, identity, mode, edit)
 
     def redraw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int, rejected: Recipe) -> Recipe:
         # A rejected edit is redrawn as the same kind of edit (identity or not, region selection,
@@ -388,11 +389,10 @@ class _LogicAL(Strategy):
         # edit could turn into an identity normal): the configured mix holds among the samples kept,
         # and a kind the generator cannot render shows in the fallback count instead.
         p = rejected.params
-        return self._draw(rng, ctx, source_index, p["edit"] == "identity", p["region_mode"], p["edit"])
+        return self._draw(rng, ctx, source_index, self.read_options(ctx), p["edit"] == "identity", p["region_mode"], p["edit"])
 
-    def _draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int, identity: bool, mode: str,
-              edit: str) -> Recipe:
-        options = self.read_options(ctx)
+    def _draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int, options: dict[str, Any],
+              identity: bool, mode: str, edit: str) -> Recipe:
         maps = source_maps(ctx, source_index)
         normal = maps["edges"][EDGE_SCALE]
         if identity:  # the seam guard: the region re-rendered from its own edges, stored as a normal

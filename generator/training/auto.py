@@ -28,7 +28,7 @@ from ..paths import cache_root
 from .inpaint import GENERATOR_FILE, NETWORKS, train_inpainter
 
 #: the training preset of an automatic generator: the demo's short one for the embedded demo dataset,
-#: the CPU preset (1200 steps, about 7 min of CPU time at 256x128) for real categories
+#: the CPU preset (1200 steps, about 9 min of CPU time at 256x128) for real categories
 DEMO_NETWORK, DEFAULT_NETWORK = "demo", "cpu"
 
 
