@@ -24,8 +24,9 @@ verify              re-hashing one MiB of shard (``synthgen verify``)      bytes
 
 Costs are CPU seconds (a machine shared with other jobs measures its work, not its wait for a core).
 Render costs are per sample at the table's image size (256 x 256) and are scaled by the build's
-pixel count. With ``--renderer inpaint`` a LogicAL edit costs two inpainting renderings (edited and
-unedited, for the visibility test) and an identity sample one, each plus three SSIM maps; with
+pixel count, inpainting renderings by their window's (a generator trained on crops renders a crop-sized
+window around each hole). With ``--renderer inpaint`` a LogicAL edit costs two inpainting renderings
+(edited and unedited, for the visibility test) and an identity sample one, each plus three SSIM maps; with
 ``--renderer full`` a sample costs two e2i renderings (normal and edited edges) plus its SSIM mask.
 Redraws of rejected samples are not counted (LogicAL builds redraw about once per sample).
 A LogicAL build of the inpaint renderer without ``--e2i`` first trains its generator (the preset's
@@ -111,13 +112,15 @@ def predict_build(
     config: BuildConfig, strategies: tuple[str, ...], source_megapixels: list[float], num_samples: int,
     per_strategy: dict[str, int], *, workers: int, table: dict[str, Any], sources_cached: bool = False,
     extra_bytes_per_sample: int = 0, e2i_network: str = "small", texture_bytes: int = 0,
-    generator_steps: int = 0, generator_crop: int = 0,
+    generator_steps: int = 0, generator_crop: int = 0, render_window: int = 0,
 ) -> Prediction:
     """Seconds per stage and bytes on disk for a planned build (see the module docstring).
 
     ``generator_steps``: training steps of the automatic inpainting generator this build trains
     first (0: none, as with ``--e2i`` or another renderer), on crops of ``generator_crop`` px
     (0: whole images), relative to the table's measurement crop ``inpaint_train_crop``.
+    ``render_window``: the side of the window the inpainting generator renders around each hole
+    (its training crop, :func:`generator.models.inpaint.render_window`; 0: the whole image).
     """
     costs, table_size = table["seconds"], table["image_size"]
     h, w = config.image_size
@@ -150,12 +153,16 @@ def predict_build(
     from .strategies.logical import IDENTITY_FRACTION
 
     render = 0.0
+    table_pixels = table_size[0] * table_size[1]
+    window_scale = min(render_window, h) * min(render_window, w) / table_pixels if render_window else pixel_scale
     for strategy, count in per_strategy.items():
         if _is_logical(strategy) and config.renderer == "inpaint":
-            # an edit renders twice, an identity sample once; three SSIM maps each (see above)
+            # an edit renders twice, an identity sample once, each a window around its hole; three
+            # SSIM maps of the whole image each (see above)
             edits = 1 - float(config.options.get(strategy, {}).get("identity_fraction", IDENTITY_FRACTION))
-            one = (1 + edits) * costs["inpaint_forward"] + 3 * costs["ssim_mask"]
-        elif _is_logical(strategy):
+            render += ((1 + edits) * costs["inpaint_forward"] * window_scale + 3 * costs["ssim_mask"] * pixel_scale) * count
+            continue
+        if _is_logical(strategy):
             one = 2 * costs[f"e2i_forward:{e2i_network}"] + costs["ssim_mask"]
         elif f"render:{strategy}" in costs:
             one = costs[f"render:{strategy}"]
@@ -222,7 +229,7 @@ def dry_run(config: BuildConfig, *, workers: int = 1, cost_table: str | Path | N
     h, w = config.image_size
     extras = strategy_extra_fields(strategies)
     extra_bytes = sum(int(np.prod(spec.shape(h, w))) * np.dtype(spec.dtype).itemsize + 1 for spec in extras.values())
-    network, steps, crop = "small", 0, 0
+    network, steps, crop, window = "small", 0, 0, 0
     if config.renderer == "inpaint":
         from .training.auto import needs_generator, preset_name
         from .training.inpaint import NETWORKS
@@ -230,6 +237,11 @@ def dry_run(config: BuildConfig, *, workers: int = 1, cost_table: str | Path | N
         if needs_generator(config):
             preset = NETWORKS[preset_name(config)]
             steps, crop = preset.steps, preset.crop
+            window = crop
+        elif config.e2i:
+            from .models.inpaint import load_inpainter
+
+            window = load_inpainter(config.e2i).window
     elif config.e2i:
         from .models.e2i import GeneratorConfig, generator_config
 
@@ -243,7 +255,8 @@ def dry_run(config: BuildConfig, *, workers: int = 1, cost_table: str | Path | N
         texture_bytes = sum((root / key).stat().st_size for key in TextureBank("dtd", (1, 1), dtd_root=root).keys())
     pred = predict_build(config, strategies, megapixels, num_samples, dict(Counter(s.strategy for s in specs)),
                          workers=workers, table=table, sources_cached=cached, extra_bytes_per_sample=extra_bytes,
-                         e2i_network=network, texture_bytes=texture_bytes, generator_steps=steps, generator_crop=crop)
+                         e2i_network=network, texture_bytes=texture_bytes, generator_steps=steps, generator_crop=crop,
+                         render_window=window)
     if extras:
         pred.notes.append("strategy extras (edge/JND maps) counted at their raw size: gzip makes them smaller")
     return format_prediction(pred, table)

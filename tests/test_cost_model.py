@@ -74,6 +74,11 @@ def test_inpaint_edits_cost_two_renderings_identity_samples_one_and_the_first_bu
     given = predict_build(_config(image_size=(256, 128)), ("semantic-remove",), [1.0] * 4, 10,
                           {"semantic-remove": 10}, workers=1, table=TABLE)  # --e2i given: nothing to train
     assert "generator training" not in given.seconds
+    # a generator trained on 128 px crops renders a 128 x 128 window around each hole: a quarter of
+    # the table's 256 x 256 per rendering; the SSIM maps stay whole-image
+    windowed = predict_build(_config(image_size=(256, 256)), ("semantic-remove",), [1.0] * 4, 10,
+                             {"semantic-remove": 10}, workers=1, table=TABLE, render_window=128)
+    assert windowed.seconds["render"] == pytest.approx(10 * (1.5 * 0.2 / 4 + 3 * 0.01))
 
 
 def test_shipped_table_covers_every_image_level_strategy():

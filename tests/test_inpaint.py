@@ -28,6 +28,8 @@ from generator.models.inpaint import (
     holes_and_weights,
     inpaint_tensor,
     load_inpainter,
+    masked_input,
+    render_window,
     save_inpainter,
 )
 from generator.models.renderers import check_generator_file
@@ -76,12 +78,49 @@ def test_composite_keeps_every_pixel_outside_the_hole():
     assert torch.equal(composite[outside], images[outside])
 
 
-def load_inpainter_from(generator):
+@pytest.mark.parametrize("box", [(20, 30, 10, 40), (0, 5, 60, 64), (2, 62, 30, 34), (0, 64, 0, 64)])
+def test_render_window_is_the_training_crop_around_the_hole_and_holds_all_of_it(box):
+    hole = torch.zeros(SIZE, SIZE)
+    y0, y1, x0, x1 = box
+    hole[y0:y1, x0:x1] = 1
+    top, left, h, w = render_window(hole, 32, 4)
+    assert (h, w) == (max(32, -(-(y1 - y0) // 4) * 4), max(32, -(-(x1 - x0) // 4) * 4))  # the crop, or the hole's extent
+    assert 0 <= top <= y0 and y1 <= top + h <= SIZE and 0 <= left <= x0 and x1 <= left + w <= SIZE
+    assert hole[top:top + h, left:left + w].sum() == hole.sum()
+
+
+def test_a_crop_trained_generator_renders_a_crop_sized_window_whatever_the_batch():
+    generator = InpaintGenerator(InpaintConfig(ngf=4, n_blocks=1)).eval()
+    model = load_inpainter_from(generator, training={"config": {"crop": 32}})
+    assert model.window == 32 and load_inpainter_from(generator).window == 0
+    regions = torch.zeros(3, SIZE, SIZE)
+    regions[0, 20:30, 10:20] = 1  # a small hole: a 32 x 32 window
+    regions[1, 4:60, 8:12] = 1  # a tall one: a 64 x 32 window
+    regions[2, 40:44, 50:62] = 1
+    images, edges = torch.rand(3, 3, SIZE, SIZE), torch.rand(3, 1, SIZE, SIZE)
+    composite, hole = inpaint_tensor(model, images, edges, regions)
+    # sample 0 is the generator's output on its own window, composited
+    top, left, h, w = render_window(hole[0], 32, 4)
+    window = (slice(None), slice(top, top + h), slice(left, left + w))
+    with torch.no_grad():
+        alone = generator(masked_input(images[:1], hole[:1])[(0, *window)][None], edges[(0, *window)][None],
+                          hole[0][window[1:]][None, None])[0]
+    _, weight = holes_and_weights(regions[:1])
+    expected = images[0].clone()
+    expected[window] = alone * weight[0][window[1:]] + images[0][window] * (1 - weight[0][window[1:]])
+    torch.testing.assert_close(composite[0], expected)
+    # each sample's pixels are its own: rendered alone, in another batch, they are the same
+    for b in range(3):
+        single, _ = inpaint_tensor(model, images[b:b + 1], edges[b:b + 1], regions[b:b + 1])
+        torch.testing.assert_close(single[0], composite[b])
+
+
+def load_inpainter_from(generator, training=None):
     from pathlib import Path
 
     from generator.models.inpaint import InpaintModel
 
-    return InpaintModel(generator.eval(), (SIZE, SIZE), HOLE_DILATION, Path("stand-in"), "0" * 64, {})
+    return InpaintModel(generator.eval(), (SIZE, SIZE), HOLE_DILATION, Path("stand-in"), "0" * 64, training or {})
 
 
 def test_generator_file_round_trip_and_wrong_renderer_or_size(tmp_path, tiny_file):

@@ -18,6 +18,11 @@ edge-guided inpainting (EdgeConnect, Nazeri et al. 2019, its second stage), re-d
   ``HOLE_DILATION`` px; the generated pixels are blended in with a weight that is 1 on the region
   dilated by half of that and falls linearly to 0 at the hole's border (a feathered seam), so every
   pixel outside the hole is the real photo's, exactly.
+- Rendering window (:func:`render_window`): a generator trained on crops around holes (the CPU
+  presets' 128 px) renders the same size of window around each hole, not the whole image, so its
+  InstanceNorm statistics are those of training. On juice_bottle at 256x128 (the CPU preset's
+  generator, semantic-remove) this kept the mask IoU (0.625 against 0.614 over the whole image) and
+  the seam probe (0.85 against 0.85) and built 1.5 to 2 times as many samples per second.
 
 A generator file (:func:`save_inpainter`) holds the format tag ``synthgen-inpaint-generator``, the
 network config, the image size it was trained at, the training record (which loss terms were
@@ -183,6 +188,13 @@ class InpaintModel:
     sha256: str
     training: dict[str, Any]
 
+    @property
+    def window(self) -> int:
+        """The side of the square crops the generator was trained on (0: whole images): it renders
+        the same size of window around each hole (:func:`render_window`)."""
+        crop = (self.training.get("config") or {}).get("crop", 0)
+        return crop if isinstance(crop, int) and crop > 0 and crop % self.generator.config.size_multiple == 0 else 0
+
 
 def read_inpainter_file(path: str | Path, hint: str) -> dict[str, Any]:
     """The validated contents of an inpainting generator file; ``hint`` says how to get one."""
@@ -224,13 +236,52 @@ def load_inpainter(path: str | Path, device: str | torch.device = "cpu", *, imag
                         path, sha256_file(path), payload.get("training") or {})
 
 
+def render_window(hole: torch.Tensor, side: int, multiple: int) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the window in which the generator renders ``hole`` (H, W).
+
+    A generator trained on ``side`` x ``side`` crops around holes renders such a window around the
+    hole: its InstanceNorm layers then normalise over the same extent of photo and hole as in
+    training (over the whole image the white hole is a smaller share of the statistics, and the
+    rendered colours drift), and it computes a crop instead of the image. The window is ``side``
+    (clipped to the image) or, for a larger hole, the hole's extent rounded up to ``multiple``; it
+    lies over the hole's bounding box, shifted inside the image, so it always holds the whole hole.
+    Its size depends on the hole alone, so a sample's pixels do not depend on its batch.
+    """
+    height, width = hole.shape
+    rows, cols = torch.nonzero(hole.any(1)).flatten(), torch.nonzero(hole.any(0)).flatten()
+    if len(rows) == 0:  # nothing to render: any window will do
+        rows, cols = torch.tensor([height // 2]), torch.tensor([width // 2])
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    round_up = lambda n: -(-n // multiple) * multiple  # noqa: E731
+    h, w = min(height, max(side, round_up(y1 - y0))), min(width, max(side, round_up(x1 - x0)))
+    top = min(max(y0 - (h - (y1 - y0)) // 2, 0), height - h)
+    left = min(max(x0 - (w - (x1 - x0)) // 2, 0), width - w)
+    return top, left, h, w
+
+
 def inpaint_tensor(model: InpaintModel, images: torch.Tensor, edges: torch.Tensor, regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(composite (B, 3, H, W) in [0, 1], hole (B, H, W)) for real images (B, 3, H, W), the edge maps
     to render (B, 1, H, W, edited inside the regions) and the edit regions (B, H, W), on the
-    generator's device; bf16 autocast on CUDA. Each sample depends on its own inputs only."""
+    generator's device; bf16 autocast on CUDA. Each sample depends on its own inputs only.
+
+    A generator trained on crops renders a window of the crop's size around each hole
+    (:func:`render_window`; samples with equal window sizes share a forward pass), one trained on
+    whole images the whole image."""
     device = next(model.generator.parameters()).device
     images, edges, regions = images.to(device, torch.float32), edges.to(device, torch.float32), regions.to(device, torch.float32)
     hole, weight = holes_and_weights(regions, model.hole_dilation)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        generated = model.generator(masked_input(images, hole), edges, hole[:, None]).float()
+    masked = masked_input(images, hole)
+    if model.window:
+        windows = [render_window(h, model.window, model.generator.config.size_multiple) for h in hole]
+    else:
+        windows = [(0, 0, *images.shape[-2:])] * len(images)
+    generated = images.clone()  # outside the holes the weight is 0: these pixels are never used
+    for size in dict.fromkeys((h, w) for _, _, h, w in windows):
+        members = [b for b, window in enumerate(windows) if window[2:] == size]
+        crop = lambda x: torch.stack([x[b, ..., t:t + size[0], l:l + size[1]] for b in members for t, l in [windows[b][:2]]])  # noqa: E731
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = model.generator(crop(masked), crop(edges), crop(hole[:, None])).float()
+        for b, rendered in zip(members, out):
+            t, l = windows[b][:2]
+            generated[b, :, t:t + size[0], l:l + size[1]] = rendered
     return inpaint_composite(generated.clamp(0, 1), images, weight), hole
