@@ -275,13 +275,16 @@ def inpaint_tensor(model: InpaintModel, images: torch.Tensor, edges: torch.Tenso
         windows = [render_window(h, model.window, model.generator.config.size_multiple) for h in hole]
     else:
         windows = [(0, 0, *images.shape[-2:])] * len(images)
+    cuts = [(slice(top, top + h), slice(left, left + w)) for top, left, h, w in windows]
     generated = images.clone()  # outside the holes the weight is 0: these pixels are never used
-    for size in dict.fromkeys((h, w) for _, _, h, w in windows):
+    for size in dict.fromkeys((h, w) for _, _, h, w in windows):  # one forward pass per window size
         members = [b for b, window in enumerate(windows) if window[2:] == size]
-        crop = lambda x: torch.stack([x[b, ..., t:t + size[0], l:l + size[1]] for b in members for t, l in [windows[b][:2]]])  # noqa: E731
+
+        def crop(x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([x[b][(..., *cuts[b])] for b in members])
+
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model.generator(crop(masked), crop(edges), crop(hole[:, None])).float()
         for b, rendered in zip(members, out):
-            t, l = windows[b][:2]
-            generated[b, :, t:t + size[0], l:l + size[1]] = rendered
+            generated[b][(..., *cuts[b])] = rendered
     return inpaint_composite(generated.clamp(0, 1), images, weight), hole
