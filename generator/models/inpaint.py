@@ -20,9 +20,13 @@ edge-guided inpainting (EdgeConnect, Nazeri et al. 2019, its second stage), re-d
   pixel outside the hole is the real photo's, exactly.
 - Rendering window (:func:`render_window`): a generator trained on crops around holes (the CPU
   presets' 128 px) renders the same size of window around each hole, not the whole image, so its
-  InstanceNorm statistics are those of training. On juice_bottle at 256x128 (the CPU preset's
-  generator, semantic-remove) this kept the mask IoU (0.625 against 0.614 over the whole image) and
-  the seam probe (0.85 against 0.85) and built 1.5 to 2 times as many samples per second.
+  InstanceNorm statistics are those of training, and a rendering costs the window, not the image.
+  On the demo at 256 px (benchmarks/bench_logical.py --size 256, 48 samples per strategy, the demo
+  preset's generator; windowed against whole-image rendering) the mask IoUs held: semantic remove
+  0.911 / 0.916, replace 0.792 / 0.781, arbitrary remove 0.471 / 0.477, replace 0.539 / 0.539,
+  logical 0.538 / 0.543; merges were refused a little more often (semantic 201 against 91
+  redraws). On juice_bottle at 256x128 (semantic-remove): IoU 0.625 against 0.614, seam probe 0.85
+  against 0.85, and 1.5 to 2 times as many samples per second.
 
 A generator file (:func:`save_inpainter`) holds the format tag ``synthgen-inpaint-generator``, the
 network config, the image size it was trained at, the training record (which loss terms were
