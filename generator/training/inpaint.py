@@ -136,9 +136,9 @@ NETWORKS: dict[str, InpaintTrainConfig] = {
     # steps: 0.833), and subtracting the generator's colour offset from the photo around the hole (0.95);
     # with paste items, the perceptual loss averaged over the hole only instead of the crop (0.790 vs 0.775).
     # juice_bottle at 256x128 (60 images): about 0.4 s per step on one thread; with 1200 steps (paste
-    # items, visibility test) the whole first headline build took 9.1 min of CPU time, 10:11 wall on the
-    # 2-core machine with two other jobs (`build --dry-run` predicted 9.4 min); a second build reusing
-    # the cache 18 s. Longer training renders better (juice_bottle semantic-remove, same seed, windowed
+    # items, visibility test, windowed rendering) the whole first headline build took 8.0 min of CPU
+    # time, 8:19 wall on the 2-core machine with one other job (`build --dry-run` predicted 9.3 min); a
+    # second build reusing the cache 14 s. Longer training renders better (juice_bottle semantic-remove, same seed, windowed
     # rendering): 4800 steps instead of 1200 (34 min of CPU time) took the mask IoU from 0.625 to 0.659,
     # the redraws from 60 to 16 per 60 samples and the seam probe from 0.85 to 0.74; the first-build
     # budget keeps the preset at 1200 (README: train longer with train-e2i --steps and pass --e2i).
