@@ -87,8 +87,13 @@ def _warn_fallbacks(out_dir: Path, max_attempts: int) -> None:
     totals = read_json_file(out_dir / "manifest.json", "manifest").get("totals", {})
     for strategy, count in sorted(totals.get("fallback_normal", {}).items()):
         drawn = totals.get("strategies", {}).get(strategy, count)
+        reasons = totals.get("rejections", {}).get(strategy, {})
+        why = ""
+        if reasons:
+            reason, times = max(reasons.items(), key=lambda item: item[1])
+            why = f"; most often: {reason} ({times} of {sum(reasons.values())} rejections)"
         click.echo(f"synthgen: warning: {strategy}: {count} of {drawn} samples were rejected {max_attempts} times "
-                   "and stored as normals (label 0); see the manifest's totals", err=True)
+                   f"and stored as normals (label 0){why}; see the manifest's totals", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

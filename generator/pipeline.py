@@ -24,7 +24,7 @@ import json
 import os
 import platform
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -42,10 +42,10 @@ from .paths import cache_root
 from .plan import BuildPlan, SampleSpec, plan_build
 from .seeding import rng_for
 from .shards.format import MASK_ON, sidecar_name
-from .shards.manifest import BUILD_FILE, write_manifest
+from .shards.manifest import BUILD_FILE, add_counts, write_manifest
 from .shards.writer import ShardWriter
 from .strategies import Rendered, Strategy, StrategyContext, get_strategy
-from .strategies.base import RenderedPixels, to_uint8_hwc
+from .strategies.base import REJECTED_BECAUSE, REJECTED_UNSAID, RenderedPixels, to_uint8_hwc
 from .strategies.texture import TextureBank
 
 
@@ -126,6 +126,7 @@ class _Sample:
     extras: dict[str, np.ndarray]
     redraws: int = 0
     exhausted: bool = False
+    rejections: dict[str, int] = field(default_factory=dict)  # why each rejected attempt was refused
 
 
 def _normal_batch(ctx: StrategyContext, sources: list[int]) -> torch.Tensor:
@@ -146,6 +147,7 @@ def render_specs(specs: list[SampleSpec], ctx: StrategyContext, max_attempts: in
         rngs = {k: rng_for(specs[k].seed) for k in members}
         recipes = {k: strategy.draw(rngs[k], ctx, specs[k].source_index) for k in members}
         redraws = dict.fromkeys(members, 0)
+        rejections: dict[int, dict[str, int]] = {k: {} for k in members}
         pending = members
         pixel_path = strategy.renders_pixels and ctx.device.type == "cpu"
         while pending:
@@ -166,6 +168,10 @@ def render_specs(specs: list[SampleSpec], ctx: StrategyContext, max_attempts: in
             retry = []
             for k, sample, ok in zip(pending, samples, accepted):
                 sample.redraws = redraws[k]
+                if not ok:
+                    reason = str(sample.params.get(REJECTED_BECAUSE, REJECTED_UNSAID))
+                    rejections[k][reason] = rejections[k].get(reason, 0) + 1
+                sample.rejections = rejections[k]
                 if ok:
                     out[k] = sample
                 elif redraws[k] + 1 < max_attempts:
@@ -234,7 +240,7 @@ def build_shard(plan: BuildPlan, s: int, out_dir: Path, ctx: StrategyContext, pr
         "image_width": w,
         "config_hash": plan.config_hash,
     }
-    stats = {"strategies": {}, "labels": {"0": 0, "1": 0}, "redraws": {}, "fallback_normal": {}}
+    stats = {"strategies": {}, "labels": {"0": 0, "1": 0}, "redraws": {}, "fallback_normal": {}, "rejections": {}}
     path = out_dir / plan.shard_file(s)
     # Checked again for each shard (the build's check ran before; other programs write too): a shard
     # that cannot fit is refused before HDF5 meets a full disk, which it survives badly.
@@ -271,6 +277,8 @@ def _count(stats: dict, strategy: str, sample: _Sample) -> None:
         stats["redraws"][strategy] = stats["redraws"].get(strategy, 0) + sample.redraws
     if sample.exhausted:
         stats["fallback_normal"][strategy] = stats["fallback_normal"].get(strategy, 0) + 1
+    if sample.rejections:  # every rejected attempt: the redraws, and a fallback's last attempt
+        add_counts(stats["rejections"].setdefault(strategy, {}), sample.rejections)
 
 
 def _batch_arrays(plan: BuildPlan, specs: list[SampleSpec], samples: list[_Sample], extras: dict) -> dict[str, Any]:

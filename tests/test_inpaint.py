@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -254,6 +255,13 @@ def test_rejected_edits_are_redrawn_as_the_same_kind_so_the_mix_holds(demo, tiny
     specs = [SampleSpec(i, i % len(images), i // len(images), "logical", 300 + i) for i in range(16)]
     samples = render_specs(specs, ctx, max_attempts=3)
     assert sum(s.redraws for s in samples) > 0  # the ratio of 100 rejects edits
+    # every rejected attempt is counted with the reason render gave: the redraws, and a fallback's last try
+    reasons = {"no edge changed", "edit changes over half of the edges", "empty mask", "mask over half of the image",
+               "edit shows nothing", "edit shows less than re-rendering alone"}
+    for sample in samples:
+        assert sum(sample.rejections.values()) == sample.redraws + sample.exhausted
+        assert set(sample.rejections) <= reasons
+    assert any("re-rendering alone" in reason or "nothing" in reason for s in samples for reason in s.rejections)
     kind = lambda p: (p["edit"], p["region_mode"])  # noqa: E731
     for spec, sample in zip(specs, samples):
         first = get_strategy("logical").draw(rng_for(spec.seed), ctx, spec.source_index)
@@ -294,6 +302,10 @@ def test_build_without_e2i_trains_caches_reuses_and_repairs_its_generator(tmp_pa
     path = with_file.e2i
     build(with_file, tmp_path / "out", progress=False)
     manifest = read_manifest(tmp_path / "out")
+    totals = manifest["totals"]  # rejections by reason add up to the redraws and fallbacks
+    for strategy in totals["strategies"]:
+        rejected = sum(totals["rejections"].get(strategy, {}).values())
+        assert rejected == totals["redraws"].get(strategy, 0) + totals["fallback_normal"].get(strategy, 0)
     row = next(a for a in manifest["artifacts"] if a["name"] == "e2i")
     assert row["file"] == path and row["sha256"] == sha256_file(path) and "--renderer inpaint" in row["role"]
 
@@ -330,8 +342,9 @@ def test_train_e2i_command_trains_an_inpainter_and_refuses_presets_of_the_other_
           "--set", "semantic-remove.identity_fraction=0", "--set", "semantic-remove.visible_ratio=100",
           "--e2i", str(out / training.GENERATOR_FILE), "--regions", "classical",
           "--weights-dir", str(pidinet_weights.parent), "--out", str(tmp_path / "build"), "--quiet"])
-    assert ("synthgen: warning: semantic-remove: 3 of 3 samples were rejected 8 times and stored as normals"
-            in capsys.readouterr().err)
+    warning = capsys.readouterr().err
+    assert "synthgen: warning: semantic-remove: 3 of 3 samples were rejected 8 times and stored as normals" in warning
+    assert re.search(r"most often: [a-z -]+ \(\d+ of 24 rejections\)", warning)  # and why: 3 samples x 8 attempts
 
 
 @pytest.mark.gpu

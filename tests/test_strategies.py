@@ -568,3 +568,11 @@ def test_every_strategy_on_a_real_image(mvtec_ad_root, dtd_root):
     sheet = torch.cat(tiles, 2).permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
     write_png(Path("/tmp/synthgen_strategies_sheet.png"), sheet)
     assert math.isclose(sheet.shape[1] / sheet.shape[0], len(STRATEGIES) / 2)
+
+
+def test_an_empty_mask_is_named_as_the_rejection_reason():
+    from generator.strategies.base import REJECTED_BECAUSE, mask_notes
+
+    empty, some = mask_notes([0, 5], 100)
+    assert empty == {"mask_area": 0.0, REJECTED_BECAUSE: "empty mask"}
+    assert some == {"mask_area": float(np.float32(5) / np.float32(100))}

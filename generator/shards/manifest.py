@@ -29,23 +29,28 @@ BUILD_FILE = "build.json"  # written when a build starts: its identity, so a dif
 MANIFEST_FILE = "manifest.json"
 
 
-def _add(total: dict[str, int], part: dict[str, int]) -> None:
+def add_counts(total: dict[str, int], part: dict[str, int]) -> None:
+    """Add the counts of ``part`` into ``total``, key by key."""
     for key, value in part.items():
         total[key] = total.get(key, 0) + value
 
 
 def build_manifest(plan: "BuildPlan", sidecars: list[dict], environment: dict[str, str]) -> dict[str, Any]:
     config = plan.config
-    totals: dict[str, Any] = {"samples": 0, "strategies": {}, "labels": {}, "redraws": {}, "fallback_normal": {}}
+    totals: dict[str, Any] = {"samples": 0, "strategies": {}, "labels": {}, "redraws": {}, "fallback_normal": {},
+                              "rejections": {}}
     shards = []
     for side in sorted(sidecars, key=lambda d: d["shard_index"]):
         totals["samples"] += side["num_samples"]
         for key in ("strategies", "labels", "redraws", "fallback_normal"):
-            _add(totals[key], side[key])
-        shards.append({k: side[k] for k in (
+            add_counts(totals[key], side[key])
+        rejections = side.get("rejections", {})  # sidecars written before the reasons were counted have none
+        for strategy, reasons in rejections.items():
+            add_counts(totals["rejections"].setdefault(strategy, {}), reasons)
+        shards.append({**{k: side[k] for k in (
             "file", "sha256", "bytes", "shard_index", "first_index", "num_samples",
             "strategies", "labels", "redraws", "fallback_normal",
-        )})
+        )}, "rejections": rejections})
     root = plan.dataset.root
     return {
         "schema_version": SCHEMA_VERSION,

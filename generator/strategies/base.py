@@ -45,6 +45,12 @@ class Recipe:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+#: the note key under which a strategy says why it rejected a sample (Rendered.notes)
+REJECTED_BECAUSE = "rejected_because"
+#: the reason counted for a rejected sample whose strategy gives none
+REJECTED_UNSAID = "rejected by the strategy"
+
+
 @dataclass
 class Rendered:
     """A batch of synthesized samples.
@@ -56,6 +62,8 @@ class Rendered:
     accepted: (B,) bool; False marks a collapsed/invalid sample that the pipeline must redraw
         (it re-runs ``draw`` with the same RNG, which continues its stream) and count as rejected.
     notes: per-sample values measured during render (e.g. mask area), merged into the stored params.
+        A rejected sample's note may name why under ``REJECTED_BECAUSE``; the build counts the reasons
+        per strategy (the manifest's ``totals.rejections``).
     normals: (B, 3, H, W) the clean image each anomaly was made from, when the strategy changed it
         before synthesis (DRAEM rotates some normals first). None means "the input images". The
         shard stores it as the reconstruction target.
@@ -219,10 +227,16 @@ def to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
 BYTE_LEVELS: np.ndarray = torch.arange(256, dtype=torch.uint8).float().div_(255.0).numpy()
 
 
+#: the reason of a sample rejected because its anomaly mask came out empty (nothing was synthesized)
+EMPTY_MASK = "empty mask"
+
+
 def mask_notes(counts: Any, num_pixels: int) -> list[dict[str, Any]]:
     """``mask_area`` of each sample from its count of mask pixels: the float32 mean of the mask, as
-    ``masks.flatten(1).mean(1)`` gives it (count and division are exact or correctly rounded alike)."""
-    return [{"mask_area": float(np.float32(c) / np.float32(num_pixels))} for c in counts]
+    ``masks.flatten(1).mean(1)`` gives it (count and division are exact or correctly rounded alike);
+    an empty mask, which the image-level strategies reject, is named as the reason."""
+    return [{"mask_area": float(np.float32(c) / np.float32(num_pixels)), **({REJECTED_BECAUSE: EMPTY_MASK} if c == 0 else {})}
+            for c in counts]
 
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:

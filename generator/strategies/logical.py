@@ -117,7 +117,7 @@ from ..models.e2i import generate_tensor
 from ..models.inpaint import InpaintModel, dilate, inpaint_tensor
 from ..models.renderers import INPAINT_HINT
 from ..models.tps import apply_tps, draw_tps
-from .base import ExtraField, Recipe, Rendered, Strategy, StrategyContext, register_strategy
+from .base import EMPTY_MASK, REJECTED_BECAUSE, ExtraField, Recipe, Rendered, Strategy, StrategyContext, register_strategy
 from .rotation import number_option
 from .ssim_mask import SSIM_THRESHOLD, SSIM_WINDOW, jnd_map, ssim_masks
 
@@ -497,6 +497,8 @@ class _LogicAL(Strategy):
             accepted &= notes_ssim >= MIN_NORMAL_SSIM
             for note, value in zip(notes, notes_ssim.cpu().tolist()):
                 note["normal_ssim"] = value
+        for k in torch.nonzero(~(accepted | identity)).flatten().tolist():  # why: the first test it failed
+            notes[k][REJECTED_BECAUSE] = _rejection_reason(float(portions[k]), notes[k], visible is None or bool(visible[k]))
         return Rendered(
             images=anomalies,
             masks=masks,
@@ -505,6 +507,22 @@ class _LogicAL(Strategy):
             accepted=accepted | identity,
             notes=notes,
         )
+
+
+def _rejection_reason(portion: float, note: dict[str, Any], visible: bool) -> str:
+    """Why render rejected an edit (the manifest counts these per strategy), from its edge portion,
+    its notes and the inpaint renderer's visibility test."""
+    if portion <= 0:
+        return "no edge changed"
+    if portion > MAX_EDGE_PORTION:
+        return "edit changes over half of the edges"
+    if note["mask_area"] == 0:
+        return EMPTY_MASK
+    if note["mask_area"] > MAX_MASK_FRACTION:
+        return "mask over half of the image"
+    if not visible:
+        return "edit shows nothing" if note.get("edit_change", 0) == 0 else "edit shows less than re-rendering alone"
+    return "image changed outside the edit (collapse)"  # the full renderer's normal-SSIM test
 
 
 def _summary(edit: str, mode: str) -> str:
