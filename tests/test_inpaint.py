@@ -94,6 +94,8 @@ def test_a_crop_trained_generator_renders_a_crop_sized_window_whatever_the_batch
     generator = InpaintGenerator(InpaintConfig(ngf=4, n_blocks=1)).eval()
     model = load_inpainter_from(generator, training={"config": {"crop": 32}})
     assert model.window == 32 and load_inpainter_from(generator).window == 0
+    for record in ({"config": "abc"}, {"config": {"crop": "32"}}, {"config": {"crop": True}}, {"config": {"crop": 30}}, []):
+        assert load_inpainter_from(generator, training=record).window == 0  # a malformed record renders whole images
     regions = torch.zeros(3, SIZE, SIZE)
     regions[0, 20:30, 10:20] = 1  # a small hole: a 32 x 32 window
     regions[1, 4:60, 8:12] = 1  # a tall one: a 64 x 32 window

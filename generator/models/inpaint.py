@@ -196,8 +196,10 @@ class InpaintModel:
     def window(self) -> int:
         """The side of the square crops the generator was trained on (0: whole images): it renders
         the same size of window around each hole (:func:`render_window`)."""
-        crop = (self.training.get("config") or {}).get("crop", 0)
-        return crop if isinstance(crop, int) and crop > 0 and crop % self.generator.config.size_multiple == 0 else 0
+        config = self.training.get("config") if isinstance(self.training, dict) else None  # the file's record: untrusted
+        crop = config.get("crop", 0) if isinstance(config, dict) else 0
+        valid = isinstance(crop, int) and not isinstance(crop, bool) and crop > 0 and crop % self.generator.config.size_multiple == 0
+        return crop if valid else 0
 
 
 def read_inpainter_file(path: str | Path, hint: str) -> dict[str, Any]:
