@@ -454,51 +454,56 @@ class _LogicAL(Strategy):
         portions = torch.tensor([r.params["edge_portion"] for r in recipes], device=device)
         options = self.read_options(ctx)
         threshold = options["ssim_threshold"]
-        visible = None
         if isinstance(model, InpaintModel):
             # The sample is the real photo with the dilated region re-rendered; ground truth: where it
             # differs from the real photo (SSIM below the threshold) on the edit region and its
             # anti-aliased border (module docstring: why not the whole hole). For the visibility test
             # the edits' regions are also re-rendered from their unedited edges, in the same pass (an
-            # identity sample is its own unedited re-render).
+            # identity sample is its own unedited re-render: it has nothing to test).
             edits = torch.nonzero(~identity).flatten()
             both, _ = inpaint_tensor(model, torch.cat([images, images[edits]]), torch.cat([anomaly_edge, normal_edge[edits]]),
                                      torch.cat([regions, regions[edits]]))
-            anomalies = both[: len(recipes)].to(device)
-            unedited = anomalies.clone()
-            unedited[edits] = both[len(recipes):].to(device)
+            anomalies, rerendered = both[: len(recipes)].to(device), both[len(recipes):].to(device)
             allowed = dilate(regions, MASK_MARGIN)
             masks, _ = ssim_masks(images, anomalies, threshold)
             masks = masks.to(device) * allowed
             # where the edit can show: around the certain edge pixels it changed, within the SSIM
             # window's reach, on the region and its margin
             reach = dilate((anomaly_edge - normal_edge).abs()[:, 0] >= EDGE_CHANGE, SSIM_WINDOW // 2) * allowed
-            changed = ssim_masks(unedited, anomalies, threshold)[0].to(device) * reach
-            noise = ssim_masks(images, unedited, threshold)[0].to(device) * reach
-            changed_area, noise_area = changed.flatten(1).sum(1), noise.flatten(1).sum(1)
-            visible = (changed_area > 0) & (changed_area >= options["visible_ratio"] * noise_area)
-            notes_ssim = None
+            changed_area, noise_area = torch.zeros(len(recipes), device=device), torch.zeros(len(recipes), device=device)
+            if len(edits):
+                changed = ssim_masks(rerendered, anomalies[edits], threshold)[0].to(device) * reach[edits]
+                noise = ssim_masks(images[edits], rerendered, threshold)[0].to(device) * reach[edits]
+                changed_area[edits], noise_area[edits] = changed.flatten(1).sum(1), noise.flatten(1).sum(1)
+            reach_area = reach.flatten(1).sum(1).clamp(min=1)
+            notes_extra = {"edit_change": (changed_area / reach_area).cpu().tolist(),
+                           "rerender_change": (noise_area / reach_area).cpu().tolist()}
+            # an edit must show more than re-rendering alone
+            renderer_checks = [("edit shows nothing", changed_area > 0),
+                               ("edit shows less than re-rendering alone", changed_area >= options["visible_ratio"] * noise_area)]
         else:
             generated = generate_tensor(model, torch.cat([normal_edge, anomaly_edge]))
             generated_normal, anomalies = generated.split(len(recipes))
             masks, ssim = ssim_masks(generated_normal, anomalies, threshold)
             masks, anomalies = masks.to(device), anomalies.to(device)
-            notes_ssim = normal_region_ssim(ssim.to(device), regions)
+            normal_ssim = normal_region_ssim(ssim.to(device), regions)
+            notes_extra = {"normal_ssim": normal_ssim.cpu().tolist()}
+            # the full renderer may change the whole image: reject global collapse
+            renderer_checks = [("image changed outside the edit (collapse)", normal_ssim >= MIN_NORMAL_SSIM)]
         masks = masks * ~identity[:, None, None]  # identity samples are normals: empty mask, label 0
         area = masks.flatten(1).mean(1)
-        accepted = (area > 0) & (area <= MAX_MASK_FRACTION) & (portions > 0) & (portions <= MAX_EDGE_PORTION)
+        # acceptance: (the reason a sample is rejected for, whether each sample passes), in the order
+        # they are tested; a rejected sample's note names the first check it failed
+        checks: list[tuple[str, torch.Tensor]] = [
+            ("no edge changed", portions > 0), ("edit changes over half of the edges", portions <= MAX_EDGE_PORTION),
+            (EMPTY_MASK, area > 0), ("mask over half of the image", area <= MAX_MASK_FRACTION), *renderer_checks]
+        accepted = torch.stack([passed for _, passed in checks]).all(0)
         notes = [{"mask_area": a} for a in area.cpu().tolist()]
-        if visible is not None:  # the inpaint renderer: an edit must show more than re-rendering alone
-            accepted &= visible
-            reach_area = reach.flatten(1).sum(1).clamp(min=1)
-            for note, c, n in zip(notes, (changed_area / reach_area).cpu().tolist(), (noise_area / reach_area).cpu().tolist()):
-                note.update(edit_change=c, rerender_change=n)
-        if notes_ssim is not None:  # the full renderer may change the whole image: reject global collapse
-            accepted &= notes_ssim >= MIN_NORMAL_SSIM
-            for note, value in zip(notes, notes_ssim.cpu().tolist()):
-                note["normal_ssim"] = value
-        for k in torch.nonzero(~(accepted | identity)).flatten().tolist():  # why: the first test it failed
-            notes[k][REJECTED_BECAUSE] = _rejection_reason(float(portions[k]), notes[k], visible is None or bool(visible[k]))
+        for name, values in notes_extra.items():
+            for note, value in zip(notes, values):
+                note[name] = value
+        for k in torch.nonzero(~(accepted | identity)).flatten().tolist():
+            notes[k][REJECTED_BECAUSE] = next(reason for reason, passed in checks if not passed[k])
         return Rendered(
             images=anomalies,
             masks=masks,
@@ -507,22 +512,6 @@ class _LogicAL(Strategy):
             accepted=accepted | identity,
             notes=notes,
         )
-
-
-def _rejection_reason(portion: float, note: dict[str, Any], visible: bool) -> str:
-    """Why render rejected an edit (the manifest counts these per strategy), from its edge portion,
-    its notes and the inpaint renderer's visibility test."""
-    if portion <= 0:
-        return "no edge changed"
-    if portion > MAX_EDGE_PORTION:
-        return "edit changes over half of the edges"
-    if note["mask_area"] == 0:
-        return EMPTY_MASK
-    if note["mask_area"] > MAX_MASK_FRACTION:
-        return "mask over half of the image"
-    if not visible:
-        return "edit shows nothing" if note.get("edit_change", 0) == 0 else "edit shows less than re-rendering alone"
-    return "image changed outside the edit (collapse)"  # the full renderer's normal-SSIM test
 
 
 def _summary(edit: str, mode: str) -> str:
