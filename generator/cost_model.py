@@ -26,7 +26,7 @@ Costs are CPU seconds (a machine shared with other jobs measures its work, not i
 Render costs are per sample at the table's image size (256 x 256) and are scaled by the build's
 pixel count, inpainting renderings by their window's (a generator trained on crops renders a crop-sized
 window around each hole). With ``--renderer inpaint`` a LogicAL edit costs two inpainting renderings
-(edited and unedited, for the visibility test) and an identity sample one, each plus three SSIM maps; with
+(edited and unedited, for the visibility test) plus three SSIM maps, an identity sample one of each; with
 ``--renderer full`` a sample costs two e2i renderings (normal and edited edges) plus its SSIM mask.
 Redraws of rejected samples are not counted (LogicAL builds redraw about once per sample).
 A LogicAL build of the inpaint renderer without ``--e2i`` first trains its generator (the preset's
@@ -157,10 +157,11 @@ def predict_build(
     window_scale = min(render_window, h) * min(render_window, w) / table_pixels if render_window else pixel_scale
     for strategy, count in per_strategy.items():
         if _is_logical(strategy) and config.renderer == "inpaint":
-            # an edit renders twice, an identity sample once, each a window around its hole; three
-            # SSIM maps of the whole image each (see above)
+            # an edit renders twice, an identity sample once, each a window around its hole; an edit
+            # takes three SSIM maps of the whole image, an identity sample one (see above)
             edits = 1 - float(config.options.get(strategy, {}).get("identity_fraction", IDENTITY_FRACTION))
-            render += ((1 + edits) * costs["inpaint_forward"] * window_scale + 3 * costs["ssim_mask"] * pixel_scale) * count
+            render += ((1 + edits) * costs["inpaint_forward"] * window_scale
+                       + (1 + 2 * edits) * costs["ssim_mask"] * pixel_scale) * count
             continue
         if _is_logical(strategy):
             one = 2 * costs[f"e2i_forward:{e2i_network}"] + costs["ssim_mask"]

@@ -58,10 +58,11 @@ def test_full_renderer_samples_cost_two_renderings_and_a_mask():
 
 def test_inpaint_edits_cost_two_renderings_identity_samples_one_and_the_first_build_trains_the_generator():
     # 256x128: half the table's pixels; crops of 128 fit, so a step costs what the table measured.
-    # Half of the samples are identity inpaints (one rendering), half edits (edited and unedited).
+    # Half of the samples are identity inpaints (one rendering, one SSIM map), half edits (edited and
+    # unedited, three SSIM maps).
     pred = predict_build(_config(image_size=(256, 128)), ("semantic-remove",), [1.0] * 4, 10,
                          {"semantic-remove": 10}, workers=1, table=TABLE, generator_steps=600, generator_crop=128)
-    assert pred.seconds["render"] == pytest.approx(10 * (1.5 * 0.2 + 3 * 0.01) / 2)
+    assert pred.seconds["render"] == pytest.approx(10 * (1.5 * 0.2 + 2 * 0.01) / 2)
     edits_only = predict_build(_config(image_size=(256, 128), options={"semantic-remove": {"identity_fraction": 0}}),
                                ("semantic-remove",), [1.0] * 4, 10, {"semantic-remove": 10}, workers=1, table=TABLE)
     assert edits_only.seconds["render"] == pytest.approx(10 * (2 * 0.2 + 3 * 0.01) / 2)
@@ -78,7 +79,7 @@ def test_inpaint_edits_cost_two_renderings_identity_samples_one_and_the_first_bu
     # the table's 256 x 256 per rendering; the SSIM maps stay whole-image
     windowed = predict_build(_config(image_size=(256, 256)), ("semantic-remove",), [1.0] * 4, 10,
                              {"semantic-remove": 10}, workers=1, table=TABLE, render_window=128)
-    assert windowed.seconds["render"] == pytest.approx(10 * (1.5 * 0.2 / 4 + 3 * 0.01))
+    assert windowed.seconds["render"] == pytest.approx(10 * (1.5 * 0.2 / 4 + 2 * 0.01))
 
 
 def test_shipped_table_covers_every_image_level_strategy():
