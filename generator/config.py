@@ -1,7 +1,8 @@
 """The build configuration: everything that decides what a build contains.
 
 The config's *identity* (every field that changes the bytes of the output, plus digests of the
-source images, textures and model files) is hashed into ``config_hash``. Two builds with the same
+source images, textures and model files, and the fingerprint of synthgen's code, see
+:func:`generator.code_fingerprint`) is hashed into ``config_hash``. Two builds with the same
 hash are the same dataset; an output folder remembers its hash and refuses a different build.
 Fields that only change how the work is scheduled (workers, which job-array slice runs, the
 dataset's location on disk) are not part of the identity.

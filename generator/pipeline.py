@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import __version__, preflight
+from . import __version__, code_fingerprint, preflight
 from .atomic import remove_stale_temps, write_json_atomic
 from .config import BuildConfig
 from .errors import SynthgenError, read_json_record
@@ -377,9 +377,18 @@ def _claim_out_dir(out_dir: Path, plan: BuildPlan) -> None:
     """Refuse a folder that holds something else; remember this build's identity in build.json."""
     build_file = out_dir / BUILD_FILE
     if build_file.is_file():
-        previous = (read_json_record(build_file) or {}).get("config_hash")
+        record = read_json_record(build_file) or {}
+        previous = record.get("config_hash")
         if not isinstance(previous, str):
             raise SynthgenError(f"{build_file}: unreadable; delete the folder or choose another --out")
+        same_options = record.get("config") == json.loads(json.dumps(plan.config.to_dict()))
+        if previous != plan.config_hash and same_options and record.get("code") != code_fingerprint():
+            code = record.get("code")
+            raise SynthgenError(
+                f"{out_dir}: was started by other synthgen code (code {code[:12] if isinstance(code, str) else 'unrecorded'} "
+                f"!= {code_fingerprint()[:12]}); resuming would mix samples of both: finish it with that version, "
+                "or choose another --out"
+            )
         if previous != plan.config_hash:
             raise SynthgenError(
                 f"{out_dir}: holds a different build (config hash {previous[:12]} != {plan.config_hash[:12]}); "
@@ -392,7 +401,8 @@ def _claim_out_dir(out_dir: Path, plan: BuildPlan) -> None:
         raise SynthgenError(f"{out_dir}: folder is not empty and is not a synthgen build; choose another --out")
     write_json_atomic(
         build_file,
-        {"config_hash": plan.config_hash, "config": plan.config.to_dict(), "synthgen_version": __version__},
+        {"config_hash": plan.config_hash, "config": plan.config.to_dict(), "synthgen_version": __version__,
+         "code": code_fingerprint()},
     )
 
 

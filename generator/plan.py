@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from . import __version__, preflight
+from . import __version__, code_fingerprint, preflight
 from .config import BuildConfig, digest
 from .datasets import DatasetIndex, load_dataset
 from .errors import SynthgenError
@@ -146,6 +146,7 @@ def plan_build(config: BuildConfig, *, progress: bool = True) -> BuildPlan:
         "sources": list(sources.sha256),
         "textures": textures.get("files"),
         "synthgen_version": __version__,
+        "code": code_fingerprint(),  # other code may draw other samples from the same options
     }
     if maps_record is not None:
         identity["maps"] = maps_record  # which models (weights sha256) and parameters made the maps

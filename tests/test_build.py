@@ -195,6 +195,23 @@ def test_different_build_in_the_same_folder_is_refused(demo_root, built):
     assert _hashes(built) == before
 
 
+def test_build_started_by_other_code_is_refused_not_mixed(demo_root, built, monkeypatch):
+    """Same options, other synthgen code (its defaults or algorithms may differ): resuming would mix
+    samples of both versions, so the folder is refused with a line that says why."""
+    import generator.pipeline
+    import generator.plan
+
+    record = json.loads((built / "build.json").read_text())
+    assert len(record["code"]) == 64
+    before = _hashes(built)
+    for module in (generator.plan, generator.pipeline):
+        monkeypatch.setattr(module, "code_fingerprint", lambda: "f" * 64)
+    with pytest.raises(SynthgenError, match=r"was started by other synthgen code \(code [0-9a-f]{12} != ffffffffffff\)") as err:
+        build(_config(demo_root), built, progress=False)
+    assert "\n" not in str(err.value)
+    assert _hashes(built) == before
+
+
 def test_inspect_and_export(built, tmp_path):
     result = CliRunner().invoke(cli, ["inspect", str(built), "--sheet", str(tmp_path / "sheet.png")])
     assert result.exit_code == 0, result.output
