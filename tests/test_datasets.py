@@ -265,6 +265,23 @@ def test_visa_bad_label_names_the_csv_line(tmp_path):
     _raises(lambda: get_reader("visa")(root, "candle"), f"{csv_path}:4", "label 'fine'")
 
 
+@pytest.mark.parametrize("column, path", [("image", "/etc/passwd"), ("image", "../outside/0001.JPG"),
+                                          ("image", "candle/../../outside/0001.JPG"), ("image", "C:\\data\\0001.JPG"),
+                                          ("mask", "../outside/000.png")])
+def test_visa_split_file_cannot_point_outside_the_root(tmp_path, column, path):
+    """The split file comes with a download: its paths must stay inside the archive, even when the
+    file they name exists."""
+    root = _visa_archive(tmp_path / "visa")
+    _image(tmp_path / "outside/0001.JPG")
+    _mask(tmp_path / "outside/000.png", 1)
+    csv_path = root / "split_csv/1cls.csv"
+    good = "candle/Data/Images/Normal/0001.JPG" if column == "image" else "candle/Data/Masks/Anomaly/000.png"
+    csv_path.write_text(csv_path.read_text().replace(good, path, 1))
+    line = 2 if column == "image" else 5
+    _raises(lambda: get_reader("visa")(root, "candle"), f"{csv_path}:{line}", f"{column} path '{path}'",
+            "not a path inside the dataset root")
+
+
 def test_mpdd_reads_the_mvtec_ad_layout(tmp_path):
     index = get_reader("mpdd")(_ad_layout(tmp_path, "bracket_black"), "bracket_black")
     assert index.dataset == "mpdd"

@@ -20,7 +20,7 @@ Ids use ``good`` for normal images and the image's folder name (``Anomaly``) for
 from __future__ import annotations
 
 import csv
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..errors import SynthgenError
 from ._layout import NORMAL, finish_index, image_id, require_root
@@ -47,6 +47,20 @@ def _read_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
         raise SynthgenError(f"{csv_path}: cannot read split file ({e})") from None
 
 
+def _archive_file(root: Path, where: str, column: str, text: str) -> Path:
+    """``root / text`` for a path of the split file, or a one-line error when it is empty, absolute
+    or climbs out of the root with ``..``: a split file that came with a download decides which files
+    the build reads, and those must be the archive's (checked on the path as written, so a root that
+    is itself a symbolic link, or an archive linked together from several disks, still reads)."""
+    if not text:
+        raise SynthgenError(f"{where}: {column} path is empty")
+    relative = PurePosixPath(text.replace("\\", "/"))  # an archive re-packed on Windows may use backslashes
+    if relative.is_absolute() or PureWindowsPath(text).drive or ".." in relative.parts:
+        raise SynthgenError(f"{where}: {column} path '{text}' is not a path inside the dataset root "
+                            f"(paths in {SPLIT_CSV.as_posix()} are relative to {root})")
+    return root / relative
+
+
 def _source_image(root: Path, csv_path: Path, line: int, row: dict[str, str]) -> SourceImage:
     where = f"{csv_path}:{line}"
     split, label_name = row["split"], row["label"]
@@ -54,14 +68,14 @@ def _source_image(root: Path, csv_path: Path, line: int, row: dict[str, str]) ->
         raise SynthgenError(f"{where}: split '{split}' is not one of {', '.join(SPLITS)}")
     if label_name not in LABELS:
         raise SynthgenError(f"{where}: label '{label_name}' is not one of {', '.join(LABELS)}")
-    image = root / row["image"]
-    if not row["image"] or not image.is_file():
+    image = _archive_file(root, where, "image", row["image"])
+    if not image.is_file():
         raise SynthgenError(f"{where}: image file {image} not found")
     label = LABELS[label_name]
     defect = NORMAL if label == 0 else image.parent.name
     masks: tuple[MaskRef, ...] = ()
     if label == 1 and row["mask"]:
-        mask = root / row["mask"]
+        mask = _archive_file(root, where, "mask", row["mask"])
         if not mask.is_file():
             raise SynthgenError(f"{where}: mask file {mask} not found")
         masks = (MaskRef(mask, None),)
