@@ -355,6 +355,8 @@ def build(
                                       plan.extra_fields)
         if todo:
             workers = max(1, min(workers, len(todo)))
+            if executor is None and workers > 1:
+                preflight.check_memory(config.image_size, config.batch_size, workers)
             if executor is not None:
                 executor.build_shards(plan, todo, out_dir, progress)
             elif workers == 1:

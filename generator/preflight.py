@@ -1,7 +1,7 @@
 """What ``synthgen build`` checks and holds around its output folder, before and while it writes.
 
 - The image size must fit in memory: refused before anything is allocated, with the memory it
-  would need (``--image-size 99999`` would otherwise die allocating tens of gigabytes per image).
+  would need (and again before ``--workers`` processes start, each rendering its own batch) (``--image-size 99999`` would otherwise die allocating tens of gigabytes per image).
 - The output folder must not be, or lie inside, one of the build's inputs (dataset root, texture
   folder, cache, weights), nor hold one: a build cleans its output folder and must never touch
   what it reads.
@@ -47,15 +47,18 @@ def physical_memory() -> int | None:
         return None
 
 
-def check_memory(image_size: tuple[int, int], batch_size: int) -> None:
-    """Refuse an image size whose rendering batch alone would not fit in this machine's memory."""
+def check_memory(image_size: tuple[int, int], batch_size: int, workers: int = 1) -> None:
+    """Refuse an image size whose rendering batches alone (one per worker process, each rendering its
+    own) would not fit in this machine's memory."""
     h, w = image_size
-    need = BYTES_PER_BATCH_PIXEL * h * w * batch_size
+    need = BYTES_PER_BATCH_PIXEL * h * w * batch_size * workers
     have = physical_memory()
     if have is not None and need > have:
+        where = f"a batch of {batch_size}" if workers == 1 else f"a batch of {batch_size} in each of {workers} workers"
+        fewer = "" if workers == 1 else "fewer --workers, "
         raise SynthgenError(
-            f"--image-size {h}x{w}: rendering a batch of {batch_size} needs about {human_bytes(need)} of memory, "
-            f"this machine has {human_bytes(have)}; choose a smaller --image-size or --batch-size"
+            f"--image-size {h}x{w}: rendering {where} needs about {human_bytes(need)} of memory, "
+            f"this machine has {human_bytes(have)}; choose {fewer}a smaller --image-size or --batch-size"
         )
 
 

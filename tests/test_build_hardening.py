@@ -232,6 +232,20 @@ def test_huge_image_size_is_refused_before_allocating(data, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_memory_for_every_workers_batch_is_checked(data, tmp_path, capsys, monkeypatch):
+    """Each worker process renders its own batch: memory for one batch but not for two refuses
+    --workers 2 with one line (and no claim left), while one worker builds."""
+    from generator import preflight
+
+    monkeypatch.setattr(preflight, "physical_memory", lambda: int(preflight.BYTES_PER_BATCH_PIXEL * 32 * 32 * 4 * 1.5))
+    out = tmp_path / "out"
+    args = _args(data, out, "--num-samples", "8", "--samples-per-shard", "4", "--batch-size", "4")
+    _one_line_error(*_run(capsys, [*args, "--workers", "2"]), "a batch of 4 in each of 2 workers", "fewer --workers")
+    assert not out.exists()
+    main(args)
+    assert (out / "manifest.json").is_file()
+
+
 def test_negative_seed_is_refused(data, tmp_path, capsys):
     _one_line_error(*_run(capsys, _args(data, tmp_path / "out", "--seed", "-1")), "--seed", "-1")
     assert not (tmp_path / "out").exists()
