@@ -11,7 +11,8 @@
    mean IoU of the SSIM mask with the edited region (the chosen object for semantic strategies, the
    three shapes for arbitrary ones) over the samples kept, redraws and fallbacks (samples whose every
    attempt was rejected, e.g. by the inpaint renderer's visibility test, stored as normals; a
-   strategy with nothing kept shows nan). The edited region is an upper bound of
+   strategy with nothing kept shows nan), and why attempts were rejected (the strategies' reasons,
+   counted as the build's manifest counts them). The edited region is an upper bound of
    what can change: parts of it without edges (blank background inside an arbitrary shape) render the
    same before and after, so IoU < 1 even for a perfect generator. The oracle column estimates what a
    perfect renderer could reach: the same edit rendered with real pixels, then the same SSIM mask.
@@ -33,6 +34,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +70,7 @@ def mask_fidelity(model, images, regions, maps, samples: int, backgrounds: np.nd
     print(f"{'strategy':<20} {'IoU':>6} {'precision':>9} {'recall':>6} {'outside':>7} {'identity':>8} {'oracle':>6} "
           f"{'mask area':>10} {'redraws':>8} {'fallbacks':>9}")
     index = {source.id: k for k, source in enumerate(ctx.sources)}
+    rejected: dict[str, Counter] = {}
     for name in STRATEGIES:
         specs = [SampleSpec(i, i % len(images), i // len(images), name, 1000 + i) for i in range(samples)]
         out = render_specs(specs, ctx, max_attempts=8)
@@ -94,10 +97,15 @@ def mask_fidelity(model, images, regions, maps, samples: int, backgrounds: np.nd
                 oracle.append(oracle_iou(image, region, np.where(where[..., None], pasted, image)))
             if isinstance(model, InpaintModel):
                 identity.append(identity_marked_share(model, images[spec.source_index], maps[spec.source_index], region))
+        rejected[name] = sum((Counter(s.rejections) for s in out), Counter())
         mean = lambda values: float(np.mean(values)) if values else float("nan")  # noqa: E731 (nan: no sample kept)
         print(f"{name:<20} {mean(scores):>6.3f} {mean(precisions):>9.3f} {mean(recalls):>6.3f} "
               f"{1 - mean(precisions):>7.3f} {mean(identity):>8.3f} {mean(oracle):>6.3f} {mean(areas):>10.4f} "
               f"{sum(s.redraws for s in out):>8d} {sum(s.exhausted for s in out):>9d}")
+    print("why attempts were rejected (every redraw, and each fallback's last attempt):")
+    for name, reasons in rejected.items():
+        if reasons:
+            print(f"  {name:<18} " + "; ".join(f"{reason} {n}" for reason, n in reasons.most_common()))
 
 
 def oracle_iou(image: np.ndarray, region: np.ndarray, oracle: np.ndarray) -> float:
