@@ -210,6 +210,17 @@ def test_build_started_by_other_code_is_refused_not_mixed(demo_root, built, monk
         build(_config(demo_root), built, progress=False)
     assert "\n" not in str(err.value)
     assert _hashes(built) == before
+    monkeypatch.undo()
+    # a build from before code fingerprints: no "code" in build.json, and a hash computed without it
+    old = dict(record, config_hash="0" * 64)
+    del old["code"]
+    (built / "build.json").write_text(json.dumps(old))
+    try:
+        with pytest.raises(SynthgenError, match=r"was started by other synthgen code \(code unrecorded != "):
+            build(_config(demo_root), built, progress=False)
+    finally:
+        (built / "build.json").write_text(json.dumps(record))
+    assert _hashes(built) == before
 
 
 def test_inspect_and_export(built, tmp_path):
