@@ -551,6 +551,7 @@ def environment(device: str) -> dict[str, str]:
         "pillow": PIL.__version__,
         "opencv": cv2.__version__,
         "device": device,
+        "synthgen_code": code_fingerprint(),  # also part of the config hash: which code drew the samples
     }
     if device == "cuda":
         env["cuda_device"] = torch.cuda.get_device_name(0)

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 from click.testing import CliRunner
 
+from generator import code_fingerprint
 from generator.cli import cli
 from generator.config import BuildConfig
 from generator.datasets.demo import render_demo
@@ -74,6 +75,7 @@ def test_manifest_is_complete_and_valid(built, demo_root):
     assert len(m["dataset"]["sources"]) == 24 and all(len(s["sha256"]) == 64 for s in m["dataset"]["sources"])
     assert m["dataset"]["sources"][0]["file"] == "parts_box/train/good/000.png"
     assert m["environment"]["torch"] and m["environment"]["h5py"]
+    assert m["environment"]["synthgen_code"] == code_fingerprint()  # the code that drew the samples
 
 
 def test_shards_hold_what_the_manifest_says(built):

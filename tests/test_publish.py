@@ -129,6 +129,7 @@ def test_dataset_card_header_and_body(built, published):
                     "## Maintenance", "## Citations"):
         assert section in text, section
     assert manifest["config_hash"] in text and "synthgen build --strategy draem,cutpaste" in text
+    assert f"synthgen code fingerprint `{manifest['environment']['synthgen_code'][:12]}`" in text
     assert "DRAEM" in text and "CutPaste" in text  # citations of the methods used
     for name, count in manifest["totals"]["strategies"].items():
         assert f"| {name} | {count} |" in text

@@ -143,6 +143,9 @@ def dataset_card(manifest: dict, *, licence: str, source: SourceLicence, split: 
                     f"(the Describable Textures Dataset's terms apply to those pixels)." if textures.get("source") == "dtd"
                     else "")
     columns = "`image`, `mask`" + (", `normal`" if with_normals else "")
+    code_fingerprint = (manifest.get("environment") or {}).get("synthgen_code")
+    code = f", synthgen code fingerprint `{code_fingerprint[:12]}` (the same code draws the same samples)" \
+        if isinstance(code_fingerprint, str) else ""
     body = f"""
 # {pretty_name(manifest)}
 
@@ -181,7 +184,7 @@ build's config and its seed. Rebuild it bit for bit with
 {rebuild_command(manifest)}
 ```
 
-config hash `{manifest['config_hash']}`, seed {manifest['seed']}. `manifest.json` records the full
+config hash `{manifest['config_hash']}`, seed {manifest['seed']}{code}. `manifest.json` records the full
 config, every source image's sha256, the models used and the sha256 of every file of this folder
 (`synthgen verify .` checks them). Models used: {tools}.
 
