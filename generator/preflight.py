@@ -1,7 +1,8 @@
 """What ``synthgen build`` checks and holds around its output folder, before and while it writes.
 
 - The image size must fit in memory: refused before anything is allocated, with the memory it
-  would need (and again before ``--workers`` processes start, each rendering its own batch) (``--image-size 99999`` would otherwise die allocating tens of gigabytes per image).
+  would need (``--image-size 99999`` would otherwise die allocating tens of gigabytes per image);
+  checked again before ``--workers`` processes start, as each renders a batch of its own.
 - The output folder must not be, or lie inside, one of the build's inputs (dataset root, texture
   folder, cache, weights), nor hold one: a build cleans its output folder and must never touch
   what it reads.

@@ -143,9 +143,9 @@ def dataset_card(manifest: dict, *, licence: str, source: SourceLicence, split: 
                     f"(the Describable Textures Dataset's terms apply to those pixels)." if textures.get("source") == "dtd"
                     else "")
     columns = "`image`, `mask`" + (", `normal`" if with_normals else "")
-    code_fingerprint = (manifest.get("environment") or {}).get("synthgen_code")
-    code = f", synthgen code fingerprint `{code_fingerprint[:12]}` (the same code draws the same samples)" \
-        if isinstance(code_fingerprint, str) else ""
+    fingerprint = (manifest.get("environment") or {}).get("synthgen_code")  # absent in manifests before it
+    code = f", synthgen code fingerprint `{fingerprint[:12]}` (the same code draws the same samples)" \
+        if isinstance(fingerprint, str) else ""
     body = f"""
 # {pretty_name(manifest)}
 
