@@ -142,7 +142,7 @@ NETWORKS: dict[str, InpaintTrainConfig] = {
     # rendering): 4800 steps instead of 1200 (34 min of CPU time) took the mask IoU from 0.625 to 0.659,
     # the redraws from 60 to 16 per 60 samples and the seam probe from 0.85 to 0.74; 9600 steps (66 min)
     # took the probe on to 0.69 (seeds 0-2: 0.706 / 0.682 / 0.674) with 16 redraws, but the IoU to 0.562,
-    # so the probe falls by about 0.06 per doubling and chance is a GPU's budget; the first-build
+    # so the probe falls by about 0.055 per doubling and chance is a GPU's budget; the first-build
     # budget keeps the preset at 1200 (README: train longer with train-e2i --steps and pass --e2i).
     "cpu": InpaintTrainConfig(steps=1200),
     # the embedded demo at 256x256: about 3 min of CPU time (0.4 s per step on one thread)
