@@ -383,15 +383,15 @@ def _claim_out_dir(out_dir: Path, plan: BuildPlan) -> None:
         previous = record.get("config_hash")
         if not isinstance(previous, str):
             raise SynthgenError(f"{build_file}: unreadable; delete the folder or choose another --out")
-        same_options = record.get("config") == json.loads(json.dumps(plan.config.to_dict()))
-        if previous != plan.config_hash and same_options and record.get("code") != code_fingerprint():
-            code = record.get("code")
-            raise SynthgenError(
-                f"{out_dir}: was started by other synthgen code (code {code[:12] if isinstance(code, str) else 'unrecorded'} "
-                f"!= {code_fingerprint()[:12]}); resuming would mix samples of both: finish it with that version, "
-                "or choose another --out"
-            )
         if previous != plan.config_hash:
+            code = record.get("code")
+            # same options, other code: name the cause (the hash differs because the code does)
+            if record.get("config") == json.loads(json.dumps(plan.config.to_dict())) and code != code_fingerprint():
+                raise SynthgenError(
+                    f"{out_dir}: was started by other synthgen code (code {code[:12] if isinstance(code, str) else 'unrecorded'} "
+                    f"!= {code_fingerprint()[:12]}); resuming would mix samples of both: finish it with that version, "
+                    "or choose another --out"
+                )
             raise SynthgenError(
                 f"{out_dir}: holds a different build (config hash {previous[:12]} != {plan.config_hash[:12]}); "
                 "choose another --out or delete the folder"
