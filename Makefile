@@ -20,9 +20,11 @@ WEIGHTS ?= $(wildcard ../shared/weights)
 
 # Extras: ray (--executor ray and its tests), publish (synthgen publish, export --format anomalib) and
 # consumers (anomalib, whose datamodules the export tests run). The torch pins are repeated so no extra's resolver can move torch.
-$(BIN)/synthgen: pyproject.toml
+$(BIN)/synthgen: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	# a .venv made before the distribution was renamed holds the old editable 'synthgen' (three top-level packages)
+	$(BIN)/pip uninstall -q -y synthgen 2>/dev/null || true
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e ".[dev,ray,publish,consumers]" torch==2.14.1 torchvision==0.29.1
 	touch $@
@@ -42,7 +44,7 @@ test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
 # Benchmarks compare against anomalib, which lives in its own environment (not a synthgen dependency).
-$(BENCH_VENV)/bin/python: pyproject.toml
+$(BENCH_VENV)/bin/python: pyproject.toml setup.py
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q --upgrade pip
 	$(BENCH_VENV)/bin/pip install -q torch==2.14.1 torchvision==0.29.1

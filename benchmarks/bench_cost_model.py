@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared"
 
-from generator.cost_model import TABLE_VERSION  # noqa: E402
-from generator.imageio import sha256_file  # noqa: E402
+from synthgen.generator.cost_model import TABLE_VERSION  # noqa: E402
+from synthgen.generator.imageio import sha256_file  # noqa: E402
 
 SIZE = (256, 256)
 IMAGE_STRATEGIES = ("draem", "transparent", "opaque", "ndaa", "rotation", "cutpaste", "cutpaste-scar")
@@ -61,15 +61,15 @@ def measure_startup() -> float:
         return usage.ru_utime + usage.ru_stime
 
     start = children()
-    subprocess.run([sys.executable, "-c", "import generator.cli, generator.pipeline, generator.strategies"],
+    subprocess.run([sys.executable, "-c", "import synthgen.generator.cli, synthgen.generator.pipeline, synthgen.generator.strategies"],
                    check=True, cwd=REPO)
     return children() - start
 
 
 def measure_decode(images, tmp: Path):
     """prepare_sources (hash, full decode, resize) with an empty cache: (seconds per source megapixel, sources)."""
-    from generator.imageio import probe_image
-    from generator.sources import prepare_sources
+    from synthgen.generator.imageio import probe_image
+    from synthgen.generator.sources import prepare_sources
 
     megapixels = sum(info.width * info.height for info in map(probe_image, (s.path for s in images))) / 1e6
     start = time.process_time()
@@ -79,7 +79,7 @@ def measure_decode(images, tmp: Path):
 
 def measure_maps(stack: np.ndarray, weights_dir: Path, tmp: Path) -> dict[str, float]:
     """PiDiNet edges per image, then the classical regions (the rest of precompute) per image."""
-    from generator.precompute import MapMaker, MapSettings, precompute
+    from synthgen.generator.precompute import MapMaker, MapSettings, precompute
 
     maker = MapMaker(MapSettings(weights_dir=str(weights_dir), regions="classical"))
     n = min(len(stack), 8)
@@ -94,8 +94,8 @@ def measure_maps(stack: np.ndarray, weights_dir: Path, tmp: Path) -> dict[str, f
 
 def measure_e2i() -> dict[str, float]:
     """Forward of the small and the global (pix2pixHD) generator, and one small training step, per image."""
-    from generator.models.e2i import GeneratorConfig, GlobalGenerator
-    from generator.training.e2i import E2ITrainingModule, small_config
+    from synthgen.generator.models.e2i import GeneratorConfig, GlobalGenerator
+    from synthgen.generator.training.e2i import E2ITrainingModule, small_config
 
     out = {}
     edges = (torch.rand(1, 1, *SIZE) > 0.9).float()
@@ -117,9 +117,9 @@ def measure_e2i() -> dict[str, float]:
 def measure_inpaint() -> tuple[dict[str, float], int]:
     """The automatic inpainting generator (the real-category preset): one rendering per image at SIZE,
     and one training step (its batch, its crop, every active loss) as the build's auto-training runs it."""
-    from generator.models.inpaint import InpaintGenerator
-    from generator.training.auto import DEFAULT_NETWORK
-    from generator.training.inpaint import NETWORKS, PerceptualLoss, _Run, train_step
+    from synthgen.generator.models.inpaint import InpaintGenerator
+    from synthgen.generator.training.auto import DEFAULT_NETWORK
+    from synthgen.generator.training.inpaint import NETWORKS, PerceptualLoss, _Run, train_step
 
     config = NETWORKS[DEFAULT_NETWORK]
     generator = InpaintGenerator(config.network).eval()
@@ -142,7 +142,7 @@ def measure_inpaint() -> tuple[dict[str, float], int]:
 
 
 def measure_ssim(repeats: int) -> float:
-    from generator.strategies.ssim_mask import ssim_masks
+    from synthgen.generator.strategies.ssim_mask import ssim_masks
 
     a, b = torch.rand(16, 3, *SIZE), torch.rand(16, 3, *SIZE)
     return median_seconds(lambda: ssim_masks(a, b), repeats) / 16
@@ -150,9 +150,9 @@ def measure_ssim(repeats: int) -> float:
 
 def measure_render(sources, textures: str | None, samples: int, repeats: int) -> dict[str, float]:
     """draw + render + redraws + conversion to uint8, per sample, through the pipeline's render_specs."""
-    from generator.pipeline import SampleSpec, keep_batch_buffers, render_specs
-    from generator.seeding import sample_seed
-    from generator.strategies import StrategyContext, TextureBank
+    from synthgen.generator.pipeline import SampleSpec, keep_batch_buffers, render_specs
+    from synthgen.generator.seeding import sample_seed
+    from synthgen.generator.strategies import StrategyContext, TextureBank
 
     keep_batch_buffers()  # as a build's renderer runs
 
@@ -182,7 +182,7 @@ def measure_render(sources, textures: str | None, samples: int, repeats: int) ->
 
 def measure_shards(stack: np.ndarray, tmp: Path, samples: int) -> dict[str, float]:
     """Write + hash a shard of real images: seconds per MiB, bytes beyond the raw arrays, gzip ratio."""
-    from generator.shards.writer import ShardWriter
+    from synthgen.generator.shards.writer import ShardWriter
 
     rng = np.random.default_rng(0)
     images = stack[rng.integers(0, len(stack), samples)]
@@ -230,7 +230,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
 
-    from generator.datasets import load_dataset
+    from synthgen.generator.datasets import load_dataset
 
     images = load_dataset(args.dataset, args.root, args.category).split("train", normal_only=True)
     seconds: dict[str, float] = {}

@@ -67,12 +67,12 @@ def interleaved(runs: dict, repeats: int) -> dict[str, float]:
 
 def synthgen_synthesis(paths: list[Path], dtd: Path, n: int, batch: int) -> dict:
     """One pass of ``n`` samples per strategy, as callables by strategy name."""
-    from generator.imageio import read_rgb, resize_rgb
-    from generator.pipeline import keep_batch_buffers, render_specs
-    from generator.plan import SampleSpec
-    from generator.seeding import sample_seed
-    from generator.strategies import StrategyContext
-    from generator.strategies.texture import TextureBank
+    from synthgen.generator.imageio import read_rgb, resize_rgb
+    from synthgen.generator.pipeline import keep_batch_buffers, render_specs
+    from synthgen.generator.plan import SampleSpec
+    from synthgen.generator.seeding import sample_seed
+    from synthgen.generator.strategies import StrategyContext
+    from synthgen.generator.strategies.texture import TextureBank
 
     # the allocator setting a build's renderer runs under (process-wide: the peer, in this process, gets it too)
     keep_batch_buffers()
@@ -102,7 +102,7 @@ def anomalib_synthesis(paths: list[Path], dtd: Path, n: int, batch: int):
     """One pass of ``n`` samples through anomalib's generator, as a callable."""
     from anomalib.data.utils.generators.perlin import PerlinAnomalyGenerator
 
-    from generator.imageio import read_rgb, resize_rgb
+    from synthgen.generator.imageio import read_rgb, resize_rgb
 
     stack = torch.stack([torch.from_numpy(resize_rgb(read_rgb(p), (256, 256))).permute(2, 0, 1).float() / 255 for p in paths])
     generator = PerlinAnomalyGenerator(anomaly_source_path=dtd, probability=0.5)
@@ -123,14 +123,14 @@ def anomalib_synthesis(paths: list[Path], dtd: Path, n: int, batch: int):
 
 
 def build_shards(dataset_args: list[str], out: Path, n: int, dtd: Path) -> None:
-    cmd = [sys.executable, "-m", "generator.cli", "build", *dataset_args, "--strategy", "draem", "--textures", str(dtd),
+    cmd = [sys.executable, "-m", "synthgen.generator.cli", "build", *dataset_args, "--strategy", "draem", "--textures", str(dtd),
            "--num-samples", str(n), "--device", "cpu", "--out", str(out), "--quiet"]
     subprocess.run(cmd, check=True)
 
 
 def shard_reading(build: Path):
     """One pass over the build in random order, as (callable, samples)."""
-    from generator.shards.reader import ShardDataset
+    from synthgen.generator.shards.reader import ShardDataset
 
     ds = ShardDataset(build, fields=("image", "mask"))
     order = np.random.default_rng(0).permutation(len(ds))
@@ -165,7 +165,7 @@ def online_path(paths: list[Path], dtd: Path, n: int):
 
 def peak_rss_mb(dataset_args: list[str], n: int, dtd: Path) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "generator.cli", "build", *dataset_args, "--strategy", "draem", "--textures", str(dtd),
+        cmd = [sys.executable, "-m", "synthgen.generator.cli", "build", *dataset_args, "--strategy", "draem", "--textures", str(dtd),
                "--num-samples", str(n), "--device", "cpu", "--out", str(Path(tmp) / "b"), "--quiet"]
         probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
                  "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")

@@ -44,15 +44,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from logical_demo import demo_backgrounds, demo_context, demo_images, demo_maps, iou, train_demo_generator  # noqa: E402
 
-from generator.models.e2i import E2IModel, GeneratorConfig, GlobalGenerator, generate_tensor  # noqa: E402
-from generator.models.inpaint import InpaintModel, dilate, inpaint_tensor, load_inpainter  # noqa: E402
-from generator.pipeline import render_specs  # noqa: E402
-from generator.plan import SampleSpec  # noqa: E402
-from generator.training.e2i import E2ITrainingModule, TrainConfig, small_config, tiny_config  # noqa: E402
-from generator.training.inpaint import NETWORKS as INPAINT_NETWORKS, train_inpainter  # noqa: E402
-from generator.strategies import get_strategy  # noqa: E402
-from generator.strategies.logical import MASK_MARGIN, augment_edges, augment_photo, rasterize_shapes, semantic_region  # noqa: E402
-from generator.strategies.ssim_mask import SSIM_THRESHOLD, ssim_map, ssim_masks  # noqa: E402
+from synthgen.generator.models.e2i import E2IModel, GeneratorConfig, GlobalGenerator, generate_tensor  # noqa: E402
+from synthgen.generator.models.inpaint import InpaintModel, dilate, inpaint_tensor, load_inpainter  # noqa: E402
+from synthgen.generator.pipeline import render_specs  # noqa: E402
+from synthgen.generator.plan import SampleSpec  # noqa: E402
+from synthgen.generator.training.e2i import E2ITrainingModule, TrainConfig, small_config, tiny_config  # noqa: E402
+from synthgen.generator.training.inpaint import NETWORKS as INPAINT_NETWORKS, train_inpainter  # noqa: E402
+from synthgen.generator.strategies import get_strategy  # noqa: E402
+from synthgen.generator.strategies.logical import MASK_MARGIN, augment_edges, augment_photo, rasterize_shapes, semantic_region  # noqa: E402
+from synthgen.generator.strategies.ssim_mask import SSIM_THRESHOLD, ssim_map, ssim_masks  # noqa: E402
 
 STRATEGIES = ("semantic-remove", "semantic-replace", "semantic-merge",
               "arbitrary-remove", "arbitrary-replace", "arbitrary-merge", "logical")

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generator.imageio import read_rgb, resize_rgb
-from generator.models.edges import PRECISIONS
-from generator.models.pidinet import load_pidinet
-from generator.models.weights import REGISTRY, resolve_weights
+from synthgen.generator.imageio import read_rgb, resize_rgb
+from synthgen.generator.models.edges import PRECISIONS
+from synthgen.generator.models.pidinet import load_pidinet
+from synthgen.generator.models.weights import REGISTRY, resolve_weights
 
 MODELS = ("pidinet", "pidinet-tiny")
 SIZES = {"256x256": (256, 256), "800x1600": (1600, 800)}  # name -> (H, W)

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generator.imageio import read_rgb, resize_rgb
-from generator.models.edges import EdgeDetector
-from generator.precompute import MapMaker, MapSettings, load_images, precompute
-from generator.regions import RegionProposer, SamParams, SamSegmenter
+from synthgen.generator.imageio import read_rgb, resize_rgb
+from synthgen.generator.models.edges import EdgeDetector
+from synthgen.generator.precompute import MapMaker, MapSettings, load_images, precompute
+from synthgen.generator.regions import RegionProposer, SamParams, SamSegmenter
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DEFAULT_IMAGES = SHARED / "data/mvtec_loco/juice_bottle/train/good"

@@ -43,7 +43,7 @@ def timed_cpu(fn) -> tuple[float, float]:
 
 
 def read_h5(build: Path) -> int:
-    from generator.shards.reader import ShardDataset
+    from synthgen.generator.shards.reader import ShardDataset
 
     ds = ShardDataset(build, fields=("image", "mask"))
     for i in range(len(ds)):
@@ -85,10 +85,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from generator.config import BuildConfig
-    from generator.pipeline import build
-    from generator.publish import publish_build
-    from generator.shards.export import export_build
+    from synthgen.generator.config import BuildConfig
+    from synthgen.generator.pipeline import build
+    from synthgen.generator.publish import publish_build
+    from synthgen.generator.shards.export import export_build
 
     work = args.work
     work.mkdir(parents=True, exist_ok=True)

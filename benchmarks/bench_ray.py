@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generator.config import BuildConfig
-from generator.datasets.demo import render_demo
-from generator.executors.ray_executor import RayExecutor, _received, import_ray
-from generator.executors.shipped import ShippedInputs, ShippedMaps
-from generator.pipeline import _merge_manifest_if_complete, build
-from generator.plan import plan_build
+from synthgen.generator.config import BuildConfig
+from synthgen.generator.datasets.demo import render_demo
+from synthgen.generator.executors.ray_executor import RayExecutor, _received, import_ray
+from synthgen.generator.executors.shipped import ShippedInputs, ShippedMaps
+from synthgen.generator.pipeline import _merge_manifest_if_complete, build
+from synthgen.generator.plan import plan_build
 
 
 def timed(fn, *args, **kw) -> tuple[float, object]:
@@ -91,7 +91,7 @@ def measure(samples: int, size: int, work: Path) -> dict[str, float]:
 def _receive_cost(ray) -> tuple[float, float, float]:
     """Seconds a task spends on LOCO-sized ShippedInputs, the first time in a worker process and after
     (it keeps them: ray_executor._received), and their size in MB."""
-    from generator.models.e2i import E2IModel, GeneratorConfig, GlobalGenerator
+    from synthgen.generator.models.e2i import E2IModel, GeneratorConfig, GlobalGenerator
 
     rng = np.random.default_rng(0)
     n, h, w = 354, 256, 256

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generator.cache import MapCache
-from generator.imageio import read_rgb, resize_rgb
-from generator.regions import (
+from synthgen.generator.cache import MapCache
+from synthgen.generator.imageio import read_rgb, resize_rgb
+from synthgen.generator.regions import (
     RegionProposer,
     SamParams,
     SamSegmenter,

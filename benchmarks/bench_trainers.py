@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-import trainers.methods  # noqa: F401  (registers every method's model loader)
-from trainers.base import load_model, read_run_info
+import synthgen.trainers.methods  # noqa: F401  (registers every method's model loader)
+from synthgen.trainers.base import load_model, read_run_info
 
 
 def images_per_second(model, batch_size: int, repeats: int, device: torch.device) -> float:

@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
-from generator.shards.reader import ShardDataset
-from trainers.ensemble.model import EnsembleConfig, build_extractors, map_rows, resize_to_grid
-from trainers.ensemble.train import LOG_FIELDS, _fit_discriminator, ensemble_inputs, fit_block
-from trainers.epoch_log import EpochLog
-from trainers.pbas.features import load_normal_images
-from trainers.pbas.model import MLPDiscriminator
+from synthgen.generator.shards.reader import ShardDataset
+from synthgen.trainers.ensemble.model import EnsembleConfig, build_extractors, map_rows, resize_to_grid
+from synthgen.trainers.ensemble.train import LOG_FIELDS, _fit_discriminator, ensemble_inputs, fit_block
+from synthgen.trainers.epoch_log import EpochLog
+from synthgen.trainers.pbas.features import load_normal_images
+from synthgen.trainers.pbas.model import MLPDiscriminator
 
 
 @torch.no_grad()

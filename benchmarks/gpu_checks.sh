@@ -53,10 +53,10 @@ if [ "$DEVICE" = cuda ]; then
     step pytest-gpu "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider tests
 fi
 # the demo's generator first (timed apart), then each strategy's build reusing it
-step demo-generator "$PYTHON" -m generator.cli build --dataset demo --strategy semantic-remove --num-samples 8 \
+step demo-generator "$PYTHON" -m synthgen.generator.cli build --dataset demo --strategy semantic-remove --num-samples 8 \
     --device "$DEVICE" --quiet --out "$WORK/build-warmup"
 for strategy in semantic-remove logical; do
-    step "build-$strategy" "$PYTHON" -m generator.cli build --dataset demo --strategy "$strategy" \
+    step "build-$strategy" "$PYTHON" -m synthgen.generator.cli build --dataset demo --strategy "$strategy" \
         --num-samples "$SAMPLES" --device "$DEVICE" --out "$WORK/build-$strategy"
 done
 step bench-pidinet "$PYTHON" benchmarks/bench_pidinet.py --devices "$DEVICE" --weights-dir "$BUNDLE/weights" \

@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generator.config import BuildConfig
-from generator.models.inpaint import HOLE_DILATION, dilate
-from generator.precompute import compute_maps, settings_from_config
-from generator.shards.reader import ShardDataset, read_manifest
-from generator.strategies.logical import rasterize_shapes, semantic_region
-from generator.viz import contact_sheet, save_sheet
+from synthgen.generator.config import BuildConfig
+from synthgen.generator.models.inpaint import HOLE_DILATION, dilate
+from synthgen.generator.precompute import compute_maps, settings_from_config
+from synthgen.generator.shards.reader import ShardDataset, read_manifest
+from synthgen.generator.strategies.logical import rasterize_shapes, semantic_region
+from synthgen.generator.viz import contact_sheet, save_sheet
 
 
 def to_uint8(image) -> np.ndarray:

@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from logical_mask_iou import edited_region, logical_samples  # noqa: E402
 
-from generator.models.backbones import Backbone  # noqa: E402
-from generator.models.inpaint import HOLE_DILATION, dilate, holes_and_weights  # noqa: E402
+from synthgen.generator.models.backbones import Backbone  # noqa: E402
+from synthgen.generator.models.inpaint import HOLE_DILATION, dilate, holes_and_weights  # noqa: E402
 
 STRIDE = 4
 LAYERS = ("blocks.1", "blocks.2")

@@ -17,7 +17,7 @@ array is at the build's image size (H, W):
 
 Use without a build::
 
-    from generator.precompute import MapSettings, compute_maps
+    from synthgen.generator.precompute import MapSettings, compute_maps
     maps = compute_maps(images)                  # uint8 (N, H, W, 3) RGB array, or a list of paths
     maps = compute_maps(paths, image_size=(256, 256), settings=MapSettings(regions="classical"))
     maps[0]["edges"][0]                          # finest edge scale of the first image

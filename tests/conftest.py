@@ -84,7 +84,7 @@ def offline_weights(tmp_path, monkeypatch):
     (a test may replace ``urlopen`` again to simulate a download)."""
     import urllib.error
 
-    from generator.models import weights
+    from synthgen.generator.models import weights
 
     monkeypatch.setenv("SYNTHGEN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 import torch
 
-from generator.datasets.demo import _bar_coverage, _disc_coverage, _item_region, demo_sample, render
-from generator.imageio import resize_mask, resize_rgb
-from generator.models.e2i import load_e2i_model
-from generator.strategies import StrategyContext
-from generator.training.e2i import tiny_config, train_e2i
+from synthgen.generator.datasets.demo import _bar_coverage, _disc_coverage, _item_region, demo_sample, render
+from synthgen.generator.imageio import resize_mask, resize_rgb
+from synthgen.generator.models.e2i import load_e2i_model
+from synthgen.generator.strategies import StrategyContext
+from synthgen.generator.training.e2i import tiny_config, train_e2i
 
 #: Gaussian scales (px at 256x256) of the four stand-in side outputs, fine to coarse
 EDGE_SIGMAS = (1.0, 2.0, 4.0, 8.0)

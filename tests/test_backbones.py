@@ -17,8 +17,8 @@ import torch.nn.functional as F
 import torchvision
 from skimage import data as skdata
 
-from generator.errors import SynthgenError
-from trainers.backbones import (
+from synthgen.generator.errors import SynthgenError
+from synthgen.trainers.backbones import (
     ARCHITECTURES,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -303,7 +303,7 @@ def test_a_file_that_is_not_a_checkpoint_is_a_user_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def wrn50_weights():
-    from generator.models.weights import resolve_weights
+    from synthgen.generator.models.weights import resolve_weights
 
     try:
         return resolve_weights("wide_resnet50_2", download=False)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generator.cli import main
+from synthgen.generator.cli import main
 
 
 def _category(root: Path, n: int = 4, size: int = 48) -> Path:

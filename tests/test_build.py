@@ -20,15 +20,15 @@ import pytest
 from PIL import Image
 from click.testing import CliRunner
 
-from generator import code_fingerprint
-from generator.cli import cli
-from generator.config import BuildConfig
-from generator.datasets.demo import render_demo
-from generator.errors import SynthgenError
-from generator.pipeline import build
-from generator.shards.manifest import validate_manifest
-from generator.shards.reader import ShardDataset, read_manifest
-from generator.shards.verify import verify_build
+from synthgen.generator import code_fingerprint
+from synthgen.generator.cli import cli
+from synthgen.generator.config import BuildConfig
+from synthgen.generator.datasets.demo import render_demo
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.pipeline import build
+from synthgen.generator.shards.manifest import validate_manifest
+from synthgen.generator.shards.reader import ShardDataset, read_manifest
+from synthgen.generator.shards.verify import verify_build
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ for s in m["shards"]:
         assert img.shape == (64, 64, 3) and img.dtype == np.uint8 and mask.shape == (64, 64)
         n += f["image"].shape[0]
 assert n == m["totals"]["samples"] == 20
-assert not any(k == "generator" or k.startswith(("generator.", "trainers")) for k in sys.modules), "imported synthgen"
+assert not any(k == "synthgen" or k.startswith("synthgen.") for k in sys.modules), "imported synthgen"
 print("ok")
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd="/")
@@ -153,7 +153,7 @@ def test_rerun_skips_verified_shards_and_redoes_damaged_ones(demo_root, built, t
 def test_killed_build_resumes_to_identical_bytes(demo_root, built, tmp_path):
     """SIGKILL a real build process after its first shard, run it again, compare with a clean build."""
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "generator.cli", "build", "--dataset", "demo", "--root", str(demo_root),
+    args = [sys.executable, "-m", "synthgen.generator.cli", "build", "--dataset", "demo", "--root", str(demo_root),
             "--category", "parts_box", "--strategy", "draem,cutpaste", "--num-samples", "20",
             "--samples-per-shard", "8", "--batch-size", "4", "--image-size", "64", "--textures", "perlin",
             "--seed", "7", "--device", "cpu", "--out", str(out), "--quiet"]
@@ -200,13 +200,13 @@ def test_different_build_in_the_same_folder_is_refused(demo_root, built):
 def test_build_started_by_other_code_is_refused_not_mixed(demo_root, built, monkeypatch):
     """Same options, other synthgen code (its defaults or algorithms may differ): resuming would mix
     samples of both versions, so the folder is refused with a line that says why."""
-    import generator.pipeline
-    import generator.plan
+    import synthgen.generator.pipeline
+    import synthgen.generator.plan
 
     record = json.loads((built / "build.json").read_text())
     assert len(record["code"]) == 64
     before = _hashes(built)
-    for module in (generator.plan, generator.pipeline):
+    for module in (synthgen.generator.plan, synthgen.generator.pipeline):
         monkeypatch.setattr(module, "code_fingerprint", lambda: "f" * 64)
     with pytest.raises(SynthgenError, match=r"was started by other synthgen code \(code [0-9a-f]{12} != ffffffffffff\)") as err:
         build(_config(demo_root), built, progress=False)
@@ -230,8 +230,8 @@ def test_inspect_and_export(built, tmp_path):
     assert result.exit_code == 0, result.output
     assert "draem" in result.output and "cutpaste" in result.output
     assert (tmp_path / "sheet.png").stat().st_size > 1000
-    from generator.shards.inspect import SAMPLES_PER_ROW, strategy_label_counts, write_contact_sheet
-    from generator.viz import PAD
+    from synthgen.generator.shards.inspect import SAMPLES_PER_ROW, strategy_label_counts, write_contact_sheet
+    from synthgen.generator.viz import PAD
 
     # More samples than fit a row wrap onto further rows, all rows of one height.
     anomalous = [a for a, _ in strategy_label_counts(built).values()]
@@ -268,7 +268,7 @@ def test_torch_dataset_over_a_build(built):
 
 def test_unchanged_normals_are_the_sources_pixels(built):
     """Where a strategy leaves the normal alone (cutpaste), the shard's normal is the resized source itself."""
-    from generator.imageio import read_rgb, resize_rgb
+    from synthgen.generator.imageio import read_rgb, resize_rgb
 
     manifest = read_manifest(built)
     root = Path(manifest["dataset"]["root"])

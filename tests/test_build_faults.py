@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from generator.cli import main
-from generator.datasets.demo import render_demo
-from generator.shards.reader import read_manifest
-from generator.shards.verify import verify_build
+from synthgen.generator.cli import main
+from synthgen.generator.datasets.demo import render_demo
+from synthgen.generator.shards.reader import read_manifest
+from synthgen.generator.shards.verify import verify_build
 
 BUILD = ["--dataset", "demo", "--category", "parts_box", "--strategy", "draem,cutpaste", "--textures", "perlin",
          "--image-size", "64", "--num-samples", "48", "--samples-per-shard", "8", "--batch-size", "4", "--seed", "3",
@@ -45,7 +45,7 @@ def _hashes(out: Path) -> dict[str, str]:
 
 
 def _command(demo_root: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "generator.cli", "build", *BUILD, "--root", str(demo_root), "--out", str(out), *extra]
+    return [sys.executable, "-m", "synthgen.generator.cli", "build", *BUILD, "--root", str(demo_root), "--out", str(out), *extra]
 
 
 def _env() -> dict[str, str]:
@@ -228,10 +228,10 @@ def test_cache_on_a_full_disk_is_refused_before_writing(demo_root, small_fs, tmp
 # full disk: a subprocess, since HDF5 cannot be used again in a process where it met one.
 _BUILD_WITHOUT_SPACE_CHECK = """
 import sys
-from generator import diskspace
+from synthgen.generator import diskspace
 real = diskspace.shutil.disk_usage
 diskspace.shutil.disk_usage = lambda path: real(path)._replace(free=1 << 40)
-from generator.cli import main
+from synthgen.generator.cli import main
 main(sys.argv[1:])
 """
 

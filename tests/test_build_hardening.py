@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generator import diskspace, preflight
-from generator.cli import main
-from generator.config import BuildConfig
-from generator.datasets import demo
-from generator.pipeline import build
-from generator.shards.manifest import BUILD_FILE
-from generator.shards.reader import read_manifest
+from synthgen.generator import diskspace, preflight
+from synthgen.generator.cli import main
+from synthgen.generator.config import BuildConfig
+from synthgen.generator.datasets import demo
+from synthgen.generator.pipeline import build
+from synthgen.generator.shards.manifest import BUILD_FILE
+from synthgen.generator.shards.reader import read_manifest
 from test_bad_input import _category, _run  # noqa: I001  (tests/ is on the path: pytest's rootdir import)
 
 
@@ -202,8 +202,8 @@ def test_bad_set_is_refused_before_anything_is_written(data, tmp_path, capsys, s
 
 def test_every_strategys_defaults_are_valid_options():
     """read_options with no --set gives each strategy's defaults; given back as --set they pass the check."""
-    from generator.strategies import get_strategy, strategy_names
-    from generator.strategies.base import StrategyContext, check_options
+    from synthgen.generator.strategies import get_strategy, strategy_names
+    from synthgen.generator.strategies.base import StrategyContext, check_options
 
     ctx = StrategyContext(image_size=(64, 64), device=None, dataset="", category="", sources=[],
                           normal_image=None, texture=None, texture_keys=list)
@@ -235,7 +235,7 @@ def test_huge_image_size_is_refused_before_allocating(data, tmp_path, capsys):
 def test_memory_for_every_workers_batch_is_checked(data, tmp_path, capsys, monkeypatch):
     """Each worker process renders its own batch: memory for one batch but not for two refuses
     --workers 2 with one line (and no claim left), while one worker builds."""
-    from generator import preflight
+    from synthgen.generator import preflight
 
     monkeypatch.setattr(preflight, "physical_memory", lambda: int(preflight.BYTES_PER_BATCH_PIXEL * 32 * 32 * 4 * 1.5))
     out = tmp_path / "out"

@@ -8,11 +8,11 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from generator.cli import cli
-from generator.config import BuildConfig
-from generator.cost_model import DEFAULT_TABLE, load_cost_table, predict_build
-from generator.datasets.demo import render_demo
-from generator.errors import SynthgenError
+from synthgen.generator.cli import cli
+from synthgen.generator.config import BuildConfig
+from synthgen.generator.cost_model import DEFAULT_TABLE, load_cost_table, predict_build
+from synthgen.generator.datasets.demo import render_demo
+from synthgen.generator.errors import SynthgenError
 
 TABLE = {
     "version": 2, "image_size": [256, 256], "overhead_bytes_per_sample": 1000, "compressed_image_ratio": 0.5,

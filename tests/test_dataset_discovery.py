@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from generator.cli import main
-from generator.datasets import dataset_categories, load_dataset, locate_root
-from generator.datasets.demo import DemoCounts, render_demo
-from generator.datasets.locate import DATA_ENV, FOLDER_NAMES
-from generator.errors import SynthgenError
+from synthgen.generator.cli import main
+from synthgen.generator.datasets import dataset_categories, load_dataset, locate_root
+from synthgen.generator.datasets.demo import DemoCounts, render_demo
+from synthgen.generator.datasets.locate import DATA_ENV, FOLDER_NAMES
+from synthgen.generator.errors import SynthgenError
 
 SMALL = DemoCounts(train=3, validation=0, test_good=0, logical=0, structural=0)
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generator.datasets import get_reader, load_dataset, reader_names
-from generator.datasets.folder import is_loco_layout
-from generator.errors import SynthgenError
+from synthgen.generator.datasets import get_reader, load_dataset, reader_names
+from synthgen.generator.datasets.folder import is_loco_layout
+from synthgen.generator.errors import SynthgenError
 
 # --------------------------------------------------------------------------------------------------
 # helpers

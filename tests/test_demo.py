@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generator.datasets import demo, get_reader
-from generator.datasets.mvtec_loco import read_mvtec_loco
-from generator.errors import SynthgenError
-from generator.imageio import read_rgb, sha256_file
+from synthgen.generator.datasets import demo, get_reader
+from synthgen.generator.datasets.mvtec_loco import read_mvtec_loco
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import read_rgb, sha256_file
 
 COUNTS = demo.DemoCounts()  # the defaults: 24 train, 8 validation, 8 test good, 8 logical, 8 structural
 

@@ -16,11 +16,11 @@ import pytest
 import torch
 from PIL import Image
 
-import generator.models.e2i as e2i
-import generator.training.e2i as e2i_training
-from generator.errors import SynthgenError
-from generator.imageio import sha256_file
-from generator.models.e2i import (
+import synthgen.generator.models.e2i as e2i
+import synthgen.generator.training.e2i as e2i_training
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import sha256_file
+from synthgen.generator.models.e2i import (
     GeneratorConfig,
     GlobalGenerator,
     count_flops,
@@ -29,7 +29,7 @@ from generator.models.e2i import (
     load_generator,
     save_generator,
 )
-from generator.training.e2i import (
+from synthgen.generator.training.e2i import (
     E2ITrainingModule,
     EdgeImagePairs,
     TrainConfig,
@@ -38,7 +38,7 @@ from generator.training.e2i import (
     tiny_config,
     train_e2i,
 )
-from generator.training.gan import (
+from synthgen.generator.training.gan import (
     MultiscaleDiscriminator,
     VGGPerceptualLoss,
     feature_matching_loss,
@@ -346,7 +346,7 @@ def test_training_refuses_bad_options(tmp_path):
 
 
 def test_train_e2i_command_trains_on_the_demo_and_says_how_to_use_it(tmp_path, pidinet_weights, capsys):
-    from generator.cli import main
+    from synthgen.generator.cli import main
 
     out = tmp_path / "run"
     main(["train-e2i", "--renderer", "full", "--image-size", "64", "--epochs", "1", "--batch-size", "8", "--network", "tiny", "--device", "cpu",
@@ -361,7 +361,7 @@ def test_train_e2i_command_trains_on_the_demo_and_says_how_to_use_it(tmp_path, p
 
 
 def test_train_e2i_command_refuses_bad_input(tmp_path, capsys):
-    from generator.cli import main
+    from synthgen.generator.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["train-e2i", "--dataset", "mvtec_loco", "--root", str(tmp_path), "--out", str(tmp_path / "o")])

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from generator.errors import SynthgenError
-from trainers.base import MODEL_FILE, RUN_FILE, load_model
-from trainers.ensemble.model import (
+from synthgen.generator.errors import SynthgenError
+from synthgen.trainers.base import MODEL_FILE, RUN_FILE, load_model
+from synthgen.trainers.ensemble.model import (
     NOISE_STD,
     OutputEnsembleModel,
     calibrate,
@@ -22,10 +22,10 @@ from trainers.ensemble.model import (
     resize_to_grid,
     truncated_l1_loss,
 )
-from trainers.ensemble.pca import PCA, TransformationBlock, components_for
-from trainers.epoch_log import EpochLog
-from trainers.ensemble.train import LOG_FIELDS, _fit_discriminator, default_components, train_feature, train_output
-from trainers.pbas.model import MLPDiscriminator
+from synthgen.trainers.ensemble.pca import PCA, TransformationBlock, components_for
+from synthgen.trainers.epoch_log import EpochLog
+from synthgen.trainers.ensemble.train import LOG_FIELDS, _fit_discriminator, default_components, train_feature, train_output
+from synthgen.trainers.pbas.model import MLPDiscriminator
 
 
 def _low_rank_rows(n: int, dim: int, rank: int, seed: int) -> np.ndarray:
@@ -240,7 +240,7 @@ def test_feature_ensemble_runs_record_their_blocks_and_reload(tiny_runs):
 
 
 def test_an_interrupted_feature_ensemble_resumes_to_the_same_model(tiny_runs, tmp_path, mvtec_ad_root, interrupt_in_epoch):
-    import trainers.ensemble.train as ensemble_train
+    import synthgen.trainers.ensemble.train as ensemble_train
 
     args = dict(extractors=("efficientnet_lite0:layer3+layer4",), dataset="mvtec_ad", root=mvtec_ad_root, category="bottle",
                 embed_dim=16, image_size=(64, 64), epochs=2, device="cpu", progress=False)  # = tiny_runs["single"]

@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from generator.datasets import load_dataset
-from generator.imageio import read_mask, read_rgb, resize_mask, resize_rgb
-from trainers.base import MODEL_FILE, register_loader, write_run_info
-from trainers.cli import eval_main
-from trainers.data import select_test_images
-from trainers.evaluate import SHEET_TILE, evaluate, evaluation_size, rank_cases
+from synthgen.generator.datasets import load_dataset
+from synthgen.generator.imageio import read_mask, read_rgb, resize_mask, resize_rgb
+from synthgen.trainers.base import MODEL_FILE, register_loader, write_run_info
+from synthgen.trainers.cli import eval_main
+from synthgen.trainers.data import select_test_images
+from synthgen.trainers.evaluate import SHEET_TILE, evaluate, evaluation_size, rank_cases
 
 MODEL_SIZE = (64, 64)
 

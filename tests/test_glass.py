@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from generator.config import BuildConfig
-from generator.errors import SynthgenError
-from generator.pipeline import build
-from generator.shards.reader import ShardDataset
-from trainers.base import MODEL_FILE, RUN_FILE, load_model
-from trainers.cli import train_main
-from trainers.glass.model import (
+from synthgen.generator.config import BuildConfig
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.pipeline import build
+from synthgen.generator.shards.reader import ShardDataset
+from synthgen.trainers.base import MODEL_FILE, RUN_FILE, load_model
+from synthgen.trainers.cli import train_main
+from synthgen.trainers.glass.model import (
     GAS_HYPERSPHERE_BAND,
     GAS_MANIFOLD_BAND,
     global_anomalies,
@@ -25,10 +25,10 @@ from trainers.glass.model import (
     local_anomalies,
     truncate_to_band,
 )
-from trainers.glass.train import steps_per_epoch, train
-from trainers.metrics import image_auroc
-from trainers.pbas.model import MLPDiscriminator
-from trainers.shard_features import mask_to_grid, shard_features
+from synthgen.trainers.glass.train import steps_per_epoch, train
+from synthgen.trainers.metrics import image_auroc
+from synthgen.trainers.pbas.model import MLPDiscriminator
+from synthgen.trainers.shard_features import mask_to_grid, shard_features
 
 SIZE = 64
 #: A few seconds on one core: lite0 at 64 px, 32-dimensional features.
@@ -111,8 +111,8 @@ def test_an_epoch_stops_once_more_than_limit_samples_were_seen():
 
 
 def test_shard_features_are_cached_and_a_damaged_entry_is_recomputed(demo_build, tmp_path, capsys):
-    from trainers.backbones import Backbone
-    from trainers.pbas.features import PatchFeatureExtractor
+    from synthgen.trainers.backbones import Backbone
+    from synthgen.trainers.pbas.features import PatchFeatureExtractor
 
     extractor = PatchFeatureExtractor(Backbone("resnet18", ["layer2"], weights="none"), 1, 8)
     params = {"backbone": "resnet18", "layers": ["layer2"], "weights": "none", "patch_size": 1, "embed_dim": 8}
@@ -175,7 +175,7 @@ def test_glass_loss_falls_and_synthetic_anomalies_score_above_normals(glass_run,
 
 
 def test_glass_resumes_to_the_same_model(glass_run, demo_build, tmp_path, interrupt_in_epoch):
-    import trainers.glass.train as glass_train
+    import synthgen.trainers.glass.train as glass_train
 
     out = tmp_path / "run"
     with interrupt_in_epoch(glass_train, 8), pytest.raises(KeyboardInterrupt):
@@ -187,7 +187,7 @@ def test_glass_resumes_to_the_same_model(glass_run, demo_build, tmp_path, interr
 
 
 def test_pbas_with_anomaly_shards_learns_them(demo_build, tmp_path):
-    from trainers.pbas.train import train as train_pbas
+    from synthgen.trainers.pbas.train import train as train_pbas
 
     out = tmp_path / "pbas"
     train_pbas(out, shards=demo_build, anomaly_shards=demo_build, backbone="efficientnet_lite0", embed_dim=32,
@@ -219,7 +219,7 @@ def test_bad_options_are_one_line_errors(demo_build, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
     with pytest.raises(SynthgenError, match="needs the discriminator"):
-        from trainers.pbas.train import train as train_pbas
+        from synthgen.trainers.pbas.train import train as train_pbas
         train_pbas(tmp_path / "abl", shards=demo_build, anomaly_shards=demo_build, components="abl", backbone="efficientnet_lite0",
                    embed_dim=8, image_size=(SIZE, SIZE), epochs=1, device="cpu", progress=False)
 

@@ -19,15 +19,20 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("generator", "trainers")
+# Installed names of the repository's folders (setup.py maps generator/ -> synthgen.generator, ...)
+PACKAGES = {"synthgen": REPO / "synthgen", "synthgen.generator": REPO / "generator",
+            "synthgen.trainers": REPO / "trainers", "synthgen.manifests": REPO / "manifests"}
 
 
 def module_files() -> dict[str, Path]:
     """Dotted module name -> file, for every module of the repository's packages."""
     modules = {}
-    for package in PACKAGES:
-        for path in sorted((REPO / package).rglob("*.py")):
-            parts = list(path.relative_to(REPO).with_suffix("").parts)
+    for package, folder in PACKAGES.items():
+        for path in sorted(folder.rglob("*.py")):
+            rel = path.relative_to(folder).with_suffix("").parts
+            if package == "synthgen" and len(rel) > 1:
+                continue
+            parts = package.split(".") + list(rel)
             if parts[-1] == "__init__":
                 parts.pop()
             modules[".".join(parts)] = path
@@ -54,7 +59,7 @@ def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
         else:
             continue
         for target in targets:
-            while target and target not in known:  # `import generator.models.e2i` -> that module
+            while target and target not in known:  # `import synthgen.generator.models.e2i` -> that module
                 target = target.rpartition(".")[0]
             if target and target != name:
                 found.add(target)
@@ -118,40 +123,40 @@ def graph() -> dict[str, set[str]]:
 
 def test_graph_reader_sees_the_known_edges(graph):
     """The reader resolves relative, package and submodule imports (else the checks below prove nothing)."""
-    assert "generator.plan" in graph["generator.pipeline"]  # from .plan import ...
-    assert "generator.strategies.logical" in graph["generator.strategies"]  # from . import logical
-    assert "generator.models.e2i" in graph["generator.strategies.logical"]  # from ..models.e2i import ...
-    assert "generator" in graph["generator.pipeline"]  # from . import __version__
-    assert "generator.training.e2i" in graph["generator.cli"]  # imported inside a function
+    assert "synthgen.generator.plan" in graph["synthgen.generator.pipeline"]  # from .plan import ...
+    assert "synthgen.generator.strategies.logical" in graph["synthgen.generator.strategies"]  # from . import logical
+    assert "synthgen.generator.models.e2i" in graph["synthgen.generator.strategies.logical"]  # from ..models.e2i import ...
+    assert "synthgen.generator" in graph["synthgen.generator.pipeline"]  # from . import __version__
+    assert "synthgen.generator.training.e2i" in graph["synthgen.generator.cli"]  # imported inside a function
 
 
 def test_generator_has_no_import_cycle(graph):
-    cycles = [c for c in import_cycles(graph) if c[0].startswith("generator")]
+    cycles = [c for c in import_cycles(graph) if c[0].startswith("synthgen.generator")]
     assert cycles == [], "import circles in generator/: " + "; ".join(" <-> ".join(c) for c in cycles)
 
 
 def test_trainers_have_no_import_cycle(graph):
-    cycles = [c for c in import_cycles(graph) if c[0].startswith("trainers")]
+    cycles = [c for c in import_cycles(graph) if c[0].startswith("synthgen.trainers")]
     assert cycles == [], "import circles in trainers/: " + "; ".join(" <-> ".join(c) for c in cycles)
 
 
 def test_only_entry_points_import_the_method_table(graph):
     """trainers.methods imports every method; a module below it importing it would close a circle."""
-    importers = sorted(m for m, targets in graph.items() if "trainers.methods" in targets)
-    assert importers == ["trainers.cli"]
-    assert {"trainers.reconstruction", "trainers.pbas"} <= graph["trainers.methods"]
+    importers = sorted(m for m, targets in graph.items() if "synthgen.trainers.methods" in targets)
+    assert importers == ["synthgen.trainers.cli"]
+    assert {"synthgen.trainers.reconstruction", "synthgen.trainers.pbas"} <= graph["synthgen.trainers.methods"]
 
 
 def test_build_path_never_reaches_training_or_trainers(graph):
     """What `synthgen build` can import: no training code (Lightning), nothing from trainers/."""
-    build_path = reachable(graph, "generator.pipeline")
-    assert "generator.strategies.logical" in build_path and "generator.models.e2i" in build_path
-    bad = sorted(m for m in build_path if m.startswith(("generator.training", "trainers")))
+    build_path = reachable(graph, "synthgen.generator.pipeline")
+    assert "synthgen.generator.strategies.logical" in build_path and "synthgen.generator.models.e2i" in build_path
+    bad = sorted(m for m in build_path if m.startswith(("synthgen.generator.training", "synthgen.trainers")))
     assert bad == [], f"the build path imports {bad}"
-    strategies = [m for m in graph if m.startswith("generator.strategies")]
-    assert not any(reachable(graph, m) & {m2 for m2 in graph if m2.startswith("generator.training")} for m in strategies)
+    strategies = [m for m in graph if m.startswith("synthgen.generator.strategies")]
+    assert not any(reachable(graph, m) & {m2 for m2 in graph if m2.startswith("synthgen.generator.training")} for m in strategies)
 
 
 def test_generator_imports_nothing_from_trainers(graph):
-    bad = sorted((m, t) for m, targets in graph.items() if m.startswith("generator") for t in targets if t.startswith("trainers"))
+    bad = sorted((m, t) for m, targets in graph.items() if m.startswith("synthgen.generator") for t in targets if t.startswith("synthgen.trainers"))
     assert bad == []

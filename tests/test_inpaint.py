@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from generator.errors import SynthgenError
-from generator.imageio import sha256_file
-from generator.models.e2i import GlobalGenerator, GeneratorConfig, save_generator
-from generator.models.inpaint import (
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import sha256_file
+from synthgen.generator.models.e2i import GlobalGenerator, GeneratorConfig, save_generator
+from synthgen.generator.models.inpaint import (
     HOLE_DILATION,
     InpaintConfig,
     InpaintGenerator,
@@ -33,12 +33,12 @@ from generator.models.inpaint import (
     render_window,
     save_inpainter,
 )
-from generator.models.renderers import check_generator_file
-from generator.pipeline import render_specs
-from generator.plan import SampleSpec
-from generator.strategies.logical import MASK_MARGIN
-from generator.training import inpaint as training
-from generator.training.gan import DiscriminatorConfig
+from synthgen.generator.models.renderers import check_generator_file
+from synthgen.generator.pipeline import render_specs
+from synthgen.generator.plan import SampleSpec
+from synthgen.generator.strategies.logical import MASK_MARGIN
+from synthgen.generator.training import inpaint as training
+from synthgen.generator.training.gan import DiscriminatorConfig
 from logical_demo import demo_context, demo_images, demo_maps
 
 SIZE = 64
@@ -121,7 +121,7 @@ def test_a_crop_trained_generator_renders_a_crop_sized_window_whatever_the_batch
 def load_inpainter_from(generator, training=None):
     from pathlib import Path
 
-    from generator.models.inpaint import InpaintModel
+    from synthgen.generator.models.inpaint import InpaintModel
 
     return InpaintModel(generator.eval(), (SIZE, SIZE), HOLE_DILATION, Path("stand-in"), "0" * 64, training or {})
 
@@ -150,7 +150,7 @@ def test_generator_file_round_trip_and_wrong_renderer_or_size(tmp_path, tiny_fil
 def test_paste_items_show_another_image_and_its_edges_inside_the_region_only(demo, monkeypatch):
     """A paste item is LogicAL's replace edit with a known answer: inside the region the target photo
     and the edge map are one other training image's under one augmentation; outside, the real photo's."""
-    from generator.strategies import logical
+    from synthgen.generator.strategies import logical
 
     images, _, maps = demo
     flip = {"op": "flip", "axis": "vertical"}
@@ -224,7 +224,7 @@ def test_strategies_render_inside_the_hole_and_store_identity_samples_as_normals
 def test_an_edit_is_kept_only_when_it_shows_more_than_re_rendering_alone(demo, tiny_file):
     """An edit's change (SSIM of the edited and an unedited re-render) must cover at least
     visible_ratio times as much of its region as re-rendering alone changes the photo."""
-    from generator.strategies import get_strategy
+    from synthgen.generator.strategies import get_strategy
 
     images, _, maps = demo
     model = load_inpainter(tiny_file, image_size=(SIZE, SIZE))
@@ -248,8 +248,8 @@ def test_an_edit_is_kept_only_when_it_shows_more_than_re_rendering_alone(demo, t
 def test_rejected_edits_are_redrawn_as_the_same_kind_so_the_mix_holds(demo, tiny_file):
     """Each sample's kind (identity or edit, region selection, edit) is its first draw's: a redraw
     after a rejection draws only a new region and candidate."""
-    from generator.seeding import rng_for
-    from generator.strategies import get_strategy
+    from synthgen.generator.seeding import rng_for
+    from synthgen.generator.strategies import get_strategy
 
     images, _, maps = demo
     ctx = demo_context(images, maps, load_inpainter(tiny_file),
@@ -274,7 +274,7 @@ def test_rejected_edits_are_redrawn_as_the_same_kind_so_the_mix_holds(demo, tiny
 
 
 def render_region(sample, maps) -> np.ndarray:
-    from generator.strategies.logical import rasterize_shapes, semantic_region
+    from synthgen.generator.strategies.logical import rasterize_shapes, semantic_region
 
     p = sample.params
     if p["region_mode"] == "semantic":
@@ -291,10 +291,10 @@ def test_identity_fraction_and_visible_ratio_options_are_validated(demo, tiny_fi
 
 
 def test_build_without_e2i_trains_caches_reuses_and_repairs_its_generator(tmp_path, pidinet_weights, monkeypatch, capsys):
-    from generator.config import BuildConfig
-    from generator.pipeline import build
-    from generator.shards.reader import read_manifest
-    from generator.training import auto
+    from synthgen.generator.config import BuildConfig
+    from synthgen.generator.pipeline import build
+    from synthgen.generator.shards.reader import read_manifest
+    from synthgen.generator.training import auto
 
     monkeypatch.setitem(training.NETWORKS, auto.DEMO_NETWORK, dataclasses.replace(TINY, crop=0))
     config = BuildConfig(dataset="demo", category="parts_box", strategies=("semantic-remove",), image_size=(SIZE, SIZE),
@@ -326,7 +326,7 @@ def test_build_without_e2i_trains_caches_reuses_and_repairs_its_generator(tmp_pa
 
 
 def test_train_e2i_command_trains_an_inpainter_and_refuses_presets_of_the_other_renderer(tmp_path, pidinet_weights, capsys):
-    from generator.cli import main
+    from synthgen.generator.cli import main
 
     out = tmp_path / "run"
     main(["train-e2i", "--image-size", "64", "--steps", "2", "--batch-size", "2", "--network", "demo", "--regions", "classical",

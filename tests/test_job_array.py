@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from generator.config import BuildConfig
-from generator.datasets.demo import render_demo
-from generator.errors import SynthgenError
-from generator import preflight
-from generator.pipeline import build
-from generator.shards.manifest import BUILD_FILE
+from synthgen.generator.config import BuildConfig
+from synthgen.generator.datasets.demo import render_demo
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator import preflight
+from synthgen.generator.pipeline import build
+from synthgen.generator.shards.manifest import BUILD_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "examples" / "slurm" / "build_array.sbatch"
@@ -42,7 +42,7 @@ def _build_args(demo_root: Path, out: Path) -> str:
 
 def _run_script(build_args: str, **slurm: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    env.update(slurm, BUILD_ARGS=build_args, SYNTHGEN=f"{sys.executable} -m generator.cli",
+    env.update(slurm, BUILD_ARGS=build_args, SYNTHGEN=f"{sys.executable} -m synthgen.generator.cli",
                PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]))
     return subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=300)
 

@@ -19,19 +19,19 @@ from lightning.pytorch.callbacks import Callback
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-import trainers.base as base
-from generator.errors import SynthgenError
-from generator.imageio import sha256_file
-from generator.shards.writer import ShardWriter
-from generator.strategies.base import ExtraField
-from trainers.cli import train_cli
-from trainers.data import SynthgenDataModule
-from trainers.logical import load
-from trainers.logical.data import EXTRA_FIELDS, check_build, prepare_sample
-from trainers.logical.losses import focal_loss, logical_loss, rcf_edge_loss_per_sample, ssim_per_sample
-from trainers.logical.model import PRESETS, LogicALNet, build_net
-from trainers.logical.train import train
-from trainers.reconstruction.model import score_kernel
+import synthgen.trainers.base as base
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import sha256_file
+from synthgen.generator.shards.writer import ShardWriter
+from synthgen.generator.strategies.base import ExtraField
+from synthgen.trainers.cli import train_cli
+from synthgen.trainers.data import SynthgenDataModule
+from synthgen.trainers.logical import load
+from synthgen.trainers.logical.data import EXTRA_FIELDS, check_build, prepare_sample
+from synthgen.trainers.logical.losses import focal_loss, logical_loss, rcf_edge_loss_per_sample, ssim_per_sample
+from synthgen.trainers.logical.model import PRESETS, LogicALNet, build_net
+from synthgen.trainers.logical.train import train
+from synthgen.trainers.reconstruction.model import score_kernel
 
 SIZE = 64
 #: the field contract of trainers/logical/data.py, as the logical strategies write it

@@ -20,16 +20,16 @@ import torch
 import torch.nn as nn
 from skimage.metrics import structural_similarity
 
-from generator.errors import SynthgenError
-from generator.imageio import sha256_file
-from generator.models.e2i import E2IModel, save_generator
-from generator.pipeline import build, render_specs
-from generator.plan import SampleSpec, plan_build
-from generator.training.e2i import E2ITrainingModule, tiny_config
-from generator.config import BuildConfig
-from generator.shards.reader import read_manifest
-from generator.strategies import get_strategy
-from generator.strategies.logical import (
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import sha256_file
+from synthgen.generator.models.e2i import E2IModel, save_generator
+from synthgen.generator.pipeline import build, render_specs
+from synthgen.generator.plan import SampleSpec, plan_build
+from synthgen.generator.training.e2i import E2ITrainingModule, tiny_config
+from synthgen.generator.config import BuildConfig
+from synthgen.generator.shards.reader import read_manifest
+from synthgen.generator.strategies import get_strategy
+from synthgen.generator.strategies.logical import (
     MAX_EDGE_PORTION,
     augment_edges,
     draw_arbitrary_shapes,
@@ -39,7 +39,7 @@ from generator.strategies.logical import (
     semantic_candidates,
     semantic_region,
 )
-from generator.strategies.ssim_mask import jnd_map, ssim_map
+from synthgen.generator.strategies.ssim_mask import jnd_map, ssim_map
 from logical_demo import demo_context, demo_images, demo_maps, iou
 
 SIZE = 64
@@ -385,7 +385,7 @@ def test_build_warns_when_the_generator_was_trained_at_another_size(tmp_path, pi
 
 
 def test_build_stores_what_the_logical_trainer_reads(tmp_path, pidinet_weights):
-    from trainers.logical.data import check_build
+    from synthgen.trainers.logical.data import check_build
 
     generator = E2ITrainingModule(tiny_config().to_dict(), seed=0, epochs=1).generator
     e2i = tmp_path / "e2i.pt"

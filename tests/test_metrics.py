@@ -19,10 +19,10 @@ import torch
 from skimage.measure import label as skimage_label
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from generator.datasets.base import DatasetIndex, DefectSpec, MaskRef, SourceImage
-from generator.errors import SynthgenError
-from generator.imageio import write_png
-from trainers import metrics as M
+from synthgen.generator.datasets.base import DatasetIndex, DefectSpec, MaskRef, SourceImage
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import write_png
+from synthgen.trainers import metrics as M
 
 # ------------------------------------------------------------------------------------- references
 

@@ -17,10 +17,10 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from generator.errors import SynthgenError
-from trainers.base import MODEL_FILE, RUN_FILE, load_model
-from trainers.pbas.features import PatchFeatureExtractor, gaussian_smooth, load_normal_images, patchify, scores_to_maps
-from trainers.pbas.model import (
+from synthgen.generator.errors import SynthgenError
+from synthgen.trainers.base import MODEL_FILE, RUN_FILE, load_model
+from synthgen.trainers.pbas.features import PatchFeatureExtractor, gaussian_smooth, load_normal_images, patchify, scores_to_maps
+from synthgen.trainers.pbas.model import (
     ALPHA,
     MLPDiscriminator,
     PBASConfig,
@@ -32,8 +32,8 @@ from trainers.pbas.model import (
     initial_centers,
     noisy_anomalies,
 )
-from trainers.epoch_log import EpochLog
-from trainers.pbas.train import LOG_FIELDS, _fit, train
+from synthgen.trainers.epoch_log import EpochLog
+from synthgen.trainers.pbas.train import LOG_FIELDS, _fit, train
 
 
 def _adaptive_pool_reference(row: np.ndarray, size: int) -> np.ndarray:
@@ -267,7 +267,7 @@ def test_tiny_run_writes_a_loadable_deterministic_model(tiny_run, tmp_path, mvte
 
 
 def test_an_interrupted_run_resumes_to_the_same_model(tiny_run, tmp_path, mvtec_ad_root, interrupt_in_epoch):
-    import trainers.pbas.train as pbas_train
+    import synthgen.trainers.pbas.train as pbas_train
 
     args = dict(dataset="mvtec_ad", root=mvtec_ad_root, category="bottle", backbone="efficientnet_lite0",
                 embed_dim=16, image_size=(64, 64), epochs=2, seed=3, device="cpu", progress=False)
@@ -322,7 +322,7 @@ def test_bad_data_options_are_user_errors(kwargs, message):
 
 
 def test_cli_reports_bad_options_in_one_line(tmp_path, capsys):
-    from trainers.cli import train_main
+    from synthgen.trainers.cli import train_main
 
     with pytest.raises(SystemExit) as exit_info:
         train_main(["pbas", "--out", str(tmp_path / "r"), "--dataset", "mvtec_ad", "--root", str(tmp_path), "--category", "bottle",

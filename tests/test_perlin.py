@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from generator.strategies.perlin import (
+from synthgen.generator.strategies.perlin import (
     MASK_THRESHOLD,
     draw_draem_perlin,
     draw_lattice_angles,

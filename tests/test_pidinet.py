@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from generator.errors import SynthgenError
-from generator.imageio import read_rgb, resize_rgb
-from generator.models.edges import MAP_NAMES, EdgeDetector
-from generator.models.pidinet import (
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import read_rgb, resize_rgb
+from synthgen.generator.models.edges import MAP_NAMES, EdgeDetector
+from synthgen.generator.models.pidinet import (
     MIN_SIDE,
     PixelDifferenceConv,
     Variant,

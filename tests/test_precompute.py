@@ -12,16 +12,16 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from generator.cli import cli
-from generator.config import BuildConfig
-from generator.datasets.demo import render_demo
-from generator.errors import SynthgenError
-from generator.imageio import read_rgb, resize_rgb
-from generator.models import weights
-from generator.models.edges import EdgeDetector
-from generator.models.pidinet import load_pidinet
-from generator.pipeline import build
-from generator.precompute import (
+from synthgen.generator.cli import cli
+from synthgen.generator.config import BuildConfig
+from synthgen.generator.datasets.demo import render_demo
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import read_rgb, resize_rgb
+from synthgen.generator.models import weights
+from synthgen.generator.models.edges import EdgeDetector
+from synthgen.generator.models.pidinet import load_pidinet
+from synthgen.generator.pipeline import build
+from synthgen.generator.precompute import (
     EDGES_KIND,
     REGIONS_KIND,
     MapMaker,
@@ -30,11 +30,11 @@ from generator.precompute import (
     load_images,
     precompute,
 )
-from generator.regions import RefineParams, RegionParams, RegionProposer, SamParams, SamSegmenter
-from generator.shards.inspect import build_maps_sheet
-from generator.shards.reader import read_manifest
-from generator.strategies import base as strategy_base
-from generator.strategies.base import Recipe, Rendered, Strategy
+from synthgen.generator.regions import RefineParams, RegionParams, RegionProposer, SamParams, SamSegmenter
+from synthgen.generator.shards.inspect import build_maps_sheet
+from synthgen.generator.shards.reader import read_manifest
+from synthgen.generator.strategies import base as strategy_base
+from synthgen.generator.strategies.base import Recipe, Rendered, Strategy
 
 TINY = MapSettings(edge_model="pidinet-tiny", regions="classical")
 SIZE = (96, 64)  # (H, W); keeps juice_bottle's 2:1 aspect
@@ -117,7 +117,7 @@ def test_second_run_reads_the_cache_fast(tiny, tmp_path, bottle_files, monkeypat
 def test_damaged_map_entries_are_recomputed_with_a_warning(tiny, tmp_path, bottle_files):
     """A truncated entry, flipped bytes and a wrong stored hash: each is one warning naming the entry,
     the map is computed again, and the maps equal the clean ones."""
-    from generator.cache import HASH_MEMBER
+    from synthgen.generator.cache import HASH_MEMBER
 
     images, ids = load_images(bottle_files, SIZE)
     maker = MapMaker(tiny)
@@ -322,7 +322,7 @@ def test_build_identity_follows_the_map_makers_and_reuses_the_cache(probe, demo_
 
 
 def test_train_e2i_pairs_read_the_edges_a_build_precomputed(probe, demo_root, pidinet_weights, tmp_path, monkeypatch):
-    from generator.training.e2i import category_pairs
+    from synthgen.generator.training.e2i import category_pairs
 
     config = _config(demo_root, pidinet_weights)
     build(config, tmp_path / "build", progress=False)

@@ -21,13 +21,13 @@ import pytest
 import yaml
 from PIL import Image
 
-from generator.cli import main
-from generator.datasets.demo import render_demo
-from generator.errors import SynthgenError
-from generator.pipeline import build
-from generator.shards.reader import ShardDataset
-from generator.shards.untrusted import read_manifest
-from generator.config import BuildConfig
+from synthgen.generator.cli import main
+from synthgen.generator.datasets.demo import render_demo
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.pipeline import build
+from synthgen.generator.shards.reader import ShardDataset
+from synthgen.generator.shards.untrusted import read_manifest
+from synthgen.generator.config import BuildConfig
 
 pytest.importorskip("pyarrow", reason="the publish extra is not installed: pip install -e '.[publish]'")
 pytest.importorskip("datasets", reason="the publish extra is not installed: pip install -e '.[publish]'")
@@ -59,7 +59,7 @@ def published(built, tmp_path_factory) -> Path:
     to = tmp_path_factory.mktemp("pub") / "published"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SOURCE_DATE_EPOCH", "1767225600")
-        from generator.publish import publish_build
+        from synthgen.generator.publish import publish_build
 
         publish_build(built, to, with_normals=True, rows_per_file=8, progress=False)
     return to
@@ -141,7 +141,7 @@ def test_rebuild_command_reproduces_the_config_hash(built, tmp_path, capsys):
     """The card's command, run as it stands, makes a build with the same config hash (and bytes)."""
     import shlex
 
-    from generator.publish.card import rebuild_command
+    from synthgen.generator.publish.card import rebuild_command
 
     manifest = read_manifest(built)
     args = shlex.split(rebuild_command(manifest, out=str(tmp_path / "again")))[1:]
@@ -186,7 +186,7 @@ def test_verify_works_on_a_published_folder(published, tmp_path, capsys):
     (copy / "stray.txt").write_text("x")
     code, _ = _run(["verify", str(copy)], capsys)
     assert code == 1
-    from generator.shards.verify import verify_build
+    from synthgen.generator.shards.verify import verify_build
 
     problems = verify_build(copy).problems
     assert any("DAMAGED" in p and parquet.name in p for p in problems) and any("UNLISTED stray.txt" in p for p in problems)
@@ -258,7 +258,7 @@ def test_licence_from_the_source_files_and_refusals(built, tmp_path, capsys):
 
 
 def test_real_mvtec_licence_files_are_read(loco_root):
-    from generator.publish.licence import licence_from_files
+    from synthgen.generator.publish.licence import licence_from_files
 
     licence, path, attribution = licence_from_files([loco_root / "juice_bottle"])
     assert licence == "cc-by-nc-sa-4.0" and path.name in ("license.txt", "readme.txt")
@@ -270,7 +270,7 @@ def test_real_mvtec_licence_files_are_read(loco_root):
 
 @pytest.fixture(scope="module")
 def exports(built, tmp_path_factory) -> dict[str, Path]:
-    from generator.shards.export import export_build
+    from synthgen.generator.shards.export import export_build
 
     base = tmp_path_factory.mktemp("exports")
     return {fmt: export_build(built, base / fmt, fmt=fmt, progress=False) for fmt in ("mvtec", "anomalib", "webdataset")}
@@ -385,7 +385,7 @@ def test_export_needs_the_training_images(built, tmp_path, capsys):
 
 def test_publish_without_the_extra_is_one_line(monkeypatch, built, tmp_path):
     monkeypatch.setitem(sys.modules, "mlcroissant", None)  # import fails as if not installed
-    from generator.publish import publish_build
+    from synthgen.generator.publish import publish_build
 
     with pytest.raises(SynthgenError, match=r"synthgen\[publish\]"):
         publish_build(built, tmp_path / "p")
@@ -405,7 +405,7 @@ def test_push_to_hub_uploads_the_folder_as_is(published, monkeypatch):
             calls.append(("upload_folder", kw["repo_id"], kw))
 
     monkeypatch.setattr(huggingface_hub, "HfApi", Recorder)
-    from generator.publish import push_to_hub
+    from synthgen.generator.publish import push_to_hub
 
     assert push_to_hub(published, "me/parts") == "https://huggingface.co/datasets/me/parts"
     assert [c[0] for c in calls] == ["create_repo", "upload_folder"]

@@ -20,17 +20,17 @@ import pytest
 import torch
 from PIL import Image
 
-from generator.cli import main
-from generator.config import BuildConfig
-from generator.datasets.demo import render_demo
-from generator.errors import SynthgenError
-from generator.executors.ray_executor import task_resources
-from generator.pipeline import build
-from generator.precompute import MapSettings, precompute_category
+from synthgen.generator.cli import main
+from synthgen.generator.config import BuildConfig
+from synthgen.generator.datasets.demo import render_demo
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.executors.ray_executor import task_resources
+from synthgen.generator.pipeline import build
+from synthgen.generator.precompute import MapSettings, precompute_category
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'synthgen[ray]'; make test installs it)")
 
-from generator.executors.ray_executor import RayExecutor  # noqa: E402  (needs ray)
+from synthgen.generator.executors.ray_executor import RayExecutor  # noqa: E402  (needs ray)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_bad_input_inside_a_task_is_its_one_line(cluster, demo_root, tmp_path, f
 def test_logical_build_with_cached_maps_is_byte_identical(cluster, demo_root, pidinet_weights, tmp_path, fresh_cache):
     """LogicAL strategies: maps precomputed into this process's cache and an inpainter file; the tasks
     ask for half a (logical) GPU each, so Ray schedules them on the GPU resource."""
-    from generator.models.inpaint import InpaintConfig, InpaintGenerator, save_inpainter
+    from synthgen.generator.models.inpaint import InpaintConfig, InpaintGenerator, save_inpainter
 
     e2i = tmp_path / "e2i.pt"  # an untrained tiny inpainter (the default renderer): output only has to be repeatable
     torch.manual_seed(0)

@@ -15,14 +15,14 @@ from click.testing import CliRunner
 from lightning.pytorch.callbacks import Callback
 from scipy import ndimage
 
-import trainers.base as base
-from generator.config import BuildConfig
-from generator.errors import SynthgenError
-from generator.pipeline import build
-from trainers.cli import train_cli
-from trainers.data import SynthgenDataModule
-from trainers.lightning_utils import draem_milestones
-from trainers.reconstruction.model import (
+import synthgen.trainers.base as base
+from synthgen.generator.config import BuildConfig
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.pipeline import build
+from synthgen.trainers.cli import train_cli
+from synthgen.trainers.data import SynthgenDataModule
+from synthgen.trainers.lightning_utils import draem_milestones
+from synthgen.trainers.reconstruction.model import (
     ArchitectureConfig,
     ReconstructionNetworks,
     check_architecture,
@@ -30,8 +30,8 @@ from trainers.reconstruction.model import (
     score_kernel,
     ssim,
 )
-from trainers.reconstruction.module import ReconstructionModule, rotate_samples, rotation_angles
-from trainers.reconstruction.train import train
+from synthgen.trainers.reconstruction.module import ReconstructionModule, rotate_samples, rotation_angles
+from synthgen.trainers.reconstruction.train import train
 
 SIZE = 64
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from generator.cache import MapCache
-from generator.errors import SynthgenError
-from generator.imageio import read_rgb, resize_rgb
-from generator.regions import (
+from synthgen.generator.cache import MapCache
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import read_rgb, resize_rgb
+from synthgen.generator.regions import (
     ClassicalParams,
     RefineParams,
     RegionParams,

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from generator.errors import SynthgenError
-from generator.shards.format import shard_name, sidecar_name
-from generator.shards.reader import ShardDataset
-from generator.shards.writer import ShardWriter
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.shards.format import shard_name, sidecar_name
+from synthgen.generator.shards.reader import ShardDataset
+from synthgen.generator.shards.writer import ShardWriter
 
 H, W = 16, 24
 

@@ -13,15 +13,15 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
-from generator.errors import SynthgenError
-from generator.imageio import read_rgb, resize_rgb, write_png
-from generator.strategies import StrategyContext, TextureBank, caf_strategies, get_strategy, strategy_names
-from generator.pipeline import _normal_batch
-from generator.strategies.base import BYTE_LEVELS, to_bytes, to_uint8_hwc
-from generator.strategies.caf import load_caf_table
-from generator.strategies.cutpaste import _apply_jitter
-from generator.strategies.rotation import _CV2_BORDERS, PADDINGS, rotate_images, rotation_matrix, sample_bilinear, warp_rotate
-from generator.strategies.texture import (
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import read_rgb, resize_rgb, write_png
+from synthgen.generator.strategies import StrategyContext, TextureBank, caf_strategies, get_strategy, strategy_names
+from synthgen.generator.pipeline import _normal_batch
+from synthgen.generator.strategies.base import BYTE_LEVELS, to_bytes, to_uint8_hwc
+from synthgen.generator.strategies.caf import load_caf_table
+from synthgen.generator.strategies.cutpaste import _apply_jitter
+from synthgen.generator.strategies.rotation import _CV2_BORDERS, PADDINGS, rotate_images, rotation_matrix, sample_bilinear, warp_rotate
+from synthgen.generator.strategies.texture import (
     DRAEM_AUGMENTERS,
     _channel_histograms,
     augment_texture,
@@ -571,7 +571,7 @@ def test_every_strategy_on_a_real_image(mvtec_ad_root, dtd_root):
 
 
 def test_an_empty_mask_is_named_as_the_rejection_reason():
-    from generator.strategies.base import REJECTED_BECAUSE, mask_notes
+    from synthgen.generator.strategies.base import REJECTED_BECAUSE, mask_notes
 
     empty, some = mask_notes([0, 5], 100)
     assert empty == {"mask_area": 0.0, REJECTED_BECAUSE: "empty mask"}

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.interpolate import RBFInterpolator
 
-from generator.models.tps import (
+from synthgen.generator.models.tps import (
     apply_tps,
     control_points,
     draw_tps,

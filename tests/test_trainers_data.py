@@ -11,12 +11,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from generator.config import BuildConfig
-from generator.datasets import load_dataset
-from generator.errors import SynthgenError
-from generator.pipeline import build
-from trainers.cli import eval_main, train_cli, train_main
-from trainers.data import (
+from synthgen.generator.config import BuildConfig
+from synthgen.generator.datasets import load_dataset
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.pipeline import build
+from synthgen.trainers.cli import eval_main, train_cli, train_main
+from synthgen.trainers.data import (
     EpochShuffleSampler,
     RealTestImages,
     SynthgenDataModule,

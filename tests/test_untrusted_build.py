@@ -21,11 +21,11 @@ import pytest
 import torch
 from PIL import Image
 
-from generator.cli import main
-from generator.errors import SynthgenError
-from generator.shards.reader import ShardDataset
-from generator.shards.untrusted import resolve_inside
-from trainers.cli import eval_main, train_main
+from synthgen.generator.cli import main
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.shards.reader import ShardDataset
+from synthgen.generator.shards.untrusted import resolve_inside
+from synthgen.trainers.cli import eval_main, train_main
 
 SIZE = 64
 
@@ -211,7 +211,7 @@ def test_resolve_inside_refuses_every_way_out(tmp_path):
 
 def test_names_are_checked_where_they_are_written(capsys, tmp_path):
     """A build can never produce a name its readers refuse: the same rule refuses it at build time."""
-    from generator.config import BuildConfig
+    from synthgen.generator.config import BuildConfig
 
     for field, value in [("category", "../x"), ("category", "/abs"), ("dataset", "a/b"), ("strategies", ("x/../y",))]:
         kwargs = {"dataset": "demo", "category": "parts_box", "strategies": ("cutpaste",), field: value}
@@ -271,7 +271,7 @@ def test_resume_from_a_checkpoint_with_code_is_one_line_in_a_real_process(traine
     run, marker = _poisoned_copy(trained_run, tmp_path, "checkpoints/last.ckpt")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(
-        [sys.executable, "-c", "from trainers.cli import train_main; train_main()", *_resume_args(pristine, run)],
+        [sys.executable, "-c", "from synthgen.trainers.cli import train_main; train_main()", *_resume_args(pristine, run)],
         capture_output=True, text=True, env=env, timeout=300,
     )
     _one_line_error(proc.returncode, proc.stderr, run / "checkpoints" / "last.ckpt", "refused", "could run code", "io.open")
@@ -282,7 +282,7 @@ def test_lightning_itself_loads_resume_checkpoints_weights_only(trained_run, tmp
     """Even past our own check, the loader Lightning uses for ckpt_path gets weights_only=True."""
     from lightning.fabric.utilities.cloud_io import _load
 
-    from generator.safe_load import LIGHTNING_WEIGHTS_ONLY
+    from synthgen.generator.safe_load import LIGHTNING_WEIGHTS_ONLY
 
     run, marker = _poisoned_copy(trained_run, tmp_path, "checkpoints/last.ckpt")
     with pytest.raises(Exception, match="GLOBAL"):
@@ -322,10 +322,10 @@ def test_eval_of_a_damaged_model_file_is_one_line(capsys, trained_run, tmp_path,
 def test_every_loader_of_user_files_refuses_code(tmp_path):
     """PiDiNet, backbone, SAM-style, VGG19, e2i generator and plain-loop checkpoints all load through
     generator.safe_load: none of them runs the payload."""
-    from generator.models.e2i import read_generator_file
-    from generator.training.gan import load_vgg19_features
-    from generator.models.pidinet import read_checkpoint
-    from trainers.epoch_log import read_epoch_checkpoint
+    from synthgen.generator.models.e2i import read_generator_file
+    from synthgen.generator.training.gan import load_vgg19_features
+    from synthgen.generator.models.pidinet import read_checkpoint
+    from synthgen.trainers.epoch_log import read_epoch_checkpoint
 
     marker = tmp_path / "PWNED"
     evil = tmp_path / "evil.pt"
@@ -531,7 +531,7 @@ def test_shard_images_of_another_size_than_the_manifest_says(capsys, world):
 
 
 def test_manifest_too_large_to_be_one_is_refused_unparsed(capsys, world, monkeypatch):
-    import generator.shards.untrusted as untrusted
+    import synthgen.generator.shards.untrusted as untrusted
 
     monkeypatch.setattr(untrusted, "MAX_MANIFEST_BYTES", 1000)  # stands for a multi-GB file
     build = world / "build"
@@ -541,8 +541,8 @@ def test_manifest_too_large_to_be_one_is_refused_unparsed(capsys, world, monkeyp
 
 def test_a_real_shard_passes_every_check(pristine):
     """The checks accept everything the writer makes (every metadata column, S64 hashes included)."""
-    from generator.shards.format import CORE_FIELDS, META_FIELDS
-    from generator.shards.untrusted import check_shard, open_shard, read_manifest
+    from synthgen.generator.shards.format import CORE_FIELDS, META_FIELDS
+    from synthgen.generator.shards.untrusted import check_shard, open_shard, read_manifest
 
     manifest = read_manifest(pristine)
     for entry in manifest["shards"]:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from generator.errors import SynthgenError
-from generator.models import weights
-from generator.models.weights import REGISTRY, WeightSpec, file_sha256, list_weights, resolve_weights, verify_file
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.models import weights
+from synthgen.generator.models.weights import REGISTRY, WeightSpec, file_sha256, list_weights, resolve_weights, verify_file
 
 TINY = "pidinet-tiny"
 TINY_FILE = "table5_pidinet-tiny.pth"

@@ -2,7 +2,7 @@
 generator's inpainting renderer trains with EfficientNet-Lite0 features too (generator/ never imports
 trainers/). Re-exported here so trainer code keeps importing ``from ..backbones import Backbone``."""
 
-from generator.models.backbones import (  # noqa: F401
+from synthgen.generator.models.backbones import (  # noqa: F401
     ARCHITECTURES,
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -19,8 +19,8 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from generator.errors import SynthgenError, read_json_file
-from generator.safe_load import load_torch_file, require_dict
+from synthgen.generator.errors import SynthgenError, read_json_file
+from synthgen.generator.safe_load import load_torch_file, require_dict
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.pt"
@@ -55,7 +55,7 @@ def register_loader(method: str) -> Callable[[Loader], Loader]:
 
 
 def write_run_info(run_dir: str | Path, info: dict[str, Any]) -> Path:
-    from generator.atomic import write_json_atomic
+    from synthgen.generator.atomic import write_json_atomic
 
     path = Path(run_dir) / RUN_FILE
     write_json_atomic(path, info)
@@ -71,7 +71,7 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
 
 def write_model_file(run_dir: str | Path, method: str, version: int, blob: dict[str, Any]) -> Path:
     """Write ``RUN/model.pt`` atomically: ``blob`` plus the method name and its model-file version."""
-    from generator.atomic import atomic_path
+    from synthgen.generator.atomic import atomic_path
 
     path = Path(run_dir) / MODEL_FILE
     with atomic_path(path, suffix=".pt") as tmp:

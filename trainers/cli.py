@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from generator import __version__
-from generator.errors import SynthgenError
+from synthgen.generator import __version__
+from synthgen.generator.errors import SynthgenError
 
 from .evaluate import DEFAULT_EVAL_SIDE, DEFAULT_SHEET_COUNT, REPORT_MD, evaluate
 from .methods import METHODS

@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from generator.datasets import DatasetIndex, SourceImage, load_dataset
-from generator.errors import SynthgenError
-from generator.imageio import read_rgb, resize_rgb
-from generator.shards.reader import ShardDataset, read_manifest
+from synthgen.generator.datasets import DatasetIndex, SourceImage, load_dataset
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import read_rgb, resize_rgb
+from synthgen.generator.shards.reader import ShardDataset, read_manifest
 
 #: Share of the shard samples held out for synthetic validation (model selection).
 DEFAULT_VAL_FRACTION = 0.1

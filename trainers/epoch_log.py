@@ -21,9 +21,9 @@ from typing import Any, Sequence
 
 import torch
 
-from generator.atomic import atomic_path
-from generator.imageio import sha256_file
-from generator.safe_load import load_torch_file, require_dict
+from synthgen.generator.atomic import atomic_path
+from synthgen.generator.imageio import sha256_file
+from synthgen.generator.safe_load import load_torch_file, require_dict
 
 from .base import MODEL_FILE
 from .lightning_utils import CHECKPOINT_DIR, LAST_CHECKPOINT, finish_run

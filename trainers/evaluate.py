@@ -47,11 +47,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from generator.atomic import atomic_path, write_json_atomic
-from generator.datasets import DatasetIndex, SourceImage
-from generator.errors import SynthgenError
-from generator.imageio import read_mask, read_rgb, resize_mask, resize_rgb
-from generator.viz import contact_sheet, overlay_mask, save_sheet
+from synthgen.generator.atomic import atomic_path, write_json_atomic
+from synthgen.generator.datasets import DatasetIndex, SourceImage
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import read_mask, read_rgb, resize_mask, resize_rgb
+from synthgen.generator.viz import contact_sheet, overlay_mask, save_sheet
 
 from . import metrics as M
 from .base import AnomalyModel, load_model, read_run_info

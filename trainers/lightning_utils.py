@@ -31,10 +31,10 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from generator import __version__ as synthgen_version
-from generator.errors import SynthgenError
-from generator.imageio import sha256_file
-from generator.safe_load import LIGHTNING_WEIGHTS_ONLY, check_lightning_checkpoint
+from synthgen.generator import __version__ as synthgen_version
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import sha256_file
+from synthgen.generator.safe_load import LIGHTNING_WEIGHTS_ONLY, check_lightning_checkpoint
 
 from .base import MODEL_FILE, RUN_FILE, read_run_info, write_run_info
 

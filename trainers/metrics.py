@@ -80,9 +80,9 @@ from typing import Any, Iterator, NamedTuple, Sequence
 import numpy as np
 from scipy import ndimage
 
-from generator.datasets.base import DatasetIndex, DefectSpec, SourceImage
-from generator.errors import SynthgenError
-from generator.imageio import read_mask, resize_mask
+from synthgen.generator.datasets.base import DatasetIndex, DefectSpec, SourceImage
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import read_mask, resize_mask
 
 # Integration limits of the official scripts.
 AU_PRO_FPR_LIMIT = 0.3  # MVTec AD evaluation code, default integration limit

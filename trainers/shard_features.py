@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from generator.atomic import atomic_path
-from generator.errors import SynthgenError
-from generator.imageio import sha256_file
-from generator.paths import cache_root
-from generator.shards.reader import ShardDataset, read_manifest
+from synthgen.generator.atomic import atomic_path
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import sha256_file
+from synthgen.generator.paths import cache_root
+from synthgen.generator.shards.reader import ShardDataset, read_manifest
 
 from .data import resize_image
 from .pbas.features import PatchFeatureExtractor

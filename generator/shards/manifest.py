@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
-from manifests import schema_path
+from synthgen.manifests import schema_path
 
 from .. import __version__
 from ..atomic import write_json_atomic

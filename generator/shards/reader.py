@@ -1,6 +1,6 @@
 """The public reading API: a torch Dataset over the shards of a build.
 
->>> from generator.shards.reader import ShardDataset
+>>> from synthgen.generator.shards.reader import ShardDataset
 >>> ds = ShardDataset("out/demo-parts_box", fields=("image", "mask"))
 >>> sample = ds[0]   # {"image": (3,H,W) float32 in [0,1], "mask": (1,H,W) float32 in {0,1}, "label": 0|1, ...}
 

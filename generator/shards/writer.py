@@ -6,7 +6,7 @@ the same samples always give the same bytes (builds are compared by sha256).
 
 HDF5 writes a chunk when its object is freed; when that write fails (a full disk) h5py can only print
 "Exception ignored" with a traceback. The writer collects those errors instead and fails with the
-first of them, so a full disk is one error (a one-line message from generator.atomic), never a shard
+first of them, so a full disk is one error (a one-line message from synthgen.generator.atomic), never a shard
 committed without its data.
 """
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from generator.errors import SynthgenError
+from synthgen.generator.errors import SynthgenError
 
 from ..pbas.features import EMBED_DIM
 from .model import METHOD, NOISE_STD, OUTPUT_METHOD, load_feature_model, load_output_model  # noqa: F401  (registers the loaders)
@@ -76,7 +76,7 @@ def command() -> None:
 def feature_command(out, extractors, block, components, dataset, root, category, shards, embed_dim, weights, image_size,
                     epochs, batch_size, lr, adaptor, noise_std, seed, device, resume, quiet):
     """Train a SimpleNet discriminator on PCA-ensembled features of several extractors."""
-    from generator.config import parse_image_size
+    from synthgen.generator.config import parse_image_size
 
     from .train import train_feature
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from generator.errors import SynthgenError
-from generator.imageio import sha256_file
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import sha256_file
 
 from ..backbones import Backbone
 from ..base import MODEL_FILE, read_run_info

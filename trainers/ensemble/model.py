@@ -56,8 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generator.errors import SynthgenError
-from generator.imageio import sha256_file
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import sha256_file
 
 from ..base import MODEL_FILE, load_model, read_model_file, read_run_info, register_loader, write_model_file
 from ..pbas.features import EMBED_DIM, SMOOTHING_SIGMA, scores_to_maps

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from generator.errors import SynthgenError
+from synthgen.generator.errors import SynthgenError
 
 BLOCKS = ("global", "individual")
 

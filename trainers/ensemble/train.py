@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generator.errors import SynthgenError
-from generator.imageio import sha256_file
-from generator.safe_load import load_state_dict_checked
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import sha256_file
+from synthgen.generator.safe_load import load_state_dict_checked
 
 from ..base import MODEL_FILE, load_model
 from ..epoch_log import EpochLog, finish_plain_run, read_epoch_checkpoint

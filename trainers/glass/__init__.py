@@ -46,7 +46,7 @@ __all__ = ["METHOD", "command", "load"]
 def command(out, shards, backbone, layers, weights, weights_dir, embed_dim, hidden, patch_size, image_size, epochs, batch_size,
             limit, lr, ascent_steps, distribution, seed, device, resume, quiet):
     """Train GLASS (global + local anomaly synthesis) with a synthgen build as its local synthesis."""
-    from generator.config import parse_image_size
+    from synthgen.generator.config import parse_image_size
 
     from .train import train
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from generator.errors import SynthgenError
+from synthgen.generator.errors import SynthgenError
 
 from ..backbones import Backbone
 from ..epoch_log import EpochLog, finish_plain_run, read_epoch_checkpoint

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from generator.errors import SynthgenError
-from generator.shards.untrusted import check_shard, existing_shard_paths, open_shard, read_manifest
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.shards.untrusted import check_shard, existing_shard_paths, open_shard, read_manifest
 
 EXTRA_FIELDS = ("edge", "jnd", "has_edge", "has_jnd")
 JND_DTYPES = ("uint8", "float16", "float32")

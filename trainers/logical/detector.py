@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generator.safe_load import load_state_dict_checked
+from synthgen.generator.safe_load import load_state_dict_checked
 
 from ..base import MODEL_FILE, read_model_file, register_loader, write_model_file
 from ..reconstruction.model import score_kernel

@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generator.errors import SynthgenError
+from synthgen.generator.errors import SynthgenError
 
 
 @dataclass(frozen=True)

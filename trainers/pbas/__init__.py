@@ -56,7 +56,7 @@ def parse_layers(text: str) -> tuple[str, ...]:
 def command(out, dataset, root, category, shards, anomaly_shards, backbone, layers, weights, weights_dir, embed_dim, patch_size, image_size,
             epochs, batch_size, lr, alpha, center, synthesis, components, seed, device, resume, quiet):
     """Train PBAS (ABL + AFS + RBO) on normal images; no shards needed."""
-    from generator.config import parse_image_size
+    from synthgen.generator.config import parse_image_size
 
     from .train import train
 

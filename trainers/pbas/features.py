@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generator.datasets import load_dataset
-from generator.errors import SynthgenError
-from generator.imageio import read_rgb, resize_rgb, sha256_file
+from synthgen.generator.datasets import load_dataset
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.imageio import read_rgb, resize_rgb, sha256_file
 
 from ..backbones import Backbone
 
@@ -189,7 +189,7 @@ def load_normal_images(
 
 def _normals_from_shards(build: Path, image_size: tuple[int, int]) -> NormalImages:
     """One image per distinct source id (every variant of a source carries the same normal image)."""
-    from generator.shards.reader import ShardDataset, read_manifest
+    from synthgen.generator.shards.reader import ShardDataset, read_manifest
 
     manifest = read_manifest(build)
     data = ShardDataset(build, fields=("normal",))

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generator.errors import SynthgenError
+from synthgen.generator.errors import SynthgenError
 
 from ..backbones import RANDOM_INIT, Backbone
 from ..base import MODEL_FILE, read_model_file, register_loader, write_model_file

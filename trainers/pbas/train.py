@@ -35,8 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from generator.errors import SynthgenError
-from generator.safe_load import load_state_dict_checked
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.safe_load import load_state_dict_checked
 
 from ..backbones import Backbone
 from ..epoch_log import EpochLog, finish_plain_run, read_epoch_checkpoint

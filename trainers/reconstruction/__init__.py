@@ -37,7 +37,7 @@ __all__ = ["METHOD", "command", "load"]
 def command(shards, out, epochs, batch_size, lr, base_width, image_size, seed, no_split, rotate_normals, val_fraction,
             select, device, workers, resume, quiet):
     """Train the reconstructive framework (R + S) on synthetic shards, with the framework's split training."""
-    from generator.config import parse_image_size
+    from synthgen.generator.config import parse_image_size
 
     from .train import train
 

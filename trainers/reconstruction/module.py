@@ -8,7 +8,7 @@ I_X = {I_i : i odd}, I_Y = {I_i : i even} (1-based), and
 
 I_X trains only R; I_Y passes through R without a reconstruction loss and trains only S, so S sees
 reconstructions of images R never learnt, as it will at test time. Here a sample belongs to I_X or
-I_Y by its *source image* (``source_number`` from trainers.data: the 1-based position of the normal
+I_Y by its *source image* (``source_number`` from synthgen.trainers.data: the 1-based position of the normal
 image it was made from in the build's source list), so every synthetic variant of one normal image
 lands on the same side and the two sets of normal images are disjoint. Each batch mixes both sides:
 R runs once on the whole batch; the reconstruction loss averages over the I_X samples, the focal

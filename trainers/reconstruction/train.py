@@ -14,8 +14,8 @@ from typing import Sequence
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from generator.errors import SynthgenError
-from generator.safe_load import check_lightning_checkpoint
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.safe_load import check_lightning_checkpoint
 
 from ..data import DEFAULT_VAL_FRACTION, SynthgenDataModule
 from ..lightning_utils import (
