@@ -20,7 +20,7 @@ from synthgen.generator.pipeline import _normal_batch
 from synthgen.generator.strategies.base import BYTE_LEVELS, to_bytes, to_uint8_hwc
 from synthgen.generator.strategies.caf import load_caf_table
 from synthgen.generator.strategies.cutpaste import _apply_jitter
-from synthgen.generator.strategies.rotation import _CV2_BORDERS, PADDINGS, rotate_images, rotation_matrix, sample_bilinear, warp_rotate
+from synthgen.generator.strategies.geometry import _CV2_BORDERS, PADDINGS, rotate_images, rotation_matrix, sample_bilinear, warp_rotate
 from synthgen.generator.strategies.texture import (
     DRAEM_AUGMENTERS,
     _channel_histograms,

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from ..atomic import atomic_path
 from ..errors import SynthgenError
 from ..imageio import sha256_file
-from .e2i import ResidualBlock, check_ints, config_from_dict, output_layers, stem_layers
+from .layers import ResidualBlock, check_ints, config_from_dict, output_layers, stem_layers
 from .generator_file import FORMATS, generator_file_payload
 
 FORMAT = next(tag for tag, renderer in FORMATS.items() if renderer == "inpaint")

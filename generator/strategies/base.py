@@ -257,6 +257,14 @@ def get_strategy(name: str) -> Strategy:
     return _STRATEGIES[name]()
 
 
+def number_option(ctx: StrategyContext, strategy: str, key: str, default: float, low: float, high: float) -> float:
+    """``ctx.option(strategy, key)`` checked to be a number in [low, high]; a bad value is a user error."""
+    value = ctx.option(strategy, key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise SynthgenError(f"option {strategy}.{key}: must be a number in [{low}, {high}], got {value!r}")
+    return float(value)
+
+
 def check_options(options: dict[str, dict[str, Any]], strategies: tuple[str, ...], image_size: tuple[int, int]) -> None:
     """Refuse, before a build writes anything, ``--set`` options of a strategy that is not in the build
     (``strategies``: after expanding ``caf``), keys the strategy does not read, and invalid values."""

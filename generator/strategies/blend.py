@@ -37,9 +37,9 @@ import numpy as np
 import torch
 
 from ..errors import SynthgenError
-from .base import BYTE_LEVELS, Recipe, Rendered, RenderedPixels, Strategy, StrategyContext, mask_notes, register_strategy, to_bytes
+from .base import BYTE_LEVELS, Recipe, Rendered, RenderedPixels, Strategy, StrategyContext, mask_notes, number_option, register_strategy, to_bytes
+from .geometry import rotate_images, warp_rotate
 from .perlin import draem_perlin_mask_array, draem_perlin_masks, draw_draem_perlin
-from .rotation import number_option, rotate_images, warp_rotate
 from .texture import augment_texture, draw_draem_augmenters
 
 #: DRAEM: do_aug_orig = torch.rand(1) > 0.7; self.rot = iaa.Affine(rotate=(-90, 90)).

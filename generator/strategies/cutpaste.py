@@ -33,8 +33,8 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from ..errors import SynthgenError
-from .base import Recipe, Rendered, Strategy, StrategyContext, register_strategy
-from .rotation import number_option, sample_bilinear
+from .base import Recipe, Rendered, Strategy, StrategyContext, number_option, register_strategy
+from .geometry import sample_bilinear
 
 JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
 #: The image side CutPaste-Scar's pixel sizes refer to (the paper trains at 256 x 256).

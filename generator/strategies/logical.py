@@ -117,8 +117,7 @@ from ..models.e2i import generate_tensor
 from ..models.inpaint import InpaintModel, dilate, inpaint_tensor
 from ..models.renderers import INPAINT_HINT
 from ..models.tps import apply_tps, draw_tps
-from .base import EMPTY_MASK, REJECTED_BECAUSE, ExtraField, Recipe, Rendered, Strategy, StrategyContext, register_strategy
-from .rotation import number_option
+from .base import EMPTY_MASK, REJECTED_BECAUSE, ExtraField, Recipe, Rendered, Strategy, StrategyContext, number_option, register_strategy
 from .ssim_mask import SSIM_THRESHOLD, SSIM_WINDOW, jnd_map, ssim_masks
 
 REGION_MODES = ("semantic", "arbitrary")

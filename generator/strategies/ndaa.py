@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SynthgenError
-from .base import BYTE_LEVELS, Recipe, Rendered, RenderedPixels, Strategy, StrategyContext, mask_notes, register_strategy, to_bytes
-from .rotation import number_option, sample_bilinear
+from .base import BYTE_LEVELS, Recipe, Rendered, RenderedPixels, Strategy, StrategyContext, mask_notes, number_option, register_strategy, to_bytes
+from .geometry import sample_bilinear
 
 SHIFT_AXES = ("x", "y")
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .base import Recipe
-from .rotation import rotate_images, warp_rotate
+from .geometry import rotate_images, warp_rotate
 
 #: DRAEM: perlin_scale = 2 ** torch.randint(min_perlin_scale=0, perlin_scale=6) per axis.
 SCALE_EXPONENTS = (0, 6)

@@ -74,7 +74,7 @@ from ..errors import SynthgenError
 from ..imageio import read_rgb, resize_rgb
 from .perlin import draw_lattice_angles, fractal_perlin_noise
 from .base import to_uint8_hwc
-from .rotation import warp_rotate
+from .geometry import warp_rotate
 
 TEXTURE_KINDS = ("dtd", "normals", "perlin")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")

@@ -39,7 +39,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from ..atomic import atomic_path, write_json_atomic
 from ..errors import SynthgenError
 from ..imageio import resize_mask, resize_rgb, sha256_file, write_png
-from ..models.e2i import GeneratorConfig, GlobalGenerator, check_image_size, config_from_dict, save_generator, to_uint8
+from ..models.e2i import GeneratorConfig, GlobalGenerator, check_image_size, save_generator, to_uint8
+from ..models.layers import config_from_dict
 from ..models.tps import MAX_SHIFT, POINTS_PER_DIM, draw_tps, warp_pair
 from ..safe_load import LIGHTNING_WEIGHTS_ONLY, check_lightning_checkpoint, require_dict
 from ..seeding import stable_hash32

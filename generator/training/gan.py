@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import SynthgenError
-from ..models.e2i import check_ints
+from ..models.layers import check_ints
 from ..safe_load import load_state_dict_checked, load_torch_file
 
 #: VGG19 layers the perceptual loss compares: relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (torchvision

@@ -59,7 +59,7 @@ from ..errors import SynthgenError
 from ..imageio import sha256_file
 from ..safe_load import load_torch_file
 from ..seeding import stable_hash32
-from ..models.e2i import config_from_dict
+from ..models.layers import config_from_dict
 from ..models.inpaint import InpaintConfig, InpaintGenerator, holes_and_weights, inpaint_composite, masked_input, save_inpainter
 from .gan import DiscriminatorConfig, PatchDiscriminator, feature_matching_loss, init_weights, lsgan_loss, resolve_vgg19_weights
 
