@@ -19,8 +19,10 @@ from .errors import SynthgenError
 from .names import check_name
 
 #: fields that never change the output bytes; excluded from the identity hash. The weights paths are
-#: locations only: the plan identity holds the sha256 of the weights files they lead to.
-SCHEDULING_FIELDS = ("root", "texture_root", "weights_dir", "sam_checkpoint", "e2i")
+#: locations only: the plan identity holds the sha256 of the weights files they lead to. The generator
+#: seed likewise: it decides which generator file an automatic build trains, and that file's sha256 is
+#: in the plan identity (with --e2i the seed plays no part at all).
+SCHEDULING_FIELDS = ("root", "texture_root", "weights_dir", "sam_checkpoint", "e2i", "generator_seed")
 
 TEXTURE_SOURCES = ("dtd", "normals", "perlin")
 
@@ -52,6 +54,9 @@ class BuildConfig:
     weights_dir: str | None = None  # else $SYNTHGEN_WEIGHTS
     e2i: str | None = None  # generator file of the LogicAL renderer, when a strategy needs "models"
     renderer: str = "inpaint"  # inpaint (edge-guided inpainting of the edit region) | full (pix2pixHD, whole image)
+    # Training seed of the generator a build trains when given no --e2i (training/auto.py). Apart from
+    # --seed on purpose: another --seed draws other samples from the same, cached, generator.
+    generator_seed: int = 0
 
     def __post_init__(self) -> None:
         self.strategies = tuple(self.strategies)
@@ -73,6 +78,8 @@ class BuildConfig:
                 raise SynthgenError(f"--{name}: must be at least 1, got {value}")
         if self.seed < 0:
             raise SynthgenError(f"--seed: must be 0 or more, got {self.seed}")
+        if self.generator_seed < 0:
+            raise SynthgenError(f"--generator-seed: must be 0 or more, got {self.generator_seed}")
         if self.num_samples is not None and self.num_samples < 1:
             raise SynthgenError(f"--num-samples: must be at least 1, got {self.num_samples}")
         if self.texture_source is not None and self.texture_source not in TEXTURE_SOURCES:

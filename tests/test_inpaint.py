@@ -310,12 +310,17 @@ def test_build_without_e2i_trains_caches_reuses_and_repairs_its_generator(tmp_pa
         assert rejected == totals["redraws"].get(strategy, 0) + totals["fallback_normal"].get(strategy, 0)
     row = next(a for a in manifest["artifacts"] if a["name"] == "e2i")
     assert row["file"] == path and row["sha256"] == sha256_file(path) and "--renderer inpaint" in row["role"]
+    assert manifest["config"]["generator_seed"] == 0  # the generator's own training seed, recorded
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cached generator should have been reused")
 
     monkeypatch.setattr(auto, "train_inpainter", no_training)
     assert auto.with_generator(config, progress=False).e2i == path  # reused
+    # other samples (--seed) of the same category reuse its generator; another generator seed trains anew
+    assert auto.with_generator(dataclasses.replace(config, seed=7), progress=False).e2i == path
+    with pytest.raises(AssertionError, match="should have been reused"):
+        auto.with_generator(dataclasses.replace(config, generator_seed=1), progress=False)
     monkeypatch.undo()
     monkeypatch.setitem(training.NETWORKS, auto.DEMO_NETWORK, dataclasses.replace(TINY, crop=0))
     good = open(path, "rb").read()

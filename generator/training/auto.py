@@ -8,8 +8,9 @@ manifest records it exactly like an explicit ``--e2i``.
 
 Cache entry: ``$SYNTHGEN_CACHE/generators/<key>/`` where ``key`` hashes everything that determines the
 generator: dataset, category, split, image size, renderer, the training config (network, steps,
-losses), the sha256 of every source image, the maps' models and parameters, and the seed (the build's
-``--seed``). It holds ``inpaint_generator.pt``, its ``.json`` record with the file's sha256 and the
+losses), the sha256 of every source image, the maps' models and parameters, and the generator's own
+training seed (``BuildConfig.generator_seed``, default 0; not the build's sampling ``--seed``, so a build
+with another ``--seed`` reuses the category's generator). It holds ``inpaint_generator.pt``, its ``.json`` record with the file's sha256 and the
 key, and, while training runs, ``checkpoint.pt`` (Ctrl-C resumes from it on the next run). A hit is
 verified by content hash; a truncated or mismatching entry is retrained with a one-line warning.
 """
@@ -67,7 +68,7 @@ def cached_generator(config: BuildConfig, *, progress: bool = True) -> Path:
     data = {"dataset": config.dataset, "category": config.category, "split": config.split,
             "sources": list(sources.sha256), "maps": maps_record}
     key = digest({"renderer": "inpaint", "network": network, "train": train_config.to_dict(), "data": data,
-                  "image_size": list(config.image_size), "seed": config.seed})
+                  "image_size": list(config.image_size), "seed": config.generator_seed})
     folder = cache_root() / "generators" / key
     path = folder / GENERATOR_FILE
     if _entry_valid(folder, key):
@@ -79,7 +80,7 @@ def cached_generator(config: BuildConfig, *, progress: bool = True) -> Path:
     print(f"synthgen: no --e2i given: training an inpainting generator on the {len(sources)} normal images of "
           f"{config.dataset}/{config.category} at {config.image_size[0]}x{config.image_size[1]} ({train_config.steps} steps, "
           f"'{network}' preset; cached in {folder}, reused by later builds; Ctrl-C resumes)", file=sys.stderr)
-    train_inpainter(sources.load_stack(), store, folder, config=train_config, seed=config.seed,
+    train_inpainter(sources.load_stack(), store, folder, config=train_config, seed=config.generator_seed,
                     device=config.device, data_identity={**data, "key": key, "network": network},
                     weights_dir=config.weights_dir, progress=progress)
     return path
