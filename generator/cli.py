@@ -15,6 +15,10 @@ import click
 
 from . import __version__
 from .errors import SynthgenError
+from .models.renderers import DEFAULT_RENDERER, RENDERERS, get_renderer
+
+#: ``--renderer`` of build and train-e2i: the renderer table's names, each with what it does
+_RENDERER_HELP = "; ".join(f"{r.name}: {r.summary}" for r in RENDERERS.values())
 
 
 def _split_names(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -129,9 +133,8 @@ def cli() -> None:
 @click.option("--merge-only", is_flag=True,
               help="Build nothing: merge the shards' sidecars into manifest.json (the last step of a job array).")
 @_map_options
-@click.option("--renderer", type=click.Choice(["inpaint", "full"]), default="inpaint", show_default=True,
-              help="LogicAL renderer: inpaint re-renders only the edit region of the real photo; full renders the "
-                   "whole photo from its edge map (the paper's pix2pixHD, a GPU's job).")
+@click.option("--renderer", type=click.Choice(list(RENDERERS)), default=DEFAULT_RENDERER, show_default=True,
+              help=f"LogicAL renderer. {_RENDERER_HELP}.")
 @click.option("--e2i", type=click.Path(path_type=Path),
               help="Generator file of the renderer (made by `synthgen train-e2i`). Default for inpaint: train one on "
                    "the category's normal images, cached and reused.")
@@ -328,8 +331,8 @@ def precompute(dataset, root, category, split, image_size, device, edge_model, r
 @click.option("--category", help="Category to train on, e.g. juice_bottle. Default for demo: parts_box.")
 @click.option("--split", default="train", show_default=True, help="Split whose normal images are the training pairs.")
 @click.option("--image-size", default="256", show_default=True, help="N or HxW: train at the builds' image size.")
-@click.option("--renderer", type=click.Choice(["inpaint", "full"]), default="inpaint", show_default=True,
-              help="inpaint: edge-guided inpainting of a region (CPU-trainable); full: pix2pixHD, whole image (GPU).")
+@click.option("--renderer", type=click.Choice(list(RENDERERS)), default=DEFAULT_RENDERER, show_default=True,
+              help=f"{_RENDERER_HELP}.")
 @click.option("--epochs", default=300, show_default=True, help="full: training epochs (LogicAL sec. 4.2: 300).")
 @click.option("--steps", type=int, help="inpaint: training steps. Default: the --network preset's.")
 @click.option("--batch-size", type=int, help="Pairs per step. Default: 56 for full (LogicAL sec. 4.2), the preset's for inpaint.")
@@ -337,7 +340,7 @@ def precompute(dataset, root, category, split, image_size, device, edge_model, r
 @click.option("--seed", default=0, show_default=True, help="Seeds the weights, the data order and the augmentations.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="full: cuda trains in bf16 mixed precision, cpu in float32.")
-@click.option("--network", type=click.Choice(["cpu", "demo", "edgeconnect", "full", "small", "tiny"]),
+@click.option("--network", type=click.Choice(sorted({p for r in RENDERERS.values() for p in r.network_presets})),
               help="inpaint: cpu (default; ~5 min of CPU time at 256x128), demo (~70 s at 256x256), edgeconnect "
                    "(EdgeConnect's widths, GPU). full: full (default, pix2pixHD's sizes, GPU), small (a CPU in hours), "
                    "tiny (smoke tests).")
@@ -358,7 +361,7 @@ def train_e2i(dataset, root, category, split, image_size, renderer, epochs, step
     size = parse_image_size(image_size)
     device = _resolve_device(device)
     out = out or Path("out") / f"e2i-{dataset}-{category}"
-    presets = {"inpaint": ("cpu", "demo", "edgeconnect"), "full": ("full", "small", "tiny")}[renderer]
+    presets = get_renderer(renderer).network_presets
     network = network or presets[0]
     if network not in presets:
         raise SynthgenError(f"--network {network}: not a preset of --renderer {renderer} ({', '.join(presets)})")

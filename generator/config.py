@@ -16,6 +16,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import SynthgenError
+from .models.renderers import DEFAULT_RENDERER, get_renderer
 from .names import check_name
 
 #: fields that never change the output bytes; excluded from the identity hash. The weights paths are
@@ -53,7 +54,7 @@ class BuildConfig:
     sam_checkpoint: str | None = None
     weights_dir: str | None = None  # else $SYNTHGEN_WEIGHTS
     e2i: str | None = None  # generator file of the LogicAL renderer, when a strategy needs "models"
-    renderer: str = "inpaint"  # inpaint (edge-guided inpainting of the edit region) | full (pix2pixHD, whole image)
+    renderer: str = DEFAULT_RENDERER  # a key of models/renderers.py's RENDERERS (inpaint, full)
     # Training seed of the generator a build trains when given no --e2i (training/auto.py). Apart from
     # --seed on purpose: another --seed draws other samples from the same, cached, generator.
     generator_seed: int = 0
@@ -84,8 +85,7 @@ class BuildConfig:
             raise SynthgenError(f"--num-samples: must be at least 1, got {self.num_samples}")
         if self.texture_source is not None and self.texture_source not in TEXTURE_SOURCES:
             raise SynthgenError(f"--textures: unknown source '{self.texture_source}' ({', '.join(TEXTURE_SOURCES)} or a folder)")
-        if self.renderer not in ("inpaint", "full"):
-            raise SynthgenError(f"--renderer: must be inpaint or full, got '{self.renderer}'")
+        get_renderer(self.renderer)  # an unknown name: one line listing the known ones
         if self.device not in ("cpu", "cuda"):
             raise SynthgenError(f"--device: must be cpu or cuda, got '{self.device}'")
 

@@ -59,12 +59,12 @@ import numpy as np
 
 from .config import BuildConfig
 from .errors import SynthgenError, read_json_file
+from .models.renderers import RenderCost, get_renderer
+from .strategies import get_strategy
 
 DEFAULT_TABLE = Path(__file__).with_name("cost_table.json")
 #: 2: inpaint_forward and inpaint_train_step added (the default LogicAL renderer)
 TABLE_VERSION = 2
-#: strategy-name prefixes of the LogicAL family (rendered by the edge-to-image network)
-_LOGICAL_FAMILY = ("semantic-", "arbitrary-", "logical")
 
 
 def load_cost_table(path: str | Path | None = None) -> dict[str, Any]:
@@ -104,23 +104,20 @@ class Prediction:
         return serial + sum(v for k, v in self.seconds.items() if k in PARALLEL_STAGES) / self.counts["parallel_workers"]
 
 
-def _is_logical(strategy: str) -> bool:
-    return strategy.startswith(_LOGICAL_FAMILY)
-
-
 def predict_build(
     config: BuildConfig, strategies: tuple[str, ...], source_megapixels: list[float], num_samples: int,
     per_strategy: dict[str, int], *, workers: int, table: dict[str, Any], sources_cached: bool = False,
-    extra_bytes_per_sample: int = 0, e2i_network: str = "small", texture_bytes: int = 0,
-    generator_steps: int = 0, generator_crop: int = 0, render_window: int = 0,
+    extra_bytes_per_sample: int = 0, texture_bytes: int = 0, render_cost: RenderCost = RenderCost(),
 ) -> Prediction:
     """Seconds per stage and bytes on disk for a planned build (see the module docstring).
 
-    ``generator_steps``: training steps of the automatic inpainting generator this build trains
-    first (0: none, as with ``--e2i`` or another renderer), on crops of ``generator_crop`` px
-    (0: whole images), relative to the table's measurement crop ``inpaint_train_crop``.
-    ``render_window``: the side of the window the inpainting generator renders around each hole
-    (its training crop, :func:`generator.models.inpaint.render_window`; 0: the whole image).
+    ``render_cost`` (the renderer's :attr:`~generator.models.renderers.Renderer.cost_inputs`):
+    ``steps`` of the automatic inpainting generator this build trains first (0: none, as with
+    ``--e2i`` or another renderer), on crops of ``crop`` px (0: whole images), relative to the
+    table's measurement crop ``inpaint_train_crop``; ``window``, the side of the window the
+    inpainting generator renders around each hole (its training crop,
+    :func:`generator.models.inpaint.render_window`; 0: the whole image); ``network``, the full
+    renderer's cost table entry.
     """
     costs, table_size = table["seconds"], table["image_size"]
     h, w = config.image_size
@@ -138,14 +135,15 @@ def predict_build(
         out.seconds["decode"] = costs["decode_per_megapixel"] * sum(source_megapixels)
     else:
         out.notes.append("sources: already decoded in the cache (not counted)")
-    if any(_is_logical(s) for s in strategies):
+    if any("maps" in get_strategy(s).needs for s in strategies):  # edges and regions of every source
         n = len(source_megapixels)
         out.seconds["edges"] = costs["edges"] * pixel_scale * n
         out.seconds["regions"] = costs["regions"] * pixel_scale * n
-    if generator_steps:
+    if render_cost.steps:
         measured = table["inpaint_train_crop"]
-        crop_h, crop_w = (min(generator_crop, h), min(generator_crop, w)) if generator_crop else (h, w)
-        out.seconds["generator training"] = costs["inpaint_train_step"] * generator_steps * crop_h * crop_w / measured**2
+        crop = render_cost.crop
+        crop_h, crop_w = (min(crop, h), min(crop, w)) if crop else (h, w)
+        out.seconds["generator training"] = costs["inpaint_train_step"] * render_cost.steps * crop_h * crop_w / measured**2
     if any(stage in out.seconds for stage in CACHEABLE_STAGES):
         skipped = ", ".join(stage for stage in CACHEABLE_STAGES if stage in out.seconds)
         out.notes.append(f"{skipped}: counted even when cached; a build that reuses them (a second build of this "
@@ -154,18 +152,15 @@ def predict_build(
 
     render = 0.0
     table_pixels = table_size[0] * table_size[1]
-    window_scale = min(render_window, h) * min(render_window, w) / table_pixels if render_window else pixel_scale
+    window = render_cost.window
+    window_scale = min(window, h) * min(window, w) / table_pixels if window else pixel_scale
+    renderer = get_renderer(config.renderer)
     for strategy, count in per_strategy.items():
-        if _is_logical(strategy) and config.renderer == "inpaint":
-            # an edit renders twice, an identity sample once, each a window around its hole; an edit
-            # takes three SSIM maps of the whole image, an identity sample one (see above)
+        if "models" in get_strategy(strategy).needs:  # rendered by the LogicAL renderer's generator
             edits = 1 - float(config.options.get(strategy, {}).get("identity_fraction", IDENTITY_FRACTION))
-            render += ((1 + edits) * costs["inpaint_forward"] * window_scale
-                       + (1 + 2 * edits) * costs["ssim_mask"] * pixel_scale) * count
+            render += renderer.sample_seconds(costs, render_cost, edits, window_scale, pixel_scale) * count
             continue
-        if _is_logical(strategy):
-            one = 2 * costs[f"e2i_forward:{e2i_network}"] + costs["ssim_mask"]
-        elif f"render:{strategy}" in costs:
+        if f"render:{strategy}" in costs:
             one = costs[f"render:{strategy}"]
         else:
             one = max(v for k, v in costs.items() if k.startswith("render:"))
@@ -230,23 +225,9 @@ def dry_run(config: BuildConfig, *, workers: int = 1, cost_table: str | Path | N
     h, w = config.image_size
     extras = strategy_extra_fields(strategies)
     extra_bytes = sum(int(np.prod(spec.shape(h, w))) * np.dtype(spec.dtype).itemsize + 1 for spec in extras.values())
-    network, steps, crop, window = "small", 0, 0, 0
-    if config.renderer == "inpaint":
-        from .training.auto import needs_generator, preset_name
-        from .training.inpaint import NETWORKS
+    from .training.auto import training_preset
 
-        if needs_generator(config):
-            preset = NETWORKS[preset_name(config)]
-            steps, crop = preset.steps, preset.crop
-            window = crop
-        elif config.e2i:
-            from .models.inpaint import load_inpainter
-
-            window = load_inpainter(config.e2i).window
-    elif config.e2i:
-        from .models.e2i import GeneratorConfig, generator_config
-
-        network = "global" if generator_config(config.e2i) == GeneratorConfig() else "small"
+    render_cost = get_renderer(config.renderer).cost_inputs(config, training_preset(config))
     cached = cached_stack_ready([sha256_file(s.path) for s in images], config.image_size, index.gray)
     texture_bytes = 0
     if config.texture_source == "dtd" and config.texture_root:
@@ -256,8 +237,7 @@ def dry_run(config: BuildConfig, *, workers: int = 1, cost_table: str | Path | N
         texture_bytes = sum((root / key).stat().st_size for key in TextureBank("dtd", (1, 1), dtd_root=root).keys())
     pred = predict_build(config, strategies, megapixels, num_samples, dict(Counter(s.strategy for s in specs)),
                          workers=workers, table=table, sources_cached=cached, extra_bytes_per_sample=extra_bytes,
-                         e2i_network=network, texture_bytes=texture_bytes, generator_steps=steps, generator_crop=crop,
-                         render_window=window)
+                         texture_bytes=texture_bytes, render_cost=render_cost)
     if extras:
         pred.notes.append("strategy extras (edge/JND maps) counted at their raw size: gzip makes them smaller")
     return format_prediction(pred, table)

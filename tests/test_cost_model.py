@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from synthgen.generator.cli import cli
 from synthgen.generator.config import BuildConfig
 from synthgen.generator.cost_model import DEFAULT_TABLE, load_cost_table, predict_build
+from synthgen.generator.models.renderers import RenderCost
 from synthgen.generator.datasets.demo import render_demo
 from synthgen.generator.errors import SynthgenError
 
@@ -50,7 +51,7 @@ def test_prediction_multiplies_counts_by_costs():
 
 def test_full_renderer_samples_cost_two_renderings_and_a_mask():
     pred = predict_build(_config(image_size=(256, 256), renderer="full"), ("semantic-remove",), [1.0] * 4, 10,
-                         {"semantic-remove": 10}, workers=1, table=TABLE, e2i_network="global")
+                         {"semantic-remove": 10}, workers=1, table=TABLE, render_cost=RenderCost(network="global"))
     assert pred.seconds["edges"] == pytest.approx(4 * 0.5) and pred.seconds["regions"] == pytest.approx(4 * 0.25)
     assert pred.seconds["render"] == pytest.approx(10 * (2 * 4.0 + 0.01))
     assert "generator training" not in pred.seconds
@@ -61,7 +62,7 @@ def test_inpaint_edits_cost_two_renderings_identity_samples_one_and_the_first_bu
     # Half of the samples are identity inpaints (one rendering, one SSIM map), half edits (edited and
     # unedited, three SSIM maps).
     pred = predict_build(_config(image_size=(256, 128)), ("semantic-remove",), [1.0] * 4, 10,
-                         {"semantic-remove": 10}, workers=1, table=TABLE, generator_steps=600, generator_crop=128)
+                         {"semantic-remove": 10}, workers=1, table=TABLE, render_cost=RenderCost(steps=600, crop=128))
     assert pred.seconds["render"] == pytest.approx(10 * (1.5 * 0.2 + 2 * 0.01) / 2)
     edits_only = predict_build(_config(image_size=(256, 128), options={"semantic-remove": {"identity_fraction": 0}}),
                                ("semantic-remove",), [1.0] * 4, 10, {"semantic-remove": 10}, workers=1, table=TABLE)
@@ -70,7 +71,7 @@ def test_inpaint_edits_cost_two_renderings_identity_samples_one_and_the_first_bu
     assert any("counted even when cached" in n and "generator training" in n for n in pred.notes)
     # at 64x64 the crop is the whole image: a quarter of the measured crop's pixels
     small = predict_build(_config(image_size=(64, 64)), ("semantic-remove",), [1.0] * 4, 10,
-                          {"semantic-remove": 10}, workers=1, table=TABLE, generator_steps=600, generator_crop=128)
+                          {"semantic-remove": 10}, workers=1, table=TABLE, render_cost=RenderCost(steps=600, crop=128))
     assert small.seconds["generator training"] == pytest.approx(600 * 0.5 / 4)
     given = predict_build(_config(image_size=(256, 128)), ("semantic-remove",), [1.0] * 4, 10,
                           {"semantic-remove": 10}, workers=1, table=TABLE)  # --e2i given: nothing to train
@@ -78,7 +79,7 @@ def test_inpaint_edits_cost_two_renderings_identity_samples_one_and_the_first_bu
     # a generator trained on 128 px crops renders a 128 x 128 window around each hole: a quarter of
     # the table's 256 x 256 per rendering; the SSIM maps stay whole-image
     windowed = predict_build(_config(image_size=(256, 256)), ("semantic-remove",), [1.0] * 4, 10,
-                             {"semantic-remove": 10}, workers=1, table=TABLE, render_window=128)
+                             {"semantic-remove": 10}, workers=1, table=TABLE, render_cost=RenderCost(window=128))
     assert windowed.seconds["render"] == pytest.approx(10 * (1.5 * 0.2 / 4 + 2 * 0.01))
 
 

@@ -126,6 +126,21 @@ def load_inpainter_from(generator, training=None):
     return InpaintModel(generator.eval(), (SIZE, SIZE), HOLE_DILATION, Path("stand-in"), "0" * 64, training or {})
 
 
+def test_the_renderer_table_covers_every_generator_file_and_training_preset():
+    """One entry per renderer: its file tag, its train-e2i presets (the training modules' tables) and
+    the name a config refuses when it is not in the table."""
+    from synthgen.generator.config import BuildConfig
+    from synthgen.generator.models.generator_file import FORMATS
+    from synthgen.generator.models.renderers import RENDERERS
+    from synthgen.generator.training import e2i as e2i_training
+
+    assert sorted(r.file_format for r in RENDERERS.values()) == sorted(FORMATS)
+    assert set(RENDERERS["inpaint"].network_presets) == set(training.NETWORKS)
+    assert set(RENDERERS["full"].network_presets) == set(e2i_training.NETWORKS)
+    with pytest.raises(SynthgenError, match="^--renderer: must be one of inpaint, full, got 'oracle'$"):
+        BuildConfig(dataset="demo", category="parts_box", strategies=("semantic-remove",), renderer="oracle")
+
+
 def test_generator_file_round_trip_and_wrong_renderer_or_size(tmp_path, tiny_file):
     model = load_inpainter(tiny_file, image_size=(SIZE, SIZE))
     record = json.loads(tiny_file.with_suffix(".json").read_text())

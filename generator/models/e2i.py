@@ -30,7 +30,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -40,15 +40,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..atomic import atomic_path
 from ..errors import SynthgenError
 from ..imageio import sha256_file
+from .generator_file import E2I_FORMAT as GENERATOR_FORMAT
+from .generator_file import FULL_HINT as TRAIN_HINT  # what every "no usable generator" error tells the user to do
 from .generator_file import generator_file_payload
 from .layers import ResidualBlock, check_ints, config_from_dict, output_layers, stem_layers
 
-#: what every "no usable generator" error tells the user to do
-TRAIN_HINT = (
-    "train one with `synthgen train-e2i --dataset DATASET --root ROOT --category CATEGORY --out DIR` "
-    "and pass DIR/e2i_generator.pt"
-)
-GENERATOR_FORMAT = "synthgen-e2i-generator"
 GENERATOR_FORMAT_VERSION = 1
 
 
@@ -195,6 +191,9 @@ class E2IModel:
     binary_edges: the generator was trained on binary edge maps (TrainConfig.binary_edges), so edge
     maps are binarised at one half before it sees them, as in training.
     """
+
+    #: it renders the whole photo from its edge map (so a sample can collapse globally)
+    repaints_whole_image: ClassVar[bool] = True
 
     generator: GlobalGenerator
     binary_edges: bool

@@ -41,7 +41,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -51,9 +51,9 @@ from ..atomic import atomic_path
 from ..errors import SynthgenError
 from ..imageio import sha256_file
 from .layers import ResidualBlock, check_ints, config_from_dict, output_layers, stem_layers
-from .generator_file import FORMATS, generator_file_payload
+from .generator_file import INPAINT_FORMAT as FORMAT
+from .generator_file import generator_file_payload
 
-FORMAT = next(tag for tag, renderer in FORMATS.items() if renderer == "inpaint")
 FORMAT_VERSION = 1
 #: the edit region is widened by this many pixels into the hole the generator fills: the seam then
 #: lies on unedited texture, and anti-aliased edge pixels just outside the region are re-rendered too
@@ -184,6 +184,9 @@ def save_inpainter(generator: InpaintGenerator, path: str | Path, *, image_size:
 @dataclass(frozen=True)
 class InpaintModel:
     """A loaded inpainting generator: the network, the size it was trained at, what identifies it."""
+
+    #: it re-renders the edit region only; the rest of the sample is the real photo
+    repaints_whole_image: ClassVar[bool] = False
 
     generator: InpaintGenerator
     image_size: tuple[int, int]

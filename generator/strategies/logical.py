@@ -114,7 +114,7 @@ from scipy import ndimage
 
 from ..errors import SynthgenError
 from ..models.e2i import generate_tensor
-from ..models.inpaint import InpaintModel, dilate, inpaint_tensor
+from ..models.inpaint import dilate, inpaint_tensor
 from ..models.renderers import INPAINT_HINT
 from ..models.tps import apply_tps, draw_tps
 from .base import EMPTY_MASK, REJECTED_BECAUSE, ExtraField, Recipe, Rendered, Strategy, StrategyContext, number_option, register_strategy
@@ -453,7 +453,7 @@ class _LogicAL(Strategy):
         portions = torch.tensor([r.params["edge_portion"] for r in recipes], device=device)
         options = self.read_options(ctx)
         threshold = options["ssim_threshold"]
-        if isinstance(model, InpaintModel):
+        if not model.repaints_whole_image:  # the inpaint renderer: the real photo outside the region
             # The sample is the real photo with the dilated region re-rendered; ground truth: where it
             # differs from the real photo (SSIM below the threshold) on the edit region and its
             # anti-aliased border (module docstring: why not the whole hole). For the visibility test

@@ -26,7 +26,7 @@ from ..config import BuildConfig, digest
 from ..errors import read_json_record
 from ..imageio import sha256_file
 from ..paths import cache_root
-from .inpaint import GENERATOR_FILE, NETWORKS, train_inpainter
+from .inpaint import GENERATOR_FILE, NETWORKS, InpaintTrainConfig, train_inpainter
 
 #: the training preset of an automatic generator: the demo's short one for the embedded demo dataset,
 #: the CPU preset (1200 steps, about 9 min of CPU time at 256x128) for real categories
@@ -38,12 +38,19 @@ def preset_name(config: BuildConfig) -> str:
     return DEMO_NETWORK if config.dataset == "demo" else DEFAULT_NETWORK
 
 
+def training_preset(config: BuildConfig) -> InpaintTrainConfig | None:
+    """The training config of the generator ``config``'s build trains first; None when it trains none."""
+    return NETWORKS[preset_name(config)] if needs_generator(config) else None
+
+
 def needs_generator(config: BuildConfig) -> bool:
-    """Whether the build's strategies render with a generator and none was given for the inpaint renderer."""
+    """Whether the build's strategies render with a generator and none was given for a renderer whose
+    generator a build trains itself (the inpaint renderer)."""
+    from ..models.renderers import get_renderer
     from ..plan import expand_strategies
     from ..strategies import get_strategy
 
-    if config.e2i is not None or config.renderer != "inpaint":
+    if config.e2i is not None or not get_renderer(config.renderer).trains_automatically:
         return False
     strategies = expand_strategies(config.strategies, config.category, config.caf_table)
     return any("models" in get_strategy(s).needs for s in strategies)
@@ -67,7 +74,7 @@ def cached_generator(config: BuildConfig, *, progress: bool = True) -> Path:
     train_config = NETWORKS[network]
     data = {"dataset": config.dataset, "category": config.category, "split": config.split,
             "sources": list(sources.sha256), "maps": maps_record}
-    key = digest({"renderer": "inpaint", "network": network, "train": train_config.to_dict(), "data": data,
+    key = digest({"renderer": config.renderer, "network": network, "train": train_config.to_dict(), "data": data,
                   "image_size": list(config.image_size), "seed": config.generator_seed})
     folder = cache_root() / "generators" / key
     path = folder / GENERATOR_FILE
