@@ -24,10 +24,10 @@ PACKAGES = {"synthgen": REPO / "synthgen", "synthgen.generator": REPO / "generat
             "synthgen.trainers": REPO / "trainers", "synthgen.manifests": REPO / "manifests"}
 
 
-def module_files() -> dict[str, Path]:
-    """Dotted module name -> file, for every module of the repository's packages."""
+def module_files(packages: dict[str, Path] = PACKAGES) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of ``packages`` (installed name -> folder)."""
     modules = {}
-    for package, folder in PACKAGES.items():
+    for package, folder in packages.items():
         for path in sorted(folder.rglob("*.py")):
             rel = path.relative_to(folder).with_suffix("").parts
             if package == "synthgen" and len(rel) > 1:
@@ -66,8 +66,8 @@ def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    files = module_files()
+def import_graph(packages: dict[str, Path] = PACKAGES) -> dict[str, set[str]]:
+    files = module_files(packages)
     return {name: imported_modules(name, path, set(files)) for name, path in files.items()}
 
 
@@ -116,6 +116,49 @@ def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
     return seen
 
 
+def room(module: str, graph: dict[str, set[str]]) -> str:
+    """The room (sub-package) a module lives in: a package is its own room, a plain module its parent's."""
+    return module if any(m.startswith(module + ".") for m in graph) else module.rpartition(".")[0]
+
+
+def floors(graph: dict[str, set[str]]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The floors of the rooms and the upward arrows between them.
+
+    A module's floor is the longest chain of imports below it, counting a step only where the chain
+    changes rooms (the module graph has no circle, so this is well defined); a room's floor is the
+    highest of its modules'. An arrow between rooms (room A imports room B) is *upward* when B's floor
+    is not below A's: B also holds modules above A, so B is no layer under A, and a reader following
+    the imports downward meets B on the way up again. Returns (room -> floor, sorted upward arrows).
+    """
+    depth: dict[str, int] = {}
+
+    def module_floor(m: str) -> int:  # recursion as deep as the longest import chain (tens of modules)
+        if m not in depth:
+            depth[m] = 0  # a circle (none expected) would stop here instead of recursing forever
+            depth[m] = max((module_floor(t) + (room(t, graph) != room(m, graph)) for t in graph[m]), default=0)
+        return depth[m]
+
+    room_floor: dict[str, int] = {}
+    for m in graph:
+        r = room(m, graph)
+        room_floor[r] = max(room_floor.get(r, 0), module_floor(m))
+    arrows = {(room(m, graph), room(t, graph)) for m, targets in graph.items() for t in targets}
+    upward = sorted((a, b) for a, b in arrows if a != b and room_floor[b] >= room_floor[a])
+    return room_floor, upward
+
+
+#: what marks a strategy module: it registers a strategy (the other modules of strategies/ are the
+#: helpers they share)
+STRATEGY_MODULE_MARK = "@register_strategy"
+
+
+def strategy_modules(graph: dict[str, set[str]]) -> list[str]:
+    """The modules of generator/strategies/ that register a strategy (the others are its helpers)."""
+    files = module_files()
+    return sorted(m for m in graph if m.startswith("synthgen.generator.strategies.")
+                  and STRATEGY_MODULE_MARK in files[m].read_text())
+
+
 @pytest.fixture(scope="module")
 def graph() -> dict[str, set[str]]:
     return import_graph()
@@ -160,3 +203,62 @@ def test_build_path_never_reaches_training_or_trainers(graph):
 def test_generator_imports_nothing_from_trainers(graph):
     bad = sorted((m, t) for m, targets in graph.items() if m.startswith("synthgen.generator") for t in targets if t.startswith("synthgen.trainers"))
     assert bad == []
+
+
+def test_floors_count_room_changes_and_find_upward_arrows():
+    """On a small graph whose answer is known: rooms a (a, a.x, a.y) and b (b, b.z)."""
+    graph = {"a": set(), "a.x": {"b.z"}, "a.y": {"a.x"}, "b": set(), "b.z": {"a"}}
+    room_floor, upward = floors(graph)
+    # a.y -> a.x (same room) -> b.z (floor +1) -> a (floor +1): a.y sits on floor 2, so room a is on 2,
+    # room b on 1; b.z imports a (floor 2 >= 1): an upward arrow; a -> b is not one
+    assert room_floor == {"a": 2, "b": 1}
+    assert upward == [("b", "a")]
+
+
+def test_strategy_modules_import_no_other_strategy_module(graph):
+    """A strategy module imports only shared helpers (base, geometry, perlin, texture, ssim_mask, ...):
+    a change to one strategy then never reaches another."""
+    modules = strategy_modules(graph)
+    assert {"synthgen.generator.strategies.blend", "synthgen.generator.strategies.logical",
+            "synthgen.generator.strategies.rotation"} <= set(modules)
+    bad = sorted((m, t) for m in modules for t in graph[m] if t in modules)
+    assert bad == [], f"strategy modules importing other strategy modules: {bad}"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "not yet on this branch: ensemble imports pbas (PatchFeatureExtractor, EMBED_DIM, Projector, load) and "
+    "logical.detector imports reconstruction.model.score_kernel; the trainers engineer of issue 24 moves the "
+    "shared pieces (trainers/features)"))
+def test_no_trainer_method_package_imports_another(graph):
+    """Each method (pbas, glass, reconstruction, logical, ensemble) is one sub-package of trainers/; what two
+    of them share lives in a room named for it (trainers/features, metrics, data), not inside one of them."""
+    methods = sorted(r for r in {room(m, graph) for m in graph}
+                     if r.startswith("synthgen.trainers.") and r.count(".") == 2)
+    assert {"synthgen.trainers.pbas", "synthgen.trainers.ensemble"} <= set(methods)
+
+    def method_of(module: str) -> str | None:
+        return next((p for p in methods if module == p or module.startswith(p + ".")), None)
+
+    bad = sorted({(method_of(m), method_of(t)) for m, targets in graph.items() for t in targets
+                  if method_of(m) and method_of(t) and method_of(m) != method_of(t)})
+    assert bad == [], f"method packages importing another method's package: {bad}"
+
+
+if __name__ == "__main__":
+    # python tests/test_imports.py [REPO]: the floors and upward arrows of this repository, or of REPO
+    # (a checkout from before the rename, whose folders generator/, trainers/, manifests/ were the packages)
+    import sys
+
+    if len(sys.argv) > 1:
+        root = Path(sys.argv[1]).resolve()
+        packages = {name: root / name for name in ("generator", "trainers", "manifests") if (root / name).is_dir()}
+    else:
+        packages = PACKAGES
+    g = import_graph(packages)
+    room_floor, upward = floors(g)
+    print(f"{len(g)} modules, {len(room_floor)} rooms on {max(room_floor.values()) + 1} floors, "
+          f"{len(upward)} upward arrows, cycles: {import_cycles(g)}")
+    for r in sorted(room_floor, key=lambda r: (-room_floor[r], r)):
+        print(f"  floor {room_floor[r]:2d}  {r}")
+    for a, b in upward:
+        print(f"  upward: {a} -> {b} (floor {room_floor[a]} -> {room_floor[b]})")
