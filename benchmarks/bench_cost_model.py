@@ -149,8 +149,8 @@ def measure_ssim(repeats: int) -> float:
 
 
 def measure_render(sources, textures: str | None, samples: int, repeats: int) -> dict[str, float]:
-    """draw + render + redraws + conversion to uint8, per sample, through the pipeline's render_specs."""
-    from synthgen.generator.pipeline import SampleSpec, keep_batch_buffers, render_specs
+    """draw + render + redraws + conversion to uint8, per sample, through the renderer module's render_specs."""
+    from synthgen.generator.render import SampleSpec, keep_batch_buffers, render_specs
     from synthgen.generator.seeding import sample_seed
     from synthgen.generator.strategies import StrategyContext, TextureBank
 

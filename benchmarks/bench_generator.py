@@ -1,7 +1,7 @@
 """Generator benchmark (issue 2): three measurements, each side by side with its peer in one run.
 
 1. Synthesis throughput at 256x256 of every image-level strategy, through the same code path the
-   build uses (the pipeline's render_specs: draw on the CPU, render, uint8 samples; on the CPU that is
+   build uses (the renderer module's render_specs: draw on the CPU, render, uint8 samples; on the CPU that is
    the strategy's uint8 pixel path where it has one, else the batched float render and its
    conversion), next to anomalib's PerlinAnomalyGenerator on the same images with the same DTD folder
    and the same thread count.
@@ -68,7 +68,7 @@ def interleaved(runs: dict, repeats: int) -> dict[str, float]:
 def synthgen_synthesis(paths: list[Path], dtd: Path, n: int, batch: int) -> dict:
     """One pass of ``n`` samples per strategy, as callables by strategy name."""
     from synthgen.generator.imageio import read_rgb, resize_rgb
-    from synthgen.generator.pipeline import keep_batch_buffers, render_specs
+    from synthgen.generator.render import keep_batch_buffers, render_specs
     from synthgen.generator.plan import SampleSpec
     from synthgen.generator.seeding import sample_seed
     from synthgen.generator.strategies import StrategyContext

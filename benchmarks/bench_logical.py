@@ -46,7 +46,7 @@ from logical_demo import demo_backgrounds, demo_context, demo_images, demo_maps,
 
 from synthgen.generator.models.e2i import E2IModel, GeneratorConfig, GlobalGenerator, generate_tensor  # noqa: E402
 from synthgen.generator.models.inpaint import InpaintModel, dilate, inpaint_tensor, load_inpainter  # noqa: E402
-from synthgen.generator.pipeline import render_specs  # noqa: E402
+from synthgen.generator.render import render_specs  # noqa: E402
 from synthgen.generator.plan import SampleSpec  # noqa: E402
 from synthgen.generator.training.e2i import E2ITrainingModule, TrainConfig, small_config, tiny_config  # noqa: E402
 from synthgen.generator.training.inpaint import NETWORKS as INPAINT_NETWORKS, train_inpainter  # noqa: E402

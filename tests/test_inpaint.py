@@ -34,7 +34,7 @@ from synthgen.generator.models.inpaint import (
     save_inpainter,
 )
 from synthgen.generator.models.renderers import check_generator_file
-from synthgen.generator.pipeline import render_specs
+from synthgen.generator.render import render_specs
 from synthgen.generator.plan import SampleSpec
 from synthgen.generator.strategies.logical import MASK_MARGIN
 from synthgen.generator.training import inpaint as training

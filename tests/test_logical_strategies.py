@@ -23,7 +23,8 @@ from skimage.metrics import structural_similarity
 from synthgen.generator.errors import SynthgenError
 from synthgen.generator.imageio import sha256_file
 from synthgen.generator.models.e2i import E2IModel, save_generator
-from synthgen.generator.pipeline import build, render_specs
+from synthgen.generator.pipeline import build
+from synthgen.generator.render import render_specs
 from synthgen.generator.plan import SampleSpec, plan_build
 from synthgen.generator.training.e2i import E2ITrainingModule, tiny_config
 from synthgen.generator.config import BuildConfig

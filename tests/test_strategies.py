@@ -16,7 +16,7 @@ import torchvision.transforms.v2.functional as TF
 from synthgen.generator.errors import SynthgenError
 from synthgen.generator.imageio import read_rgb, resize_rgb, write_png
 from synthgen.generator.strategies import StrategyContext, TextureBank, caf_strategies, get_strategy, strategy_names
-from synthgen.generator.pipeline import _normal_batch
+from synthgen.generator.render import _normal_batch
 from synthgen.generator.strategies.base import BYTE_LEVELS, to_bytes, to_uint8_hwc
 from synthgen.generator.strategies.caf import load_caf_table
 from synthgen.generator.strategies.cutpaste import _apply_jitter

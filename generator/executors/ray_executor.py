@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ..cache import MapCache
 from ..errors import SynthgenError
-from ..pipeline import _worker_build
+from ..render import build_one_shard
 from ..plan import BuildPlan
 from ..precompute import (
     EDGES_KIND,
@@ -211,7 +211,7 @@ def _received(boxed_ref: list) -> Any:
 
 def _build_shard_task(plan: BuildPlan, s: int, out_dir: Path, shipped: list) -> dict:
     """One build task: shard ``s`` written into ``out_dir``; returns its sidecar."""
-    return _worker_build(plan, s, out_dir, _received(shipped))
+    return build_one_shard(plan, s, out_dir, _received(shipped))
 
 
 def _edges_task(detector: list, images: np.ndarray, rows: list[int], image_ids: list[str], _fused) -> dict:

@@ -4,7 +4,7 @@ A local build's workers read the prepared source stack and the precomputed maps 
 cache, the textures from their folder and the generator weights from their file. A cluster's nodes
 have none of these. ``ShippedInputs.collect(plan)`` reads them once on the machine that planned the
 build; an executor puts the result in its object store once (Ray: ``ray.put``) and every task builds
-its ``StrategyContext`` from it (``pipeline.make_context(plan, device, shipped)``), with the same
+its ``StrategyContext`` from it (``render.make_context(plan, device, shipped)``), with the same
 bytes, so the shards are byte-identical to a local build's.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..pipeline import _load_models
+from ..render import load_models
 from ..plan import BuildPlan
 
 
@@ -55,7 +55,7 @@ class ShippedInputs:
             textures = {row["key"]: (root / row["key"]).read_bytes() for row in plan.textures["files"]}
         maps = ShippedMaps(tuple(plan.maps(i) for i in range(len(plan.maps)))) if plan.maps is not None else None
         sources = np.ascontiguousarray(plan.sources.load_stack())  # out of the memory map, into memory
-        return cls(sources, textures, maps, _load_models(plan, torch.device("cpu")))
+        return cls(sources, textures, maps, load_models(plan, torch.device("cpu")))
 
     def models_on(self, device: torch.device) -> dict[str, Any]:
         """The models on ``device`` (an E2IModel or an InpaintModel: its generator network moves, the rest stays)."""
