@@ -205,16 +205,12 @@ def _duration(seconds: float) -> str:
 
 def dry_run(config: BuildConfig, *, workers: int = 1, cost_table: str | Path | None = None) -> str:
     """Plan ``config`` cheaply (file listing and image headers only) and return the prediction report."""
-    from .datasets import load_dataset
     from .imageio import probe_image, sha256_file
     from .plan import expand_strategies, make_plan, strategy_extra_fields
-    from .sources import cached_stack_ready
+    from .sources import cached_stack_ready, list_sources
 
     table = load_cost_table(cost_table)
-    index = load_dataset(config.dataset, config.root, config.category)
-    images = index.split(config.split, normal_only=True)
-    if not images:
-        raise SynthgenError(f"{index.root}: no normal images in split '{config.split}' of {config.category}")
+    index, images = list_sources(config.dataset, config.root, config.category, config.split)  # headers only below
     strategies = expand_strategies(config.strategies, config.category, config.caf_table)
     num_samples = config.num_samples or len(images) * len(strategies)
     specs = make_plan([s.id for s in images], strategies, num_samples, config.seed, config.category)

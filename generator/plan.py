@@ -22,12 +22,12 @@ import torch
 
 from . import __version__, code_fingerprint, preflight
 from .config import BuildConfig, digest
-from .datasets import DatasetIndex, load_dataset
+from .datasets import DatasetIndex
 from .errors import SynthgenError
 from .imageio import sha256_file
 from .seeding import sample_seed
 from .shards.format import shard_name
-from .sources import SourceSet, prepare_sources
+from .sources import SourceSet, list_sources, prepare_sources
 from .strategies import get_strategy
 from .strategies.base import ExtraField, check_options
 from .strategies.caf import caf_strategies
@@ -116,10 +116,7 @@ def plan_build(config: BuildConfig, *, progress: bool = True) -> BuildPlan:
     if config.device == "cuda" and not torch.cuda.is_available():
         raise SynthgenError("--device cuda: no CUDA device is available on this machine")
     preflight.check_memory(config.image_size, config.batch_size)  # before any image is resized to it
-    index = load_dataset(config.dataset, config.root, config.category)
-    images = index.split(config.split, normal_only=True)
-    if not images:
-        raise SynthgenError(f"{index.root}: no normal images in split '{config.split}' of {config.category}")
+    index, images = list_sources(config.dataset, config.root, config.category, config.split)
     strategies = expand_strategies(config.strategies, config.category, config.caf_table)
     check_options(config.options, strategies, config.image_size)  # --set: before anything is computed or written
     needs = set().union(*(get_strategy(s).needs for s in strategies))

@@ -48,7 +48,7 @@ from .imageio import read_rgb, resize_rgb, sha256_file
 from .models.edges import MAP_NAMES, EdgeDetector
 from .models.weights import REGISTRY, resolve_weights
 from .regions import RegionProposer, cached_regions, region_cache_key
-from .sources import RESIZE_VERSION, SourceSet
+from .sources import RESIZE_VERSION, SourceSet, read_sources
 from .viz import colorize_labels, contact_sheet, save_sheet
 
 EDGE_SCALES = 4  # PiDiNet's side outputs; the fifth channel of EdgeDetector's output is the fused map
@@ -150,23 +150,10 @@ def category_sources_and_maps(
 ) -> tuple[SourceSet, MapStore, dict[str, Any]]:
     """A category's normal images of ``split``, read and resized as a build reads them, with their maps
     (computed into the cache when missing): (sources, map store, identity record of the map models)."""
-    sources = category_sources(dataset, root, category, split, image_size, progress=progress)
+    _, sources = read_sources(dataset, root, category, split, image_size, progress=progress)
     maker = MapMaker(settings)
     store, _ = precompute(sources.load_stack(), [source_image_id(sha) for sha in sources.sha256], maker, progress=progress)
     return sources, store, maker.describe()
-
-
-def category_sources(dataset: str, root: str | Path | None, category: str, split: str, image_size: tuple[int, int],
-                     *, progress: bool = False) -> SourceSet:
-    """A category's normal images of ``split``, read and resized exactly as ``synthgen build`` reads them."""
-    from .datasets import load_dataset
-    from .sources import prepare_sources
-
-    index = load_dataset(dataset, str(root) if root else None, category)
-    images = index.split(split, normal_only=True)
-    if not images:
-        raise SynthgenError(f"{index.root}: no normal images in split '{split}' of {category}")
-    return prepare_sources(images, image_size, gray=index.gray, progress=progress)
 
 
 def _resolve_sam(name: str, settings: MapSettings) -> Path:
@@ -464,7 +451,7 @@ def precompute_category(
     executor: None computes here; else an object whose ``precompute(images, image_ids, maker,
     progress)`` computes the missing maps elsewhere into this machine's cache and returns a
     PrecomputeReport (generator.executors.ray_executor.RayExecutor)."""
-    sources = category_sources(dataset, root, category, split, image_size, progress=progress)
+    _, sources = read_sources(dataset, root, category, split, image_size, progress=progress)
     images = sources.images
     maker = MapMaker(settings)
     stack = sources.load_stack()

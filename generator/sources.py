@@ -25,9 +25,9 @@ from tqdm import tqdm
 
 from .atomic import atomic_path, write_json_atomic
 from .config import digest
-from .datasets.base import SourceImage
+from .datasets.base import DatasetIndex, SourceImage
 from .diskspace import require_free_space
-from .errors import read_json_record
+from .errors import SynthgenError, read_json_record
 from .imageio import read_rgb, resize_rgb, sha256_file
 from .paths import cache_root
 
@@ -56,6 +56,27 @@ class SourceSet:
     def load_stack(self) -> np.ndarray:
         """The (N, H, W, 3) uint8 stack, memory-mapped read-only."""
         return np.load(self.stack_path, mmap_mode="r")
+
+
+def list_sources(dataset: str, root: str | Path | None, category: str, split: str) -> tuple[DatasetIndex, list[SourceImage]]:
+    """The dataset's index and the normal images of ``split`` of ``category`` (files listed, nothing read);
+    a split without normal images is a one-line error. The first half of :func:`read_sources`."""
+    from .datasets import load_dataset
+
+    index = load_dataset(dataset, str(root) if root else None, category)
+    images = index.split(split, normal_only=True)
+    if not images:
+        raise SynthgenError(f"{index.root}: no normal images in split '{split}' of {category}")
+    return index, images
+
+
+def read_sources(dataset: str, root: str | Path | None, category: str, split: str, image_size: tuple[int, int],
+                 *, progress: bool = True) -> tuple[DatasetIndex, SourceSet]:
+    """A category's normal images of ``split``, read, hashed and resized as ``synthgen build`` reads them:
+    the one reader of a dataset's sources (the build's plan, the precompute stage, the generators'
+    training), so each sees exactly the pixels a build samples from."""
+    index, images = list_sources(dataset, root, category, split)
+    return index, prepare_sources(images, image_size, gray=index.gray, progress=progress)
 
 
 def prepare_sources(

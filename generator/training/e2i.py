@@ -423,20 +423,15 @@ def category_pairs(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(first-scale PiDiNet edge map, photo) pairs of a category's normal images, as a build sees them.
 
-    The photos are read and resized by :func:`generator.sources.prepare_sources`, like a build's
+    The photos are read and resized by :func:`generator.sources.read_sources`, like a build's
     sources, and the edges are the precompute stage's cached maps (computed into its cache when
     missing), so the generator is trained on exactly the edge maps a build of the same images edits.
     """
-    from ..datasets import load_dataset
-    from ..precompute import cached_edge_maps, source_image_id
-    from ..sources import prepare_sources
     from ..models.edges import EdgeDetector
+    from ..precompute import cached_edge_maps, source_image_id
+    from ..sources import read_sources
 
-    index = load_dataset(dataset, str(root) if root else None, category)
-    images = index.split(split, normal_only=True)
-    if not images:
-        raise SynthgenError(f"{index.root}: no normal images in split '{split}' of {category}")
-    sources = prepare_sources(images, image_size, gray=index.gray, progress=progress)
+    _, sources = read_sources(dataset, root, category, split, image_size, progress=progress)
     stack = np.array(sources.load_stack())
     ids = [source_image_id(sha) for sha in sources.sha256]
     edges = cached_edge_maps(stack, ids, EdgeDetector(edge_model, device, weights_dir=weights_dir), progress=progress)
