@@ -60,7 +60,8 @@ import numpy as np
 from .config import BuildConfig
 from .errors import SynthgenError, read_json_file
 from .models.renderers import RenderCost, get_renderer
-from .strategies import get_strategy
+from .plan import resolve_build_strategies, strategies_needing, strategy_extra_fields
+from .strategies.base import ResolvedStrategy
 
 DEFAULT_TABLE = Path(__file__).with_name("cost_table.json")
 #: 2: inpaint_forward and inpaint_train_step added (the default LogicAL renderer)
@@ -105,7 +106,7 @@ class Prediction:
 
 
 def predict_build(
-    config: BuildConfig, strategies: tuple[str, ...], source_megapixels: list[float], num_samples: int,
+    config: BuildConfig, strategies: dict[str, ResolvedStrategy], source_megapixels: list[float], num_samples: int,
     per_strategy: dict[str, int], *, workers: int, table: dict[str, Any], sources_cached: bool = False,
     extra_bytes_per_sample: int = 0, texture_bytes: int = 0, render_cost: RenderCost = RenderCost(),
 ) -> Prediction:
@@ -135,7 +136,7 @@ def predict_build(
         out.seconds["decode"] = costs["decode_per_megapixel"] * sum(source_megapixels)
     else:
         out.notes.append("sources: already decoded in the cache (not counted)")
-    if any("maps" in get_strategy(s).needs for s in strategies):  # edges and regions of every source
+    if strategies_needing(strategies, "maps"):  # edges and regions of every source
         n = len(source_megapixels)
         out.seconds["edges"] = costs["edges"] * pixel_scale * n
         out.seconds["regions"] = costs["regions"] * pixel_scale * n
@@ -148,16 +149,16 @@ def predict_build(
         skipped = ", ".join(stage for stage in CACHEABLE_STAGES if stage in out.seconds)
         out.notes.append(f"{skipped}: counted even when cached; a build that reuses them (a second build of this "
                          "category, size and seed) skips them")
-    from .strategies.logical import IDENTITY_FRACTION
-
     render = 0.0
     table_pixels = table_size[0] * table_size[1]
     window = render_cost.window
     window_scale = min(window, h) * min(window, w) / table_pixels if window else pixel_scale
     renderer = get_renderer(config.renderer)
     for strategy, count in per_strategy.items():
-        if "models" in get_strategy(strategy).needs:  # rendered by the LogicAL renderer's generator
-            edits = 1 - float(config.options.get(strategy, {}).get("identity_fraction", IDENTITY_FRACTION))
+        resolved = strategies[strategy]
+        if "models" in resolved.strategy.needs:  # rendered by the LogicAL renderer's generator
+            # the share of edits; the rest are identity renders (a strategy without them: all edits)
+            edits = 1 - float(resolved.options.get("identity_fraction", 0.0))
             render += renderer.sample_seconds(costs, render_cost, edits, window_scale, pixel_scale) * count
             continue
         if f"render:{strategy}" in costs:
@@ -206,12 +207,13 @@ def _duration(seconds: float) -> str:
 def dry_run(config: BuildConfig, *, workers: int = 1, cost_table: str | Path | None = None) -> str:
     """Plan ``config`` cheaply (file listing and image headers only) and return the prediction report."""
     from .imageio import probe_image, sha256_file
-    from .plan import expand_strategies, make_plan, strategy_extra_fields
+    from .plan import make_plan
     from .sources import cached_stack_ready, list_sources
 
     table = load_cost_table(cost_table)
     index, images = list_sources(config.dataset, config.root, config.category, config.split)  # headers only below
-    strategies = expand_strategies(config.strategies, config.category, config.caf_table)
+    resolved = resolve_build_strategies(config)
+    strategies = tuple(resolved)
     num_samples = config.num_samples or len(images) * len(strategies)
     specs = make_plan([s.id for s in images], strategies, num_samples, config.seed, config.category)
     megapixels = []
@@ -219,7 +221,7 @@ def dry_run(config: BuildConfig, *, workers: int = 1, cost_table: str | Path | N
         info = probe_image(source.path)
         megapixels.append(info.width * info.height / 1e6)
     h, w = config.image_size
-    extras = strategy_extra_fields(strategies)
+    extras = strategy_extra_fields(resolved)
     extra_bytes = sum(int(np.prod(spec.shape(h, w))) * np.dtype(spec.dtype).itemsize + 1 for spec in extras.values())
     from .training.auto import training_preset
 
@@ -231,7 +233,7 @@ def dry_run(config: BuildConfig, *, workers: int = 1, cost_table: str | Path | N
 
         root = Path(config.texture_root)
         texture_bytes = sum((root / key).stat().st_size for key in TextureBank("dtd", (1, 1), dtd_root=root).keys())
-    pred = predict_build(config, strategies, megapixels, num_samples, dict(Counter(s.strategy for s in specs)),
+    pred = predict_build(config, resolved, megapixels, num_samples, dict(Counter(s.strategy for s in specs)),
                          workers=workers, table=table, sources_cached=cached, extra_bytes_per_sample=extra_bytes,
                          texture_bytes=texture_bytes, render_cost=render_cost)
     if extras:

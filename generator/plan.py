@@ -28,8 +28,7 @@ from .imageio import sha256_file
 from .seeding import sample_seed
 from .shards.format import shard_name
 from .sources import SourceSet, list_sources, prepare_sources
-from .strategies import get_strategy
-from .strategies.base import ExtraField, check_options
+from .strategies.base import ExtraField, ResolvedStrategy, resolve_strategies
 from .strategies.caf import caf_strategies
 from .strategies.texture import TextureBank
 
@@ -54,6 +53,7 @@ class BuildPlan:
     dataset: DatasetIndex
     sources: SourceSet
     strategies: tuple[str, ...]  # after expanding "caf"
+    resolved: dict[str, ResolvedStrategy]  # each of them resolved once: its object and parsed options
     specs: list[SampleSpec]
     textures: dict[str, Any] = field(default_factory=dict)  # manifest record of the texture source
     artifacts: list[dict[str, Any]] = field(default_factory=list)  # weights/generators used
@@ -74,15 +74,24 @@ class BuildPlan:
     @property
     def extra_fields(self) -> dict[str, ExtraField]:
         """The per-sample fields the build's strategies add to the core ones (shard datasets)."""
-        return strategy_extra_fields(self.strategies)
+        return strategy_extra_fields(self.resolved)
+
+    def needs(self, resource: str) -> list[str]:
+        """The build's strategies that need ``resource`` ("textures", "maps", "models")."""
+        return strategies_needing(self.resolved, resource)
 
 
-def strategy_extra_fields(strategies: tuple[str, ...]) -> dict[str, ExtraField]:
+def strategy_extra_fields(resolved: dict[str, ResolvedStrategy]) -> dict[str, ExtraField]:
     """The per-sample fields these strategies add to the core ones (shard datasets)."""
     fields: dict[str, ExtraField] = {}
-    for name in strategies:
-        fields.update(get_strategy(name).extra_fields)
+    for r in resolved.values():
+        fields.update(r.strategy.extra_fields)
     return fields
+
+
+def strategies_needing(resolved: dict[str, ResolvedStrategy], resource: str) -> list[str]:
+    """The names of the strategies whose ``needs`` hold ``resource`` ("textures", "maps", "models")."""
+    return [name for name, r in resolved.items() if resource in r.strategy.needs]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -96,9 +105,16 @@ def expand_strategies(names: tuple[str, ...], category: str, caf_table: str | No
         for expanded in caf_strategies(category, caf_table) if name == "caf" else [name]:
             if expanded not in out:
                 out.append(expanded)
-    for name in out:
-        get_strategy(name)  # unknown names fail here, before any work
     return tuple(out)
+
+
+def resolve_build_strategies(config: BuildConfig) -> dict[str, ResolvedStrategy]:
+    """The build's strategies (``caf`` expanded) resolved once: each name turned into its object and its
+    ``--set`` options parsed and checked (an unknown name, key or value is a one-line error). The plan,
+    the automatic generator's check and the cost model ask these objects; the renderer's context
+    carries them to every worker."""
+    names = expand_strategies(config.strategies, config.category, config.caf_table)
+    return resolve_strategies(names, config.options, config.image_size)
 
 
 def make_plan(source_ids: list[str], strategies: tuple[str, ...], num_samples: int, seed: int, category: str) -> list[SampleSpec]:
@@ -117,17 +133,17 @@ def plan_build(config: BuildConfig, *, progress: bool = True) -> BuildPlan:
         raise SynthgenError("--device cuda: no CUDA device is available on this machine")
     preflight.check_memory(config.image_size, config.batch_size)  # before any image is resized to it
     index, images = list_sources(config.dataset, config.root, config.category, config.split)
-    strategies = expand_strategies(config.strategies, config.category, config.caf_table)
-    check_options(config.options, strategies, config.image_size)  # --set: before anything is computed or written
-    needs = set().union(*(get_strategy(s).needs for s in strategies))
+    resolved = resolve_build_strategies(config)  # --set: before anything is computed or written
+    strategies = tuple(resolved)
+    needs = set().union(*(r.strategy.needs for r in resolved.values()))
     if "textures" in needs and config.texture_source is None:
-        users = [s for s in strategies if "textures" in get_strategy(s).needs]
+        users = strategies_needing(resolved, "textures")
         raise SynthgenError(
             f"--textures: strategy {users[0]} needs an anomaly texture source: a DTD-style folder, 'normals' or 'perlin'"
         )
     sources = prepare_sources(images, config.image_size, gray=index.gray, progress=progress)
     textures = _texture_record(config) if "textures" in needs else {}
-    models_record, model_artifacts = _models_record(config, strategies, needs)  # checked before the slow maps
+    models_record, model_artifacts = _models_record(config, strategies_needing(resolved, "models"))  # checked before the slow maps
     maps, maps_record, artifacts = None, None, []
     if "maps" in needs:  # edges and regions of every source, computed once and cached
         from .precompute import precompute_sources
@@ -149,20 +165,19 @@ def plan_build(config: BuildConfig, *, progress: bool = True) -> BuildPlan:
         identity["maps"] = maps_record  # which models (weights sha256) and parameters made the maps
     if models_record:
         identity["models"] = models_record  # sha256 of the generator files the strategies render with
-    return BuildPlan(config, digest(identity), index, sources, strategies, specs, textures, artifacts, maps)
+    return BuildPlan(config, digest(identity), index, sources, strategies, resolved, specs, textures, artifacts, maps)
 
 
-def _models_record(config: BuildConfig, strategies: tuple[str, ...], needs: set[str]) -> tuple[dict, list[dict]]:
+def _models_record(config: BuildConfig, users: list[str]) -> tuple[dict, list[dict]]:
     """Check the generator file of strategies that need "models" (the LogicAL renderers) -> ({"e2i":
     sha256, "renderer": name} for the build identity, its manifest artifact rows); ({}, []) when no
-    strategy needs one."""
-    if "models" not in needs:
+    strategy needs one (``users``: the strategies that need "models")."""
+    if not users:
         return {}, []
     from .models.renderers import check_generator_file, get_renderer
 
     renderer = get_renderer(config.renderer)
     if config.e2i is None:
-        users = [s for s in strategies if "models" in get_strategy(s).needs]
         raise SynthgenError(f"--e2i: strategy {users[0]} needs a generator file for --renderer {renderer.name}; {renderer.hint}")
     sha = check_generator_file(config.e2i, config.renderer, config.image_size)
     row = {"name": "e2i", "file": str(config.e2i), "sha256": sha, "role": f"{renderer.role}, --renderer {renderer.name}"}

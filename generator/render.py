@@ -34,7 +34,7 @@ from .seeding import rng_for
 from .shards.format import MASK_ON, sidecar_name
 from .shards.manifest import add_counts
 from .shards.writer import ShardWriter
-from .strategies import Rendered, Strategy, StrategyContext, get_strategy
+from .strategies import Rendered, Strategy, StrategyContext
 from .strategies.base import REJECTED_BECAUSE, REJECTED_UNSAID, RenderedPixels, to_uint8_hwc
 from .strategies.texture import TextureBank
 
@@ -76,6 +76,7 @@ def make_context(plan: BuildPlan, device: torch.device, shipped: Any = None) -> 
         texture=bank.get if bank else _no_textures,
         texture_keys=bank.keys if bank else (lambda: []),
         options=config.options,
+        strategies=plan.resolved,  # objects and options resolved once, by the plan
         maps=shipped.maps if shipped is not None else plan.maps,
         models=shipped.models_on(device) if shipped is not None else load_models(plan, device),
     )
@@ -83,7 +84,7 @@ def make_context(plan: BuildPlan, device: torch.device, shipped: Any = None) -> 
 
 def load_models(plan: BuildPlan, device: torch.device) -> dict[str, Any]:
     """The networks the build's strategies render with (the edge-to-image generator), on ``device``."""
-    if not any("models" in get_strategy(s).needs for s in plan.strategies):
+    if not plan.needs("models"):
         return {}
     from .models.renderers import load_renderer_model
 
@@ -128,7 +129,7 @@ def render_specs(specs: list[SampleSpec], ctx: StrategyContext, max_attempts: in
     """Render a batch of specs, strategy by strategy, redrawing rejected samples."""
     out: list[_Sample | None] = [None] * len(specs)
     for name in dict.fromkeys(s.strategy for s in specs):
-        strategy = get_strategy(name)
+        strategy = ctx.resolved(name).strategy
         members = [k for k, s in enumerate(specs) if s.strategy == name]
         rngs = {k: rng_for(specs[k].seed) for k in members}
         recipes = {k: strategy.draw(rngs[k], ctx, specs[k].source_index) for k in members}

@@ -203,13 +203,13 @@ def test_bad_set_is_refused_before_anything_is_written(data, tmp_path, capsys, s
 def test_every_strategys_defaults_are_valid_options():
     """read_options with no --set gives each strategy's defaults; given back as --set they pass the check."""
     from synthgen.generator.strategies import get_strategy, strategy_names
-    from synthgen.generator.strategies.base import StrategyContext, check_options
+    from synthgen.generator.strategies.base import StrategyContext, resolve_strategies
 
     ctx = StrategyContext(image_size=(64, 64), device=None, dataset="", category="", sources=[],
                           normal_image=None, texture=None, texture_keys=list)
     for name in strategy_names():
         defaults = get_strategy(name).read_options(ctx)
-        check_options({name: defaults}, (name,), (64, 64))
+        assert resolve_strategies((name,), {name: defaults}, (64, 64))[name].options == defaults
     assert set(get_strategy("cutpaste").read_options(ctx)) == {"jitter", "area_min", "area_max", "aspect_min"}
 
 

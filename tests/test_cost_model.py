@@ -14,6 +14,7 @@ from synthgen.generator.cost_model import DEFAULT_TABLE, load_cost_table, predic
 from synthgen.generator.models.renderers import RenderCost
 from synthgen.generator.datasets.demo import render_demo
 from synthgen.generator.errors import SynthgenError
+from synthgen.generator.strategies.base import resolve_strategies
 
 TABLE = {
     "version": 2, "image_size": [256, 256], "overhead_bytes_per_sample": 1000, "compressed_image_ratio": 0.5,
@@ -25,6 +26,11 @@ TABLE = {
 }
 
 
+def _predict(config: BuildConfig, names: tuple[str, ...], *args, **kwargs):
+    """predict_build of ``names`` resolved as a plan resolves them (objects and parsed options of ``config``)."""
+    return predict_build(config, resolve_strategies(names, config.options, config.image_size), *args, **kwargs)
+
+
 def _config(**kw) -> BuildConfig:
     base = dict(dataset="demo", category="parts_box", strategies=("draem",), image_size=(512, 512), samples_per_shard=100)
     base.update(kw)
@@ -33,7 +39,7 @@ def _config(**kw) -> BuildConfig:
 
 def test_prediction_multiplies_counts_by_costs():
     # 300 samples of two strategies at 512^2 (4x the table's pixels), 10 sources of 1 MP, 2 workers (3 shards)
-    pred = predict_build(_config(), ("draem", "ndaa"), [1.0] * 10, 300, {"draem": 150, "ndaa": 150},
+    pred = _predict(_config(), ("draem", "ndaa"), [1.0] * 10, 300, {"draem": 150, "ndaa": 150},
                          workers=2, table=TABLE)
     parallel = min(2, os.cpu_count() or 1)
     assert pred.seconds["decode"] == pytest.approx(1.0)
@@ -44,13 +50,13 @@ def test_prediction_multiplies_counts_by_costs():
     parallel_part = pred.seconds["render"] + pred.seconds["shard_write"]
     assert pred.wall_seconds == pytest.approx(pred.cpu_seconds - parallel_part + parallel_part / parallel)
     assert "edges" not in pred.seconds  # no LogicAL strategy: no maps
-    cached = predict_build(_config(), ("draem",), [1.0] * 10, 300, {"draem": 300}, workers=1, table=TABLE,
+    cached = _predict(_config(), ("draem",), [1.0] * 10, 300, {"draem": 300}, workers=1, table=TABLE,
                            sources_cached=True)
     assert "decode" not in cached.seconds and any("already decoded" in n for n in cached.notes)
 
 
 def test_full_renderer_samples_cost_two_renderings_and_a_mask():
-    pred = predict_build(_config(image_size=(256, 256), renderer="full"), ("semantic-remove",), [1.0] * 4, 10,
+    pred = _predict(_config(image_size=(256, 256), renderer="full"), ("semantic-remove",), [1.0] * 4, 10,
                          {"semantic-remove": 10}, workers=1, table=TABLE, render_cost=RenderCost(network="global"))
     assert pred.seconds["edges"] == pytest.approx(4 * 0.5) and pred.seconds["regions"] == pytest.approx(4 * 0.25)
     assert pred.seconds["render"] == pytest.approx(10 * (2 * 4.0 + 0.01))
@@ -61,24 +67,24 @@ def test_inpaint_edits_cost_two_renderings_identity_samples_one_and_the_first_bu
     # 256x128: half the table's pixels; crops of 128 fit, so a step costs what the table measured.
     # Half of the samples are identity inpaints (one rendering, one SSIM map), half edits (edited and
     # unedited, three SSIM maps).
-    pred = predict_build(_config(image_size=(256, 128)), ("semantic-remove",), [1.0] * 4, 10,
+    pred = _predict(_config(image_size=(256, 128)), ("semantic-remove",), [1.0] * 4, 10,
                          {"semantic-remove": 10}, workers=1, table=TABLE, render_cost=RenderCost(steps=600, crop=128))
     assert pred.seconds["render"] == pytest.approx(10 * (1.5 * 0.2 + 2 * 0.01) / 2)
-    edits_only = predict_build(_config(image_size=(256, 128), options={"semantic-remove": {"identity_fraction": 0}}),
+    edits_only = _predict(_config(image_size=(256, 128), options={"semantic-remove": {"identity_fraction": 0}}),
                                ("semantic-remove",), [1.0] * 4, 10, {"semantic-remove": 10}, workers=1, table=TABLE)
     assert edits_only.seconds["render"] == pytest.approx(10 * (2 * 0.2 + 3 * 0.01) / 2)
     assert pred.seconds["generator training"] == pytest.approx(600 * 0.5)
     assert any("counted even when cached" in n and "generator training" in n for n in pred.notes)
     # at 64x64 the crop is the whole image: a quarter of the measured crop's pixels
-    small = predict_build(_config(image_size=(64, 64)), ("semantic-remove",), [1.0] * 4, 10,
+    small = _predict(_config(image_size=(64, 64)), ("semantic-remove",), [1.0] * 4, 10,
                           {"semantic-remove": 10}, workers=1, table=TABLE, render_cost=RenderCost(steps=600, crop=128))
     assert small.seconds["generator training"] == pytest.approx(600 * 0.5 / 4)
-    given = predict_build(_config(image_size=(256, 128)), ("semantic-remove",), [1.0] * 4, 10,
+    given = _predict(_config(image_size=(256, 128)), ("semantic-remove",), [1.0] * 4, 10,
                           {"semantic-remove": 10}, workers=1, table=TABLE)  # --e2i given: nothing to train
     assert "generator training" not in given.seconds
     # a generator trained on 128 px crops renders a 128 x 128 window around each hole: a quarter of
     # the table's 256 x 256 per rendering; the SSIM maps stay whole-image
-    windowed = predict_build(_config(image_size=(256, 256)), ("semantic-remove",), [1.0] * 4, 10,
+    windowed = _predict(_config(image_size=(256, 256)), ("semantic-remove",), [1.0] * 4, 10,
                              {"semantic-remove": 10}, workers=1, table=TABLE, render_cost=RenderCost(window=128))
     assert windowed.seconds["render"] == pytest.approx(10 * (1.5 * 0.2 / 4 + 2 * 0.01))
 

@@ -28,6 +28,7 @@ path for other devices and the reference.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -116,7 +117,11 @@ class StrategyContext:
     device: where ``render`` runs.
     dataset, category: names (the per-class selection table keys on ``category``).
     sources: the normal images the build samples from (the in-distribution pool).
-    options: per-strategy options from the build config, ``options[strategy_name][key]``.
+    options: per-strategy options from the build config as given, ``options[strategy_name][key]``;
+        strategies take theirs parsed and checked from :meth:`options_of`.
+    strategies: the build's strategies resolved once (:func:`resolve_strategies`, in the plan): their
+        objects and parsed options. Without it (a context made by hand, in tests) each strategy's
+        options are parsed on first use, once per context.
     normal_image(i): source ``i`` decoded and resized, (3, H, W) float32 on ``device``.
     source_pixels(i): the same image as the (H, W, 3) uint8 array it was made from. The pipeline
         stores it as the sample's normal when a strategy leaves the normal unchanged, instead of
@@ -145,6 +150,7 @@ class StrategyContext:
         maps: Callable[[int], dict[str, np.ndarray]] | None = None,
         models: dict[str, Any] | None = None,
         source_pixels: Callable[[int], np.ndarray] | None = None,
+        strategies: Mapping[str, "ResolvedStrategy"] | None = None,
     ):
         self.image_size = tuple(image_size)
         self.device = device
@@ -158,9 +164,21 @@ class StrategyContext:
         self.options = options or {}
         self.maps = maps
         self.models = models or {}
+        self._resolved: dict[str, ResolvedStrategy] = dict(strategies or {})
 
     def option(self, strategy: str, key: str, default: Any) -> Any:
+        """The raw ``--set`` value (for :meth:`Strategy.read_options`, which parses it)."""
         return self.options.get(strategy, {}).get(key, default)
+
+    def resolved(self, name: str) -> "ResolvedStrategy":
+        """Strategy ``name`` resolved: its object and its parsed options, made once per context."""
+        if name not in self._resolved:
+            self._resolved[name] = resolve_strategy(name, self)
+        return self._resolved[name]
+
+    def options_of(self, strategy: str) -> Mapping[str, Any]:
+        """Every option of ``strategy``, parsed and checked (:meth:`Strategy.read_options`), defaults filled in."""
+        return self.resolved(strategy).options
 
 
 class Strategy(ABC):
@@ -178,9 +196,9 @@ class Strategy(ABC):
         """Every option of this strategy (``--set NAME.KEY=VALUE``), read with ``ctx.option`` and checked:
         key -> value, defaults filled in; a bad value raises a one-line SynthgenError.
 
-        The one place a strategy reads its options (``draw``/``render`` take their values from here):
-        a build calls it for each of its strategies before it writes anything, and refuses any key
-        given that is not in the returned dict as unknown (:func:`check_options`)."""
+        The one place a strategy parses its options, called once per build, by the plan
+        (:func:`resolve_strategies`), before anything is written; a key given that is not in the returned
+        dict is refused as unknown. ``draw``/``render`` take the parsed values from ``ctx.options_of``."""
         return {}
 
     @abstractmethod
@@ -265,21 +283,45 @@ def number_option(ctx: StrategyContext, strategy: str, key: str, default: float,
     return float(value)
 
 
-def check_options(options: dict[str, dict[str, Any]], strategies: tuple[str, ...], image_size: tuple[int, int]) -> None:
-    """Refuse, before a build writes anything, ``--set`` options of a strategy that is not in the build
-    (``strategies``: after expanding ``caf``), keys the strategy does not read, and invalid values."""
-    for name, given in options.items():
-        if name not in strategies:
+@dataclass(frozen=True)
+class ResolvedStrategy:
+    """A strategy of a build, resolved once: its object and its options, parsed and checked."""
+
+    strategy: Strategy
+    options: Mapping[str, Any]  # read_options' values; read, never written (a dict: plans are pickled to workers)
+
+    @property
+    def name(self) -> str:
+        return self.strategy.name
+
+
+def resolve_strategy(name: str, ctx: StrategyContext) -> ResolvedStrategy:
+    """Strategy ``name``'s object and its options parsed from ``ctx.options`` (bad values: one line)."""
+    strategy = get_strategy(name)
+    return ResolvedStrategy(strategy, strategy.read_options(ctx))
+
+
+def resolve_strategies(names: tuple[str, ...], options: dict[str, dict[str, Any]],
+                       image_size: tuple[int, int]) -> dict[str, ResolvedStrategy]:
+    """Each of ``names`` (after expanding ``caf``) resolved once, before a build writes anything: an
+    unknown name, ``--set`` options of a strategy that is not in the build, keys the strategy does
+    not read and invalid values are refused with one line."""
+    objects = {name: get_strategy(name) for name in names}  # an unknown name fails first
+    for name in options:
+        if name not in names:
             known = f"unknown strategy '{name}'" if name not in _STRATEGIES else f"strategy {name} is not in this build"
-            raise SynthgenError(f"--set {name}.*: {known} (this build's strategies: {', '.join(strategies)})")
-        ctx = StrategyContext(image_size=image_size, device=torch.device("cpu"), dataset="", category="", sources=[],
-                              normal_image=_no_image, texture=_no_image, texture_keys=list, options=options)
-        values = get_strategy(name).read_options(ctx)  # raises on an invalid value
-        for key in given:
-            if key not in values:
-                known_keys = ", ".join(sorted(values)) or "none"
+            raise SynthgenError(f"--set {name}.*: {known} (this build's strategies: {', '.join(names)})")
+    ctx = StrategyContext(image_size=image_size, device=torch.device("cpu"), dataset="", category="", sources=[],
+                          normal_image=_no_image, texture=_no_image, texture_keys=list, options=options)
+    resolved = {}
+    for name, strategy in objects.items():
+        resolved[name] = ResolvedStrategy(strategy, strategy.read_options(ctx))  # raises on an invalid value
+        for key in options.get(name, {}):
+            if key not in resolved[name].options:
+                known_keys = ", ".join(sorted(resolved[name].options)) or "none"
                 raise SynthgenError(f"--set {name}.{key}: unknown option of {name} (its options: {known_keys})")
+    return resolved
 
 
 def _no_image(_) -> torch.Tensor:
-    raise RuntimeError("option checks read no images")
+    raise RuntimeError("option parsing reads no images")

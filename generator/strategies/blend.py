@@ -126,7 +126,7 @@ class _TextureBlend(Strategy):
         return {"augment_texture": augment}
 
     def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
-        recipe = _draw_region_and_texture(rng, ctx, self.read_options(ctx)["augment_texture"])
+        recipe = _draw_region_and_texture(rng, ctx, ctx.options_of(self.name)["augment_texture"])
         recipe.params["beta"] = self._draw_beta(rng, ctx)
         return recipe
 
@@ -169,7 +169,7 @@ class Transparent(_TextureBlend):
         return {**super().read_options(ctx), "beta_min": low, "beta_max": high}
 
     def _draw_beta(self, rng: np.random.Generator, ctx: StrategyContext) -> float:
-        options = self.read_options(ctx)
+        options = ctx.options_of(self.name)
         return float(rng.uniform(options["beta_min"], options["beta_max"]))
 
 

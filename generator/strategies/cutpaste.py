@@ -99,7 +99,7 @@ class _CutPasteBase(Strategy):
         height, width, angle = self._patch_shape(rng, ctx)
         box = _rotated_extent(height, width, angle)
         box = (min(box[0], ctx.image_size[0]), min(box[1], ctx.image_size[1]))
-        jitter = self.read_options(ctx)["jitter"]
+        jitter = ctx.options_of(self.name)["jitter"]
         return Recipe(
             {
                 "patch": [height, width],
@@ -147,7 +147,7 @@ class CutPaste(_CutPasteBase):
 
     def _patch_shape(self, rng: np.random.Generator, ctx: StrategyContext) -> tuple[int, int, float]:
         h, w = ctx.image_size
-        options = self.read_options(ctx)
+        options = ctx.options_of(self.name)
         area_min, area_max, aspect_min = options["area_min"], options["area_max"], options["aspect_min"]
         area = rng.uniform(area_min, area_max) * h * w
         aspect = math.exp(rng.uniform(math.log(aspect_min), -math.log(aspect_min)))
@@ -171,7 +171,7 @@ class CutPasteScar(_CutPasteBase):
     def _patch_shape(self, rng: np.random.Generator, ctx: StrategyContext) -> tuple[int, int, float]:
         h, w = ctx.image_size
         scale = min(h, w) / SCAR_REFERENCE_SIZE
-        options = self.read_options(ctx)
+        options = ctx.options_of(self.name)
         width = int(rng.integers(options["width_min"], options["width_max"] + 1))
         length = int(rng.integers(options["length_min"], options["length_max"] + 1))
         max_angle = options["max_angle"]

@@ -374,7 +374,7 @@ class _LogicAL(Strategy):
     edits: ClassVar[tuple[str, ...]]
 
     def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
-        options = self.read_options(ctx)
+        options = ctx.options_of(self.name)
         identity = bool(rng.random() < options["identity_fraction"])
         mode = self.region_modes[int(rng.integers(len(self.region_modes)))]
         edit = self.edits[int(rng.integers(len(self.edits)))]
@@ -388,7 +388,7 @@ class _LogicAL(Strategy):
         # edit could turn into an identity normal): the configured mix holds among the samples kept,
         # and a kind the generator cannot render shows in the fallback count instead.
         p = rejected.params
-        return self._draw(rng, ctx, source_index, self.read_options(ctx), p["edit"] == "identity", p["region_mode"], p["edit"])
+        return self._draw(rng, ctx, source_index, ctx.options_of(self.name), p["edit"] == "identity", p["region_mode"], p["edit"])
 
     def _draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int, options: dict[str, Any],
               identity: bool, mode: str, edit: str) -> Recipe:
@@ -451,7 +451,7 @@ class _LogicAL(Strategy):
 
         identity = torch.tensor([r.params["edit"] == "identity" for r in recipes], device=device)
         portions = torch.tensor([r.params["edge_portion"] for r in recipes], device=device)
-        options = self.read_options(ctx)
+        options = ctx.options_of(self.name)
         threshold = options["ssim_threshold"]
         if not model.repaints_whole_image:  # the inpaint renderer: the real photo outside the region
             # The sample is the real photo with the dilated region re-rendered; ground truth: where it

@@ -113,7 +113,7 @@ class NDAA(Strategy):
 
     def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
         h, w = ctx.image_size
-        options = self.read_options(ctx)
+        options = ctx.options_of(self.name)
         rect, amplitude, periods = ((options[f"{key}_min"], options[f"{key}_max"]) for key in ("rect", "amplitude", "periods"))
         rect_h = max(1, round(rng.uniform(*rect) * h))
         rect_w = max(1, round(rng.uniform(*rect) * w))

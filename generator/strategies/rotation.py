@@ -49,7 +49,7 @@ class Rotation(Strategy):
         return {"max_angle": max_angle, "padding": padding}
 
     def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
-        options = self.read_options(ctx)
+        options = ctx.options_of(self.name)
         max_angle = options["max_angle"]
         return Recipe({"angle": float(rng.uniform(-max_angle, max_angle)), "padding": options["padding"]})
 

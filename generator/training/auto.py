@@ -47,13 +47,11 @@ def needs_generator(config: BuildConfig) -> bool:
     """Whether the build's strategies render with a generator and none was given for a renderer whose
     generator a build trains itself (the inpaint renderer)."""
     from ..models.renderers import get_renderer
-    from ..plan import expand_strategies
-    from ..strategies import get_strategy
+    from ..plan import resolve_build_strategies, strategies_needing
 
     if config.e2i is not None or not get_renderer(config.renderer).trains_automatically:
         return False
-    strategies = expand_strategies(config.strategies, config.category, config.caf_table)
-    return any("models" in get_strategy(s).needs for s in strategies)
+    return bool(strategies_needing(resolve_build_strategies(config), "models"))
 
 
 def with_generator(config: BuildConfig, *, progress: bool = True) -> BuildConfig:
