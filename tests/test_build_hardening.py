@@ -345,3 +345,23 @@ def test_estimate_covers_the_written_shards(data, tmp_path):
     written = sum(p.stat().st_size for p in (tmp_path / "out").glob("*.h5"))
     estimate = preflight.shard_bytes(40, (64, 64), {})
     assert written <= estimate < 2 * written, (written, estimate)
+
+
+def test_a_build_parses_each_strategys_options_once(data, tmp_path, monkeypatch):
+    """The plan resolves every strategy and parses its --set options once; draws, redraws and renders read
+    the parsed values (before, each draw parsed them again)."""
+    from synthgen.generator.strategies.cutpaste import _CutPasteBase
+
+    calls = []
+    real = _CutPasteBase.read_options  # both CutPaste strategies extend it (super().read_options)
+
+    def counted(self, ctx):
+        calls.append(self.name)
+        return real(self, ctx)
+
+    monkeypatch.setattr(_CutPasteBase, "read_options", counted)
+    config = BuildConfig(dataset="mvtec_ad", category="widget", root=str(data), strategies=("cutpaste", "cutpaste-scar"),
+                         image_size=(32, 32), num_samples=12, options={"cutpaste": {"jitter": 0.05}})
+    build(config, tmp_path / "out", progress=False)
+    assert sorted(calls) == ["cutpaste", "cutpaste-scar"]
+    assert read_manifest(tmp_path / "out")["totals"]["strategies"] == {"cutpaste": 6, "cutpaste-scar": 6}
