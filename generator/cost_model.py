@@ -157,8 +157,7 @@ def predict_build(
     for strategy, count in per_strategy.items():
         resolved = strategies[strategy]
         if "models" in resolved.strategy.needs:  # rendered by the LogicAL renderer's generator
-            # the share of edits; the rest are identity renders (a strategy without them: all edits)
-            edits = 1 - float(resolved.options.get("identity_fraction", 0.0))
+            edits = 1 - resolved.strategy.identity_share(resolved.options)  # the rest: identity renders
             render += renderer.sample_seconds(costs, render_cost, edits, window_scale, pixel_scale) * count
             continue
         if f"render:{strategy}" in costs:

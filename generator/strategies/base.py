@@ -215,6 +215,11 @@ class Strategy(ABC):
     def render(self, images: torch.Tensor, recipes: list[Recipe], ctx: StrategyContext) -> Rendered:
         """Apply the recipes to a batch of normal images on ``ctx.device`` (no randomness here)."""
 
+    def identity_share(self, options: Mapping[str, Any]) -> float:
+        """The share of samples drawn as identity renders (no edit; stored as normals), given the parsed
+        ``options``: the cost model counts their cheaper render. 0 for a strategy that draws none."""
+        return 0.0
+
     #: True where the strategy implements :meth:`render_pixels` (see the module docstring)
     renders_pixels: ClassVar[bool] = False
 

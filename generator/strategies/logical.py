@@ -105,6 +105,7 @@ before generation (Table 3's TPS column; it lowered AU-sPRO on LOCO, hence off b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import cv2
@@ -435,6 +436,9 @@ class _LogicAL(Strategy):
         return {"tps": tps, "ssim_threshold": number_option(ctx, self.name, "ssim_threshold", SSIM_THRESHOLD, 0.0, 1.0),
                 "identity_fraction": number_option(ctx, self.name, "identity_fraction", IDENTITY_FRACTION, 0.0, 1.0),
                 "visible_ratio": number_option(ctx, self.name, "visible_ratio", VISIBLE_RATIO, 0.0, 100.0)}
+
+    def identity_share(self, options: Mapping[str, Any]) -> float:
+        return options["identity_fraction"]
 
     def render(self, images: torch.Tensor, recipes: list[Recipe], ctx: StrategyContext) -> Rendered:
         model = e2i_model(ctx, self.name)
