@@ -148,7 +148,7 @@ def predict_build(
     if any(stage in out.seconds for stage in CACHEABLE_STAGES):
         skipped = ", ".join(stage for stage in CACHEABLE_STAGES if stage in out.seconds)
         out.notes.append(f"{skipped}: counted even when cached; a build that reuses them (a second build of this "
-                         "category, size and seed) skips them")
+                         "category and size, whatever its --seed) skips them")
     render = 0.0
     table_pixels = table_size[0] * table_size[1]
     window = render_cost.window
