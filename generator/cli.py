@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from synthgen.api import make_executor, resolve_device
+from synthgen import api  # the commands parse options and call the public API
 
 from . import __version__
 from .errors import SynthgenError
@@ -116,8 +116,6 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
     Without --category every category of the dataset is built, each into its own OUT/CATEGORY.
     Without --e2i the LogicAL strategies' inpainting generator is trained once per category and cached.
     """
-    import synthgen.api
-
     from .config import parse_option
 
     options: dict = {}
@@ -126,7 +124,7 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
         options.setdefault(name, {})[key] = value
     every_category = category is None and dataset != "demo"
 
-    def say(result: synthgen.api.BuildResult) -> None:
+    def say(result: api.BuildResult) -> None:
         if result.prediction is not None:
             click.echo(f"{result.category}:\n{result.prediction}" if every_category else result.prediction)
         elif every_category:
@@ -142,7 +140,7 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
             else:
                 click.echo("manifest not written yet: other job-array slices still have shards to build")
 
-    synthgen.api.build(
+    api.build(
         strategies, dataset=dataset, root=root, category=category, out=out, num_samples=num_samples,
         image_size=image_size, seed=seed, textures=textures, options=options, caf_table=caf_table,
         samples_per_shard=samples_per_shard, batch_size=batch_size, device=device, workers=workers,
@@ -157,9 +155,7 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
 @click.argument("build_dir", type=click.Path(path_type=Path))
 def verify(build_dir):
     """Recompute every shard's (or published file's) sha256; report damaged, missing or unlisted ones (exit 1 if any)."""
-    import synthgen.api
-
-    report = synthgen.api.verify(build_dir)
+    report = api.verify(build_dir)
     for line in report.problems:
         click.echo(line)
     click.echo(f"{len(report.ok)} {report.unit}(s) ok, {len(report.problems)} problem(s)")
@@ -203,8 +199,6 @@ def inspect(build_dir, sheet, per_strategy, maps_sheet):
 def precompute(dataset, root, category, split, image_size, device, edge_model, regions, sam_model, sam_checkpoint,
                weights_dir, sheet, sheet_rows, quiet, executor, ray_address):
     """Compute and cache the edge and region maps of a category's normal images (a build reuses them)."""
-    from synthgen.api import choose_image_size
-
     from .precompute import MapSettings, precompute_category
 
     if category is None:
@@ -217,12 +211,11 @@ def precompute(dataset, root, category, split, image_size, device, edge_model, r
         regions=regions,
         sam_model=sam_model,
         sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,
-        device=resolve_device(device),
+        device=api.resolve_device(device),
     )
-    result = precompute_category(dataset, root, category, split,
-                                 choose_image_size(image_size, dataset, root, category, split, say=not quiet), settings,
-                                 sheet=sheet, sheet_rows=sheet_rows, progress=not quiet,
-                                 executor=make_executor(executor, ray_address))
+    size = api.choose_image_size(image_size, dataset, root, category, split, say=not quiet)
+    result = precompute_category(dataset, root, category, split, size, settings, sheet=sheet, sheet_rows=sheet_rows,
+                                 progress=not quiet, executor=api.make_executor(executor, ray_address))
     for line in result:
         click.echo(line)
 
@@ -255,14 +248,12 @@ def precompute(dataset, root, category, split, image_size, device, edge_model, r
 def train_e2i(dataset, root, category, split, image_size, renderer, epochs, steps, batch_size, out, seed, device, network,
               vgg19, edge_model, regions, sam_model, sam_checkpoint, weights_dir, no_resume, quiet):
     """Train the generator of a LogicAL renderer on a category's normal images."""
-    from synthgen.api import choose_image_size
-
     if category is None:
         if dataset != "demo":
             raise SynthgenError("--category: required for this dataset (e.g. --category juice_bottle)")
         category = "parts_box"
-    size = choose_image_size(image_size, dataset, root, category, split, say=not quiet)
-    device = resolve_device(device)
+    size = api.choose_image_size(image_size, dataset, root, category, split, say=not quiet)
+    device = api.resolve_device(device)
     out = out or Path("out") / f"e2i-{dataset}-{category}"
     presets = {"inpaint": ("cpu", "demo", "edgeconnect"), "full": ("full", "small", "tiny")}[renderer]
     network = network or presets[0]
@@ -327,9 +318,7 @@ def weights(weights_dir):
 @click.option("--quiet", is_flag=True)
 def export(build_dir, fmt, to, source_root, overwrite, quiet):
     """Write a build in a layout third-party trainers read (see README: exports)."""
-    import synthgen.api
-
-    path = synthgen.api.export(build_dir, to, format=fmt, overwrite=overwrite, source_root=source_root, progress=not quiet)
+    path = api.export(build_dir, to, format=fmt, overwrite=overwrite, source_root=source_root, progress=not quiet)
     click.echo(f"exported to {path}")
 
 
@@ -346,11 +335,9 @@ def export(build_dir, fmt, to, source_root, overwrite, quiet):
 @click.option("--quiet", is_flag=True)
 def publish(build_dir, to, license_id, with_normals, source_root, rows_per_file, repo, quiet):
     """Write a build as a dataset-hub folder: Parquet + dataset card + croissant.json + checksums."""
-    import synthgen.api
-
     from .publish import hub_url
 
-    path = synthgen.api.publish(build_dir, to, license=license_id, with_normals=with_normals, source_root=source_root,
+    path = api.publish(build_dir, to, license=license_id, with_normals=with_normals, source_root=source_root,
                                 rows_per_file=rows_per_file, push_to_hub=repo, progress=not quiet)
     click.echo(f"published to {path} (check it with: synthgen verify {path})")
     if repo:

@@ -421,7 +421,8 @@ class Build:
         self.manifest = Manifest.from_json(manifest, where=self.path / "manifest.json")
 
     def samples(self, fields: Sequence[str] = ("image", "mask"), *, strategies: Sequence[str] | None = None,
-                transform: Callable[[dict], dict] | None = None, with_params: bool = False) -> ShardDataset:
+                transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                with_params: bool = False) -> ShardDataset:
         """Every sample (or those of ``strategies``) as a torch Dataset of dicts; see ShardDataset for the fields."""
         from .generator.shards.reader import ShardDataset
 
