@@ -88,6 +88,43 @@ def test_open_build_gives_a_typed_manifest_and_a_torch_dataset(tmp_path):
     assert (exported / "train" / "good").is_dir()
 
 
+@pytest.mark.filterwarnings("ignore:semantic-remove.*stored as normals")  # a 2-step generator paints little
+def test_python_build_trains_and_caches_the_logical_generator_like_the_command(tmp_path, pidinet_weights, monkeypatch,
+                                                                            capsys):
+    """pipeline.build alone needs a generator file; synthgen.build trains one first (a tiny preset here), caches
+    it and records it, as `synthgen build` does."""
+    import dataclasses
+
+    from synthgen.generator.pipeline import build as pipeline_build
+    from synthgen.generator.training import auto, inpaint
+
+    tiny = inpaint.InpaintTrainConfig(network=inpaint.InpaintConfig(ngf=4, n_blocks=1),
+                                      discriminator=dataclasses.replace(inpaint.NETWORKS["demo"].discriminator, ndf=4,
+                                                                        n_layers=2),
+                                      steps=2, batch_size=2, crop=0)
+    monkeypatch.setitem(inpaint.NETWORKS, auto.DEMO_NETWORK, tiny)
+    options = dict(num_samples=2, image_size=64, regions="classical", weights_dir=pidinet_weights.parent, device="cpu")
+    config = synthgen.BuildConfig(dataset="demo", category="parts_box", strategies=("semantic-remove",),
+                                  image_size=(64, 64), num_samples=2, regions="classical",
+                                  weights_dir=str(pidinet_weights.parent))
+    with pytest.raises(synthgen.SynthgenError, match="leave out --e2i"):
+        pipeline_build(config, tmp_path / "below", progress=False)
+    [result] = synthgen.build("semantic-remove", out=tmp_path / "api", progress=False, **options)
+    assert "training an inpainting generator" in capsys.readouterr().err
+    generator = Path(result.config.e2i)
+    assert generator.is_file() and generator.is_relative_to(os.environ["SYNTHGEN_CACHE"])
+    artifacts = synthgen.open_build(result.out_dir).manifest.raw["artifacts"]
+    assert any(a["name"] == "e2i" and a["file"] == str(generator) for a in artifacts)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached generator should have been reused")
+
+    monkeypatch.setattr(auto, "train_inpainter", no_training)
+    main(["build", "--strategy", "semantic-remove", "--num-samples", "2", "--image-size", "64", "--regions", "classical",
+          "--weights-dir", str(pidinet_weights.parent), "--device", "cpu", "--quiet", "--out", str(tmp_path / "cli")])
+    assert _shards(tmp_path / "cli") == _shards(tmp_path / "api")
+
+
 def test_open_build_refuses_what_is_not_a_build_in_one_line(tmp_path):
     with pytest.raises(synthgen.SynthgenError, match="no manifest"):
         synthgen.open_build(tmp_path)
