@@ -31,8 +31,10 @@ $(BIN)/synthgen: pyproject.toml setup.py
 
 install: $(BIN)/synthgen
 
+# --move-stale: a demo-out left by older synthgen code is renamed to demo-out.stale-CODE (never deleted)
+# and the demo is built afresh, instead of the build refusing the folder.
 demo: install
-	$(BIN)/synthgen build --dataset demo --textures perlin --out $(DEMO) --workers 2 $(if $(WEIGHTS),--weights-dir $(WEIGHTS)) \
+	$(BIN)/synthgen build --dataset demo --textures perlin --out $(DEMO) --move-stale --workers 2 $(if $(WEIGHTS),--weights-dir $(WEIGHTS)) \
 		--strategy draem,transparent,opaque,ndaa,cutpaste,cutpaste-scar,semantic-remove,logical
 	$(BIN)/synthgen verify $(DEMO)
 	$(BIN)/synthgen inspect $(DEMO) --sheet $(DEMO)/contact_sheet.png

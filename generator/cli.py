@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from synthgen import api  # the commands parse options and call the public API
+
 from . import __version__
 from .errors import SynthgenError
 from .models.renderers import DEFAULT_RENDERER, RENDERERS, get_renderer
@@ -20,18 +22,9 @@ from .models.renderers import DEFAULT_RENDERER, RENDERERS, get_renderer
 #: ``--renderer`` of build and train-e2i: the renderer table's names, each with what it does
 _RENDERER_HELP = "; ".join(f"{r.name}: {r.summary}" for r in RENDERERS.values())
 
-
-def _split_names(values: tuple[str, ...]) -> tuple[str, ...]:
-    """``--strategy a,b --strategy c`` -> (a, b, c)."""
-    return tuple(n.strip() for v in values for n in v.split(",") if n.strip())
-
-
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+#: what --image-size says when it is left out (synthgen.api.choose_image_size)
+IMAGE_SIZE_HELP = ("N or HxW: every sample is resized to it. Default: the category's aspect ratio, short side 256 "
+                   "(sides multiples of 16; the choice is printed unless --quiet).")
 
 
 def _map_options(command):
@@ -67,37 +60,8 @@ def _executor_options(command):
     return command
 
 
-def _make_executor(executor: str, ray_address: str | None):
-    """None for the local executor, else the engine object that pipeline.build / precompute take."""
-    if executor == "local":
-        if ray_address:
-            raise SynthgenError("--ray-address: only with --executor ray")
-        return None
-    from .executors.ray_executor import RayExecutor
-
-    return RayExecutor(ray_address)
-
-
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     click.echo(f"synthgen: warning: {message}", err=True)
-
-
-def _warn_fallbacks(out_dir: Path, max_attempts: int) -> None:
-    """One warning per strategy whose samples fell back to normals (every attempt rejected), from the
-    manifest's totals: such a build has fewer anomalies than asked for, and a strategy that never
-    renders (e.g. LogicAL edits its generator cannot make visible) none."""
-    from .errors import read_json_file
-
-    totals = read_json_file(out_dir / "manifest.json", "manifest").get("totals", {})
-    for strategy, count in sorted(totals.get("fallback_normal", {}).items()):
-        drawn = totals.get("strategies", {}).get(strategy, count)
-        reasons = totals.get("rejections", {}).get(strategy, {})
-        why = ""
-        if reasons:
-            reason, times = max(reasons.items(), key=lambda item: item[1])
-            why = f"; most often: {reason} ({times} of {sum(reasons.values())} rejections)"
-        click.echo(f"synthgen: warning: {strategy}: {count} of {drawn} samples were rejected {max_attempts} times "
-                   f"and stored as normals (label 0){why}; see the manifest's totals", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -116,7 +80,7 @@ def cli() -> None:
 @click.option("--out", type=click.Path(path_type=Path),
               help="Output folder. Default: out/DATASET-CATEGORY; without --category OUT/CATEGORY (OUT: out/DATASET).")
 @click.option("--num-samples", type=int, help="Samples to make. Default: one per (source image, strategy).")
-@click.option("--image-size", default="256", show_default=True, help="N or HxW; every sample is resized to it.")
+@click.option("--image-size", help=IMAGE_SIZE_HELP)
 @click.option("--seed", default=0, show_default=True, help="Global seed; fixes every sample.")
 @click.option("--textures", help="Anomaly texture source: a DTD-style folder, 'normals' (in-distribution) or 'perlin'.")
 @click.option("--set", "settings", multiple=True, metavar="STRATEGY.KEY=VALUE", help="Strategy option, repeatable.")
@@ -138,127 +102,66 @@ def cli() -> None:
 @click.option("--e2i", type=click.Path(path_type=Path),
               help="Generator file of the renderer (made by `synthgen train-e2i`). Default for inpaint: train one on "
                    "the category's normal images, cached and reused.")
-@click.option("--dry-run", is_flag=True, help="Print the predicted time and disk size of this build; write nothing.")
+@click.option("--generator-seed", default=0, show_default=True,
+              help="Training seed of the automatic generator (not --seed: builds with other seeds reuse it).")
+@click.option("--move-stale", is_flag=True,
+              help="If --out holds a build started by other synthgen code (an older version), rename it to "
+                   "OUT.stale-CODE and start afresh instead of stopping. Nothing is deleted.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the predicted time and disk size of this build (of each category without --category); write nothing.")
 @click.option("--cost-table", type=click.Path(path_type=Path),
               help="Per-stage costs for --dry-run (benchmarks/bench_cost_model.py). Default: the shipped table.")
 def build(dataset, root, category, strategies, out, num_samples, image_size, seed, textures, settings, caf_table,
           samples_per_shard, batch_size, device, workers, num_shards, shard_index, compress_images, quiet,
           executor, ray_address, merge_only, edge_model, regions, sam_model, sam_checkpoint, weights_dir, renderer,
-          e2i, dry_run, cost_table):
+          e2i, generator_seed, move_stale, dry_run, cost_table):
     """Synthesize anomalies and write sharded HDF5 + manifest (resumable).
 
     Without --root the dataset is looked for in $SYNTHGEN_DATA/DATASET, then ./datasets/DATASET.
     Without --category every category of the dataset is built, each into its own OUT/CATEGORY.
     Without --e2i the LogicAL strategies' inpainting generator is trained once per category and cached.
     """
-    from .config import BuildConfig, parse_image_size, parse_option
-    from .pipeline import build as run_build
+    from .config import parse_option
 
-    if root is None and dataset != "demo":
-        from .datasets import locate_root
-
-        root = locate_root(dataset)
-    if category is None and dataset == "demo":
-        category = "parts_box"
-    texture_source, texture_root = None, None
-    if textures in ("normals", "perlin"):
-        texture_source = textures
-    elif textures:
-        texture_source, texture_root = "dtd", str(Path(textures))
     options: dict = {}
     for text in settings:
         name, key, value = parse_option(text)
         options.setdefault(name, {})[key] = value
-    config = BuildConfig(
-        dataset=dataset,
-        category=category,
-        root=str(root) if root else None,
-        strategies=_split_names(strategies),
-        num_samples=num_samples,
-        image_size=parse_image_size(image_size),
-        seed=seed,
-        samples_per_shard=samples_per_shard,
-        batch_size=batch_size,
-        device=_resolve_device(device),
-        texture_source=texture_source,
-        texture_root=texture_root,
-        options=options,
-        caf_table=str(caf_table) if caf_table else None,
-        compress_images=compress_images,
-        edge_model=edge_model,
-        regions=regions,
-        sam_model=sam_model,
-        sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,
-        weights_dir=str(weights_dir) if weights_dir else None,
-        e2i=str(e2i) if e2i else None,
-        renderer=renderer,
-    )  # category None: the settings every category of the dataset is built with
-    if dry_run:
-        if category is None:
-            raise SynthgenError("--dry-run: give --category (the prediction is for one category's plan)")
-        from .cost_model import dry_run as predict
+    every_category = category is None and dataset != "demo"
 
-        click.echo(predict(config, workers=workers, cost_table=cost_table))
-        return
-    engine = None if merge_only else _make_executor(executor, ray_address)
-    if category is None:
-        _build_every_category(config, out or Path("out") / dataset, quiet, workers=workers, num_shards=num_shards,
-                              shard_index=shard_index, progress=not quiet, executor=engine, merge_only=merge_only)
-        return
-    from .training.auto import with_generator  # trains (once, cached) when no --e2i is given
+    def say(result: api.BuildResult) -> None:
+        if result.prediction is not None:
+            click.echo(f"{result.category}:\n{result.prediction}" if every_category else result.prediction)
+        elif every_category:
+            manifest = "manifest written" if result.manifest_written else "manifest waits for other job-array slices"
+            click.echo(f"{result.category}: built {len(result.built)} shard(s), {len(result.skipped)} already "
+                       f"complete, into {result.out_dir} ({manifest})")
+        else:
+            if not merge_only:
+                click.echo(f"built {len(result.built)} shard(s), {len(result.skipped)} already complete, into "
+                           f"{result.out_dir}")
+            if result.manifest_written:
+                click.echo(f"manifest: {result.out_dir / 'manifest.json'}")
+            else:
+                click.echo("manifest not written yet: other job-array slices still have shards to build")
 
-    config = with_generator(config, progress=not quiet)
-    out = out or Path("out") / f"{dataset}-{category}"
-    report = run_build(config, out, workers=workers, num_shards=num_shards, shard_index=shard_index,
-                       progress=not quiet, executor=engine, merge_only=merge_only)
-    if not merge_only:
-        click.echo(f"built {len(report.built)} shard(s), {len(report.skipped)} already complete, into {report.out_dir}")
-    if report.manifest_written:
-        click.echo(f"manifest: {report.out_dir / 'manifest.json'}")
-        _warn_fallbacks(report.out_dir, config.max_attempts)
-    else:
-        click.echo("manifest not written yet: other job-array slices still have shards to build")
-
-
-def _build_every_category(config, out: Path, quiet: bool, **build_options) -> None:
-    """Build each category present in the dataset root into ``out/<category>`` (each resumable on
-    its own), one summary line per category; a failing category is named and does not stop the rest."""
-    from dataclasses import replace
-
-    from .datasets import dataset_categories
-    from .pipeline import build as run_build
-
-    categories = dataset_categories(config.dataset, config.root)
-    failed = []
-    for i, category in enumerate(categories, start=1):
-        if not quiet:
-            click.echo(f"[{i}/{len(categories)}] {config.dataset}/{category} from {config.root}", err=True)
-        try:
-            from .training.auto import with_generator
-
-            category_config = with_generator(replace(config, category=category), progress=build_options["progress"])
-            report = run_build(category_config, out / category, **build_options)
-        except SynthgenError as e:
-            click.echo(f"synthgen: error: {category}: {e}", err=True)
-            failed.append(category)
-            continue
-        manifest = "manifest written" if report.manifest_written else "manifest waits for other job-array slices"
-        click.echo(f"{category}: built {len(report.built)} shard(s), {len(report.skipped)} already complete, "
-                   f"into {report.out_dir} ({manifest})")
-        if report.manifest_written:
-            _warn_fallbacks(report.out_dir, category_config.max_attempts)
-    if failed:
-        raise SynthgenError(f"{len(failed)} of {len(categories)} categories failed ({', '.join(failed)}); fix them "
-                            "and run the same command again (finished categories are skipped)")
+    api.build(
+        strategies, dataset=dataset, root=root, category=category, out=out, num_samples=num_samples,
+        image_size=image_size, seed=seed, textures=textures, options=options, caf_table=caf_table,
+        samples_per_shard=samples_per_shard, batch_size=batch_size, device=device, workers=workers,
+        num_shards=num_shards, shard_index=shard_index, compress_images=compress_images, executor=executor,
+        ray_address=ray_address, merge_only=merge_only, edge_model=edge_model, regions=regions, sam_model=sam_model,
+        sam_checkpoint=sam_checkpoint, weights_dir=weights_dir, renderer=renderer, e2i=e2i, generator_seed=generator_seed,
+        move_stale=move_stale,
+        dry_run=dry_run, cost_table=cost_table, progress=not quiet, on_result=say,
+    )
 
 
 @cli.command()
 @click.argument("build_dir", type=click.Path(path_type=Path))
 def verify(build_dir):
     """Recompute every shard's (or published file's) sha256; report damaged, missing or unlisted ones (exit 1 if any)."""
-    from .shards.verify import verify_build
-
-    report = verify_build(build_dir)
+    report = api.verify(build_dir)
     for line in report.problems:
         click.echo(line)
     click.echo(f"{len(report.ok)} {report.unit}(s) ok, {len(report.problems)} problem(s)")
@@ -292,7 +195,7 @@ def inspect(build_dir, sheet, per_strategy, maps_sheet):
               help="Dataset root (the folder holding CATEGORY/). Default: $SYNTHGEN_DATA/DATASET, else ./datasets/DATASET.")
 @click.option("--category", help="Category to read, e.g. juice_bottle. Default for demo: parts_box.")
 @click.option("--split", default="train", show_default=True, help="Split whose normal images get maps.")
-@click.option("--image-size", default="256", show_default=True, help="N or HxW: the build's image size.")
+@click.option("--image-size", help=IMAGE_SIZE_HELP.replace("every sample is resized to it", "the build's image size"))
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @_map_options
 @click.option("--sheet", type=click.Path(path_type=Path), help="Also write a contact sheet PNG: image | 4 edge scales | fused | regions.")
@@ -302,7 +205,6 @@ def inspect(build_dir, sheet, per_strategy, maps_sheet):
 def precompute(dataset, root, category, split, image_size, device, edge_model, regions, sam_model, sam_checkpoint,
                weights_dir, sheet, sheet_rows, quiet, executor, ray_address):
     """Compute and cache the edge and region maps of a category's normal images (a build reuses them)."""
-    from .config import parse_image_size
     from .precompute import MapSettings, precompute_category
 
     if category is None:
@@ -315,11 +217,11 @@ def precompute(dataset, root, category, split, image_size, device, edge_model, r
         regions=regions,
         sam_model=sam_model,
         sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,
-        device=_resolve_device(device),
+        device=api.resolve_device(device),
     )
-    result = precompute_category(dataset, root, category, split, parse_image_size(image_size), settings,
-                                 sheet=sheet, sheet_rows=sheet_rows, progress=not quiet,
-                                 executor=_make_executor(executor, ray_address))
+    size = api.choose_image_size(image_size, dataset, root, category, split, say=not quiet)
+    result = precompute_category(dataset, root, category, split, size, settings, sheet=sheet, sheet_rows=sheet_rows,
+                                 progress=not quiet, executor=api.make_executor(executor, ray_address))
     for line in result:
         click.echo(line)
 
@@ -330,7 +232,7 @@ def precompute(dataset, root, category, split, image_size, device, edge_model, r
               help="Dataset root (the folder holding CATEGORY/). Default: $SYNTHGEN_DATA/DATASET, else ./datasets/DATASET.")
 @click.option("--category", help="Category to train on, e.g. juice_bottle. Default for demo: parts_box.")
 @click.option("--split", default="train", show_default=True, help="Split whose normal images are the training pairs.")
-@click.option("--image-size", default="256", show_default=True, help="N or HxW: train at the builds' image size.")
+@click.option("--image-size", help=IMAGE_SIZE_HELP.replace("every sample is resized to it", "train at the builds' image size"))
 @click.option("--renderer", type=click.Choice(list(RENDERERS)), default=DEFAULT_RENDERER, show_default=True,
               help=f"{_RENDERER_HELP}.")
 @click.option("--epochs", default=300, show_default=True, help="full: training epochs (LogicAL sec. 4.2: 300).")
@@ -352,14 +254,12 @@ def precompute(dataset, root, category, split, image_size, device, edge_model, r
 def train_e2i(dataset, root, category, split, image_size, renderer, epochs, steps, batch_size, out, seed, device, network,
               vgg19, edge_model, regions, sam_model, sam_checkpoint, weights_dir, no_resume, quiet):
     """Train the generator of a LogicAL renderer on a category's normal images."""
-    from .config import parse_image_size
-
     if category is None:
         if dataset != "demo":
             raise SynthgenError("--category: required for this dataset (e.g. --category juice_bottle)")
         category = "parts_box"
-    size = parse_image_size(image_size)
-    device = _resolve_device(device)
+    size = api.choose_image_size(image_size, dataset, root, category, split, say=not quiet)
+    device = api.resolve_device(device)
     out = out or Path("out") / f"e2i-{dataset}-{category}"
     presets = get_renderer(renderer).network_presets
     network = network or presets[0]
@@ -424,9 +324,7 @@ def weights(weights_dir):
 @click.option("--quiet", is_flag=True)
 def export(build_dir, fmt, to, source_root, overwrite, quiet):
     """Write a build in a layout third-party trainers read (see README: exports)."""
-    from .shards.export import export_build
-
-    path = export_build(build_dir, to, fmt=fmt, overwrite=overwrite, source_root=source_root, progress=not quiet)
+    path = api.export(build_dir, to, format=fmt, overwrite=overwrite, source_root=source_root, progress=not quiet)
     click.echo(f"exported to {path}")
 
 
@@ -443,13 +341,13 @@ def export(build_dir, fmt, to, source_root, overwrite, quiet):
 @click.option("--quiet", is_flag=True)
 def publish(build_dir, to, license_id, with_normals, source_root, rows_per_file, repo, quiet):
     """Write a build as a dataset-hub folder: Parquet + dataset card + croissant.json + checksums."""
-    from .publish import publish_build, push_to_hub
+    from .publish import hub_url
 
-    path = publish_build(build_dir, to, license=license_id, with_normals=with_normals, source_root=source_root,
-                         rows_per_file=rows_per_file, hub_repo=repo, progress=not quiet)
+    path = api.publish(build_dir, to, license=license_id, with_normals=with_normals, source_root=source_root,
+                                rows_per_file=rows_per_file, push_to_hub=repo, progress=not quiet)
     click.echo(f"published to {path} (check it with: synthgen verify {path})")
     if repo:
-        click.echo(f"uploaded to {push_to_hub(path, repo)}")
+        click.echo(f"uploaded to {hub_url(repo)}")
 
 
 @cli.command()

@@ -1,5 +1,11 @@
 """synthgen: offline synthetic-anomaly datasets (sharded HDF5 + manifests) and the trainers that consume them.
 
+The public API is at this top (``synthgen/api.py``; README "Python API")::
+
+    import synthgen
+    [result] = synthgen.build(["draem", "cutpaste"], textures="perlin", out="out/demo")
+    build = synthgen.open_build(result.out_dir)      # .manifest (typed record), .samples() (torch Dataset)
+
 One import package. Its parts live in the repository's top-level folders and are installed under this name:
 
 - ``synthgen.generator``  everything that makes shards (readers, precompute, strategies, writer, verify, export, publish)
@@ -7,6 +13,34 @@ One import package. Its parts live in the repository's top-level folders and are
 - ``synthgen.manifests``  the manifest JSON Schema and the recipes of benchmark datasets
 """
 
+from .api import (
+    Build,
+    BuildConfig,
+    BuildResult,
+    Manifest,
+    ShardRecord,
+    SynthgenError,
+    Totals,
+    build,
+    export,
+    open_build,
+    publish,
+    verify,
+)
 from .generator import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "Build",
+    "BuildConfig",
+    "BuildResult",
+    "Manifest",
+    "ShardRecord",
+    "SynthgenError",
+    "Totals",
+    "__version__",
+    "build",
+    "export",
+    "open_build",
+    "publish",
+    "verify",
+]

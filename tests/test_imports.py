@@ -200,6 +200,16 @@ def test_build_path_never_reaches_training_or_trainers(graph):
     assert not any(reachable(graph, m) & {m2 for m2 in graph if m2.startswith("synthgen.generator.training")} for m in strategies)
 
 
+def test_the_cli_is_a_layer_over_the_api(graph):
+    """`synthgen build` goes cli -> synthgen.api -> pipeline; the API trains the automatic generator (lazily),
+    nothing below it imports it, and it never imports the trainers."""
+    assert "synthgen.api" in graph["synthgen.generator.cli"] and "synthgen.api" in graph["synthgen"]
+    assert {"synthgen.generator.pipeline", "synthgen.generator.training.auto"} <= graph["synthgen.api"]
+    importers = sorted(m for m, targets in graph.items() if "synthgen.api" in targets)
+    assert importers == ["synthgen", "synthgen.generator.cli"]
+    assert not any(m.startswith("synthgen.trainers") for m in reachable(graph, "synthgen.api"))
+
+
 def test_generator_imports_nothing_from_trainers(graph):
     bad = sorted((m, t) for m, targets in graph.items() if m.startswith("synthgen.generator") for t in targets if t.startswith("synthgen.trainers"))
     assert bad == []
