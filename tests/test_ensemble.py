@@ -25,7 +25,7 @@ from synthgen.trainers.ensemble.model import (
 from synthgen.trainers.ensemble.pca import PCA, TransformationBlock, components_for
 from synthgen.trainers.epoch_log import EpochLog
 from synthgen.trainers.ensemble.train import LOG_FIELDS, _fit_discriminator, default_components, train_feature, train_output
-from synthgen.trainers.pbas.model import MLPDiscriminator
+from synthgen.trainers.feature_heads import MLPDiscriminator
 
 
 def _low_rank_rows(n: int, dim: int, rank: int, seed: int) -> np.ndarray:

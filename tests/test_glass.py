@@ -27,7 +27,7 @@ from synthgen.trainers.glass.model import (
 )
 from synthgen.trainers.glass.train import steps_per_epoch, train
 from synthgen.trainers.metrics import image_auroc
-from synthgen.trainers.pbas.model import MLPDiscriminator
+from synthgen.trainers.feature_heads import MLPDiscriminator
 from synthgen.trainers.shard_features import mask_to_grid, shard_features
 
 SIZE = 64
@@ -112,7 +112,7 @@ def test_an_epoch_stops_once_more_than_limit_samples_were_seen():
 
 def test_shard_features_are_cached_and_a_damaged_entry_is_recomputed(demo_build, tmp_path, capsys):
     from synthgen.trainers.backbones import Backbone
-    from synthgen.trainers.pbas.features import PatchFeatureExtractor
+    from synthgen.trainers.features import PatchFeatureExtractor
 
     extractor = PatchFeatureExtractor(Backbone("resnet18", ["layer2"], weights="none"), 1, 8)
     params = {"backbone": "resnet18", "layers": ["layer2"], "weights": "none", "patch_size": 1, "embed_dim": 8}

@@ -160,3 +160,27 @@ def test_build_path_never_reaches_training_or_trainers(graph):
 def test_generator_imports_nothing_from_trainers(graph):
     bad = sorted((m, t) for m, targets in graph.items() if m.startswith("synthgen.generator") for t in targets if t.startswith("synthgen.trainers"))
     assert bad == []
+
+
+def method_package(module: str) -> str | None:
+    """``synthgen.trainers.pbas.model`` -> ``pbas``: the trainer method package a module belongs to
+    (each sub-package of trainers/ is one method); None for the shared modules of trainers/."""
+    parts = module.split(".")
+    if parts[:2] != ["synthgen", "trainers"] or len(parts) < 3:
+        return None
+    return parts[2] if (PACKAGES["synthgen.trainers"] / parts[2] / "__init__.py").is_file() else None
+
+
+def test_no_trainer_method_imports_another(graph):
+    """What methods share lives in trainers/ (features.py, score_maps.py, feature_heads.py, losses.py ...),
+    so a method can be read, changed or removed without following arrows into another method. Only the
+    method table (trainers.methods) imports the methods."""
+    crossing = sorted(
+        (m, t) for m, targets in graph.items() for t in targets
+        if method_package(m) and method_package(t) and method_package(m) != method_package(t)
+    )
+    assert crossing == [], "a trainer method imports another: " + "; ".join(f"{m} -> {t}" for m, t in crossing)
+    shared_upward = sorted((m, t) for m, targets in graph.items() for t in targets
+                           if m.startswith("synthgen.trainers.") and not method_package(m) and method_package(t)
+                           and m != "synthgen.trainers.methods")
+    assert shared_upward == [], "a shared trainers module imports a method: " + "; ".join(f"{m} -> {t}" for m, t in shared_upward)

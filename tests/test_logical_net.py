@@ -31,7 +31,7 @@ from synthgen.trainers.logical.data import EXTRA_FIELDS, check_build, prepare_sa
 from synthgen.trainers.logical.losses import focal_loss, logical_loss, rcf_edge_loss_per_sample, ssim_per_sample
 from synthgen.trainers.logical.model import PRESETS, LogicALNet, build_net
 from synthgen.trainers.logical.train import train
-from synthgen.trainers.reconstruction.model import score_kernel
+from synthgen.trainers.score_maps import score_kernel
 
 SIZE = 64
 #: the field contract of trainers/logical/data.py, as the logical strategies write it

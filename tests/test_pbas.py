@@ -19,10 +19,10 @@ from torch import nn
 
 from synthgen.generator.errors import SynthgenError
 from synthgen.trainers.base import MODEL_FILE, RUN_FILE, load_model
-from synthgen.trainers.pbas.features import PatchFeatureExtractor, gaussian_smooth, load_normal_images, patchify, scores_to_maps
+from synthgen.trainers.feature_heads import MLPDiscriminator
+from synthgen.trainers.features import PatchFeatureExtractor, load_normal_images, patchify
 from synthgen.trainers.pbas.model import (
     ALPHA,
-    MLPDiscriminator,
     PBASConfig,
     PBASModel,
     adaptive_anomalies,
@@ -34,6 +34,7 @@ from synthgen.trainers.pbas.model import (
 )
 from synthgen.trainers.epoch_log import EpochLog
 from synthgen.trainers.pbas.train import LOG_FIELDS, _fit, train
+from synthgen.trainers.score_maps import gaussian_smooth, scores_to_maps
 
 
 def _adaptive_pool_reference(row: np.ndarray, size: int) -> np.ndarray:

@@ -27,11 +27,11 @@ from synthgen.trainers.reconstruction.model import (
     ReconstructionNetworks,
     check_architecture,
     focal_loss,
-    score_kernel,
     ssim,
 )
 from synthgen.trainers.reconstruction.module import ReconstructionModule, rotate_samples, rotation_angles
 from synthgen.trainers.reconstruction.train import train
+from synthgen.trainers.score_maps import score_kernel
 
 SIZE = 64
 

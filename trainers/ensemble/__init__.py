@@ -15,7 +15,7 @@ import click
 
 from synthgen.generator.errors import SynthgenError
 
-from ..pbas.features import EMBED_DIM
+from ..features import EMBED_DIM
 from .model import METHOD, NOISE_STD, OUTPUT_METHOD, load_feature_model, load_output_model  # noqa: F401  (registers the loaders)
 from .pca import BLOCKS
 

@@ -27,10 +27,9 @@ from synthgen.generator.imageio import sha256_file
 from synthgen.generator.safe_load import load_state_dict_checked
 
 from ..base import MODEL_FILE, load_model
-from ..epoch_log import EpochLog, finish_plain_run, read_epoch_checkpoint
+from ..epoch_log import EpochLog, finish_plain_run, order_for_epoch, read_epoch_checkpoint
+from ..features import EMBED_DIM, NormalImages, load_normal_images
 from ..lightning_utils import LOG_DIR, finish_run, resolve_device, start_run
-from ..pbas.features import EMBED_DIM, NormalImages, load_normal_images
-from ..pbas.model import order_for_epoch
 from .extractors import check_extractors
 from .model import (
     MARGIN,

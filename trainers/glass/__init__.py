@@ -13,8 +13,7 @@ from pathlib import Path
 
 import click
 
-from ..pbas import parse_layers
-from ..pbas.features import EMBED_DIM, LAYERS, PATCH_SIZE
+from ..features import EMBED_DIM, LAYERS, PATCH_SIZE, parse_layers
 from .model import ASCENT_STEPS, DISCRIMINATOR_HIDDEN, DISTRIBUTIONS, IMAGE_SIZE, METHOD, load  # noqa: F401  (registers the loader)
 from .train import BATCH_SIZE, EPOCHS, LIMIT, LR
 

@@ -28,11 +28,10 @@ import torch.nn.functional as F
 from synthgen.generator.errors import SynthgenError
 
 from ..backbones import Backbone
-from ..epoch_log import EpochLog, finish_plain_run, read_epoch_checkpoint
+from ..epoch_log import EpochLog, finish_plain_run, order_for_epoch, read_epoch_checkpoint
+from ..features import EMBED_DIM, LAYERS, PATCH_SIZE
 from ..lightning_utils import LOG_DIR, resolve_device, start_run
-from ..pbas.features import EMBED_DIM, LAYERS, PATCH_SIZE
-from ..pbas.model import order_for_epoch
-from ..reconstruction.model import two_class_focal_loss
+from ..losses import two_class_focal_loss
 from ..shard_features import ShardFeatures, build_provenance, extractor_params, shard_features
 from .model import (
     ASCENT_STEPS,

@@ -4,8 +4,8 @@
 normal training images of a dataset (PBAS needs no shards); ``--shards BUILD`` trains on the normal
 source images of a synthgen build instead. Importing this package registers the loader, so
 ``synthgen-eval RUN`` can evaluate the model. Networks, centers and losses: :mod:`.model`; the
-patch features, score maps and normal-image loading shared with the ensemble: :mod:`.features`;
-the training loop: :mod:`.train`.
+patch features, score maps and heads it shares with GLASS and the ensemble: trainers/features.py,
+trainers/score_maps.py, trainers/feature_heads.py; the training loop: :mod:`.train`.
 """
 
 from __future__ import annotations
@@ -14,14 +14,10 @@ from pathlib import Path
 
 import click
 
-from .features import EMBED_DIM, LAYERS, PATCH_SIZE
+from ..features import EMBED_DIM, LAYERS, PATCH_SIZE, parse_layers
 from .model import ALPHA, CENTER_METHODS, COMPONENTS, METHOD, SYNTHESES, load  # noqa: F401  (registers the loader)
 
 __all__ = ["METHOD", "command", "load"]
-
-
-def parse_layers(text: str) -> tuple[str, ...]:
-    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 @click.command(METHOD)

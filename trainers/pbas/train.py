@@ -39,10 +39,10 @@ from synthgen.generator.errors import SynthgenError
 from synthgen.generator.safe_load import load_state_dict_checked
 
 from ..backbones import Backbone
-from ..epoch_log import EpochLog, finish_plain_run, read_epoch_checkpoint
+from ..epoch_log import EpochLog, finish_plain_run, order_for_epoch, read_epoch_checkpoint
+from ..features import EMBED_DIM, LAYERS, PATCH_SIZE, NormalImages, PatchFeatureExtractor, load_normal_images
 from ..lightning_utils import LOG_DIR, resolve_device, start_run
 from ..shard_features import ShardFeatures, build_provenance, extractor_params, shard_features
-from .features import EMBED_DIM, LAYERS, PATCH_SIZE, NormalImages, PatchFeatureExtractor, load_normal_images
 from .model import (
     ALPHA,
     CENTER_METHODS,
@@ -57,7 +57,6 @@ from .model import (
     center_terms,
     initial_centers,
     noisy_anomalies,
-    order_for_epoch,
     save_model,
 )
 
