@@ -98,7 +98,8 @@ def train(options: GLASSOptions) -> Path:
     )
     model = GLASSModel.initialised(config, net, options.seed).to(device)
     training = {
-        "epochs": options.epochs, "batch_size": options.batch_size, "limit": options.limit, "lr": options.lr, "discriminator_lr": options.lr * DISCRIMINATOR_LR_FACTOR,
+        "epochs": options.epochs, "batch_size": options.batch_size, "limit": options.limit, "lr": options.lr,
+        "discriminator_lr": options.lr * DISCRIMINATOR_LR_FACTOR,
         "adaptor_weight_decay": ADAPTOR_WEIGHT_DECAY, "noise_std": NOISE_STD, "ascent_steps": options.ascent_steps,
         "radius_quantile": RADIUS_QUANTILE, "hard_mining_quantile": HARD_MINING_QUANTILE, "distribution": options.distribution,
         "seed": options.seed, "device": device,
@@ -108,7 +109,8 @@ def train(options: GLASSOptions) -> Path:
     checkpoint = read_epoch_checkpoint(last) if last else None
 
     started = time.perf_counter()
-    data = shard_features(options.shards, model.extractor, extractor_params(config), config.image_size, batch_size=options.batch_size, device=device, progress=options.progress)
+    data = shard_features(options.shards, model.extractor, extractor_params(config), config.image_size, batch_size=options.batch_size,
+                          device=device, progress=options.progress)
     epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, LOG_FIELDS, run_dir=out, checkpoint=checkpoint, progress=options.progress)
     _fit(model, data, training, options.seed, epoch_log, checkpoint)
     finish_plain_run(out, save_model(out, model), options.epochs, started, {"feature_grid": list(data.grid), "features": data.counts})

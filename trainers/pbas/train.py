@@ -105,7 +105,8 @@ def train(options: PBASOptions) -> Path:
     out = Path(options.out)
     _check_options(options)
     device = resolve_device(options.device)
-    normals = load_normal_images(options.image_size, dataset=options.dataset, root=options.root, category=options.category, shards=options.shards)
+    normals = load_normal_images(options.image_size, dataset=options.dataset, root=options.root, category=options.category,
+                                 shards=options.shards)
     net = Backbone(options.backbone, list(options.layers), weights=options.weights, weights_dir=options.weights_dir, device=device)
     config = PBASConfig(
         backbone=options.backbone,
@@ -119,7 +120,8 @@ def train(options: PBASOptions) -> Path:
     )
     model = PBASModel.initialised(config, net, options.seed).to(device)
     training = {
-        "epochs": options.epochs, "batch_size": options.batch_size, "lr": options.lr, "discriminator_lr": options.lr * DISCRIMINATOR_LR_FACTOR,
+        "epochs": options.epochs, "batch_size": options.batch_size, "lr": options.lr,
+        "discriminator_lr": options.lr * DISCRIMINATOR_LR_FACTOR,
         "gamma": GAMMA, "delta": DELTA, "alpha": options.alpha, "center": options.center, "synthesis": options.synthesis,
         "noise_std": NOISE_STD if options.synthesis == "noise" else None, "seed": options.seed, "device": device,
     }
@@ -144,7 +146,8 @@ def train(options: PBASOptions) -> Path:
 
     anomalies, extras = None, {"feature_grid": list(grid)}
     if options.anomaly_shards is not None:
-        anomalies = shard_features(options.anomaly_shards, model.extractor, extractor_params(config), config.image_size, batch_size=options.batch_size, device=device, progress=options.progress)
+        anomalies = shard_features(options.anomaly_shards, model.extractor, extractor_params(config), config.image_size,
+                                   batch_size=options.batch_size, device=device, progress=options.progress)
         if anomalies.grid != tuple(grid):
             raise SynthgenError(f"--anomaly-shards: feature grid {anomalies.grid} differs from the training images' {tuple(grid)}")
         extras["anomaly_features"] = anomalies.counts
