@@ -83,8 +83,10 @@ def _click_option(f: dataclasses.Field, hint: Any) -> Callable:
     else:
         default = None if required or spec.multiple else f.default
         click_type = click.Path(path_type=Path) if kind is Path else click.Choice(spec.choices) if spec.choices else kind
-    return click.option(name, f.name, type=click_type, default=default, required=required, multiple=spec.multiple,
-                        show_default=True, help=spec.help)
+    # no default at all rather than default=None: click counts an explicit None as a value of a required option
+    defaults = {} if default is None else {"default": default}
+    return click.option(name, f.name, type=click_type, required=required, multiple=spec.multiple, show_default=True,
+                        help=spec.help, **defaults)
 
 
 def options_from_cli(options_type: type[Options], values: dict[str, Any]) -> Options:
