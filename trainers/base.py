@@ -105,7 +105,7 @@ def load_model(run_dir: str | Path, device: torch.device | str = "cpu") -> Anoma
     if method not in _LOADERS:
         raise SynthgenError(
             f"{Path(run_dir) / RUN_FILE}: unknown method {method!r} (registered: {', '.join(sorted(_LOADERS)) or 'none'}; "
-            "`import trainers.methods` registers every method)"
+            "`import synthgen.trainers.methods` registers every method)"
         )
     try:
         return _LOADERS[method](Path(run_dir), torch.device(device))
