@@ -113,3 +113,13 @@ def test_a_sub_package_registers_its_command_with_one_line():
     finally:
         train_cli.commands.pop("toy")
     assert {"reconstruction", "logical", "pbas", "glass", "ensemble"} <= set(train_cli.commands)
+
+
+def test_a_field_without_command_line_metadata_is_refused():
+    @dataclass(frozen=True, kw_only=True)
+    class Undeclared:
+        out: Path = field(metadata=cli("The run folder."))
+        secret: int = 3
+
+    with pytest.raises(TypeError, match="Undeclared: fields without cli.*secret"):
+        options_command("undeclared", Undeclared)

@@ -12,14 +12,16 @@ the dataclass into a click command whose options are the fields, in field order:
         progress: bool = field(default=True, metadata=cli("No per-epoch progress lines.", name="--quiet", negate=True))
 
     @options_command("pbas", PBASOptions)
-    def command(options: PBASOptions) -> None:
-        \"\"\"Train PBAS ...\"\"\"                                                       # the command's help
+    def command(options: PBASOptions) -> None:   # its docstring is the command's help
+        click.echo(f"run folder: {train(options)}")
 
 From a field: the option is ``--field-name`` unless ``name`` says otherwise; a field without a default
 is a required option; ``Path`` becomes ``click.Path``, ``int``/``float``/``str`` themselves, ``choices``
 a ``click.Choice``, ``bool`` a flag (``negate``: the flag sets the field to False); ``parse`` turns the
 command-line text into the value (``text``: the default as the command line shows it); a ``tuple``
 field with ``multiple`` is a repeatable option. Every option with a default shows it in ``--help``.
+Every field is an option: a field without ``cli`` metadata is a programming error, refused when the
+command is built.
 """
 
 from __future__ import annotations
@@ -110,6 +112,9 @@ def options_command(name: str, options_type: type[Options], group: click.Group |
     calls the decorated function with the options. Its docstring is the command's help. With
     ``group``, the command is added to that group (a method with subcommands)."""
     hints = typing.get_type_hints(options_type)
+    undeclared = [f.name for f in dataclasses.fields(options_type) if CLI not in f.metadata]
+    if undeclared:
+        raise TypeError(f"{options_type.__name__}: fields without cli(...) metadata: {', '.join(undeclared)}")
 
     def decorate(run: Callable[[Options], None]) -> click.Command:
         def callback(**values: Any) -> None:
