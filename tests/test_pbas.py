@@ -266,6 +266,7 @@ def test_tiny_run_writes_a_loadable_deterministic_model(tiny_run, tmp_path, mvte
     first = torch.load(tiny_run / MODEL_FILE, weights_only=True)["state_dict"]
     second = torch.load(again / MODEL_FILE, weights_only=True)["state_dict"]
     assert all(torch.equal(first[k], second[k]) for k in first)
+    assert (tiny_run / MODEL_FILE).read_bytes() == (again / MODEL_FILE).read_bytes()  # so run.json's sha256 repeats too
 
 
 def test_an_interrupted_run_resumes_to_the_same_model(tiny_run, tmp_path, mvtec_ad_root, interrupt_in_epoch):
