@@ -32,8 +32,8 @@ from synthgen.generator.shards.reader import ShardDataset
 from synthgen.trainers.ensemble.model import EnsembleConfig, build_extractors, map_rows, resize_to_grid
 from synthgen.trainers.ensemble.train import LOG_FIELDS, _fit_discriminator, ensemble_inputs, fit_block
 from synthgen.trainers.epoch_log import EpochLog
-from synthgen.trainers.pbas.features import load_normal_images
-from synthgen.trainers.pbas.model import MLPDiscriminator
+from synthgen.trainers.feature_heads import MLPDiscriminator
+from synthgen.trainers.features import load_normal_images
 
 
 @torch.no_grad()

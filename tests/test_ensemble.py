@@ -24,8 +24,9 @@ from synthgen.trainers.ensemble.model import (
 )
 from synthgen.trainers.ensemble.pca import PCA, TransformationBlock, components_for
 from synthgen.trainers.epoch_log import EpochLog
+from synthgen.trainers.ensemble.options import FeatureEnsembleOptions, OutputEnsembleOptions
 from synthgen.trainers.ensemble.train import LOG_FIELDS, _fit_discriminator, default_components, train_feature, train_output
-from synthgen.trainers.pbas.model import MLPDiscriminator
+from synthgen.trainers.feature_heads import MLPDiscriminator
 
 
 def _low_rank_rows(n: int, dim: int, rank: int, seed: int) -> np.ndarray:
@@ -211,14 +212,14 @@ def tiny_runs(tmp_path_factory, mvtec_ad_root):
     common = dict(dataset="mvtec_ad", root=mvtec_ad_root, category="bottle", embed_dim=16, image_size=(64, 64),
                   epochs=2, device="cpu", progress=False)
     runs = {
-        "global": train_feature(folder / "global", extractors=("efficientnet_lite0:layer2+layer3", "efficientnet_lite0:layer3+layer4"),
-                                block="global", **common),
-        "individual": train_feature(folder / "individual", extractors=("efficientnet_lite0:layer2+layer3", "efficientnet_lite0:layer3+layer4"),
-                                    block="individual", components=0.9, adaptor=True, **common),
-        "single": train_feature(folder / "single", extractors=("efficientnet_lite0:layer3+layer4",), **common),
+        "global": train_feature(FeatureEnsembleOptions(out=folder / "global", extractors=("efficientnet_lite0:layer2+layer3", "efficientnet_lite0:layer3+layer4"),
+                                block="global", **common)),
+        "individual": train_feature(FeatureEnsembleOptions(out=folder / "individual", extractors=("efficientnet_lite0:layer2+layer3", "efficientnet_lite0:layer3+layer4"),
+                                    block="individual", components=0.9, adaptor=True, **common)),
+        "single": train_feature(FeatureEnsembleOptions(out=folder / "single", extractors=("efficientnet_lite0:layer3+layer4",), **common)),
     }
-    runs["output"] = train_output(folder / "output", members=(runs["global"], runs["single"]), dataset="mvtec_ad",
-                                  root=mvtec_ad_root, category="bottle", device="cpu")
+    runs["output"] = train_output(OutputEnsembleOptions(out=folder / "output", members=(runs["global"], runs["single"]), dataset="mvtec_ad",
+                                  root=mvtec_ad_root, category="bottle", device="cpu"))
     return runs
 
 
@@ -246,11 +247,11 @@ def test_an_interrupted_feature_ensemble_resumes_to_the_same_model(tiny_runs, tm
                 embed_dim=16, image_size=(64, 64), epochs=2, device="cpu", progress=False)  # = tiny_runs["single"]
     out = tmp_path / "run"
     with interrupt_in_epoch(ensemble_train, 1), pytest.raises(KeyboardInterrupt):
-        train_feature(out, **args)
+        train_feature(FeatureEnsembleOptions(out=out, **args))
     assert not (out / MODEL_FILE).exists()
     with pytest.raises(SynthgenError, match="option noise_std is 0.3 but the run was started with 0.5"):
-        train_feature(out, **args, noise_std=0.3, resume=True)
-    train_feature(out, **args, resume=True)
+        train_feature(FeatureEnsembleOptions(out=out, **args, noise_std=0.3, resume=True))
+    train_feature(FeatureEnsembleOptions(out=out, **args, resume=True))
     first = torch.load(tiny_runs["single"] / MODEL_FILE, weights_only=True)["state_dict"]
     resumed = torch.load(out / MODEL_FILE, weights_only=True)["state_dict"]
     assert first.keys() == resumed.keys() and all(torch.equal(first[k], resumed[k]) for k in first)
@@ -277,4 +278,4 @@ def test_output_ensemble_refuses_a_changed_member(tiny_runs, tmp_path):
 
 def test_output_ensemble_needs_two_members(tmp_path, tiny_runs):
     with pytest.raises(SynthgenError, match="at least two"):
-        train_output(tmp_path / "o", members=(tiny_runs["single"],), dataset="mvtec_ad", root="x", category="bottle")
+        train_output(OutputEnsembleOptions(out=tmp_path / "o", members=(tiny_runs["single"],), dataset="mvtec_ad", root="x", category="bottle"))

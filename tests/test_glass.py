@@ -25,9 +25,10 @@ from synthgen.trainers.glass.model import (
     local_anomalies,
     truncate_to_band,
 )
+from synthgen.trainers.glass.options import GLASSOptions
 from synthgen.trainers.glass.train import steps_per_epoch, train
 from synthgen.trainers.metrics import image_auroc
-from synthgen.trainers.pbas.model import MLPDiscriminator
+from synthgen.trainers.feature_heads import MLPDiscriminator
 from synthgen.trainers.shard_features import mask_to_grid, shard_features
 
 SIZE = 64
@@ -112,7 +113,7 @@ def test_an_epoch_stops_once_more_than_limit_samples_were_seen():
 
 def test_shard_features_are_cached_and_a_damaged_entry_is_recomputed(demo_build, tmp_path, capsys):
     from synthgen.trainers.backbones import Backbone
-    from synthgen.trainers.pbas.features import PatchFeatureExtractor
+    from synthgen.trainers.features import PatchFeatureExtractor
 
     extractor = PatchFeatureExtractor(Backbone("resnet18", ["layer2"], weights="none"), 1, 8)
     params = {"backbone": "resnet18", "layers": ["layer2"], "weights": "none", "patch_size": 1, "embed_dim": 8}
@@ -160,7 +161,7 @@ def _synthetic_auroc(run, build_dir) -> float:
 @pytest.fixture(scope="module")
 def glass_run(demo_build, tmp_path_factory):
     out = tmp_path_factory.mktemp("glass") / "run"
-    train(out, shards=demo_build, epochs=15, seed=2, **TINY)
+    train(GLASSOptions(out=out, shards=demo_build, epochs=15, seed=2, **TINY))
     return out
 
 
@@ -179,19 +180,20 @@ def test_glass_resumes_to_the_same_model(glass_run, demo_build, tmp_path, interr
 
     out = tmp_path / "run"
     with interrupt_in_epoch(glass_train, 8), pytest.raises(KeyboardInterrupt):
-        train(out, shards=demo_build, epochs=15, seed=2, **TINY)
-    train(out, shards=demo_build, epochs=15, seed=2, resume=True, **TINY)
+        train(GLASSOptions(out=out, shards=demo_build, epochs=15, seed=2, **TINY))
+    train(GLASSOptions(out=out, shards=demo_build, epochs=15, seed=2, resume=True, **TINY))
     first = torch.load(glass_run / MODEL_FILE, weights_only=True)["state_dict"]
     resumed = torch.load(out / MODEL_FILE, weights_only=True)["state_dict"]
     assert all(torch.equal(first[k], resumed[k]) for k in first)
 
 
 def test_pbas_with_anomaly_shards_learns_them(demo_build, tmp_path):
+    from synthgen.trainers.pbas.options import PBASOptions
     from synthgen.trainers.pbas.train import train as train_pbas
 
     out = tmp_path / "pbas"
-    train_pbas(out, shards=demo_build, anomaly_shards=demo_build, backbone="efficientnet_lite0", embed_dim=32,
-               image_size=(SIZE, SIZE), epochs=20, batch_size=4, lr=1e-3, seed=0, device="cpu", progress=False)
+    train_pbas(PBASOptions(out=out, shards=demo_build, anomaly_shards=demo_build, backbone="efficientnet_lite0", embed_dim=32,
+               image_size=(SIZE, SIZE), epochs=20, batch_size=4, lr=1e-3, seed=0, device="cpu", progress=False))
     rows = np.genfromtxt(out / "logs" / "metrics.csv", delimiter=",", names=True)
     assert rows["shard_bce"][-1] < 0.9 * rows["shard_bce"][0]
     # patch level: D scores the anomalous patches (inside the masks) above the patches of the normal images
@@ -219,15 +221,16 @@ def test_bad_options_are_one_line_errors(demo_build, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
     with pytest.raises(SynthgenError, match="needs the discriminator"):
+        from synthgen.trainers.pbas.options import PBASOptions
         from synthgen.trainers.pbas.train import train as train_pbas
-        train_pbas(tmp_path / "abl", shards=demo_build, anomaly_shards=demo_build, components="abl", backbone="efficientnet_lite0",
-                   embed_dim=8, image_size=(SIZE, SIZE), epochs=1, device="cpu", progress=False)
+        train_pbas(PBASOptions(out=tmp_path / "abl", shards=demo_build, anomaly_shards=demo_build, components="abl", backbone="efficientnet_lite0",
+                   embed_dim=8, image_size=(SIZE, SIZE), epochs=1, device="cpu", progress=False))
 
 
 @pytest.mark.gpu
 def test_glass_trains_and_predicts_on_cuda(demo_build, tmp_path):
     out = tmp_path / "cuda"
-    train(out, shards=demo_build, epochs=2, seed=2, **{**TINY, "device": "cuda"})
+    train(GLASSOptions(out=out, shards=demo_build, epochs=2, seed=2, **{**TINY, "device": "cuda"}))
     model = load_model(out, "cuda")
     maps, scores = model.predict(torch.rand(2, 3, SIZE, SIZE, device="cuda"))
     assert maps.shape == (2, SIZE, SIZE) and scores.device.type == "cuda" and torch.isfinite(maps).all()

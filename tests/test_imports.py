@@ -235,23 +235,29 @@ def test_strategy_modules_import_no_other_strategy_module(graph):
     assert bad == [], f"strategy modules importing other strategy modules: {bad}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not yet on this branch: ensemble imports pbas (PatchFeatureExtractor, EMBED_DIM, Projector, load) and "
-    "logical.detector imports reconstruction.model.score_kernel; the trainers engineer of issue 24 moves the "
-    "shared pieces (trainers/features)"))
-def test_no_trainer_method_package_imports_another(graph):
-    """Each method (pbas, glass, reconstruction, logical, ensemble) is one sub-package of trainers/; what two
-    of them share lives in a room named for it (trainers/features, metrics, data), not inside one of them."""
-    methods = sorted(r for r in {room(m, graph) for m in graph}
-                     if r.startswith("synthgen.trainers.") and r.count(".") == 2)
-    assert {"synthgen.trainers.pbas", "synthgen.trainers.ensemble"} <= set(methods)
+def method_package(module: str) -> str | None:
+    """``synthgen.trainers.pbas.model`` -> ``pbas``: the trainer method package a module belongs to
+    (each sub-package of trainers/ is one method); None for the shared modules of trainers/."""
+    parts = module.split(".")
+    if parts[:2] != ["synthgen", "trainers"] or len(parts) < 3:
+        return None
+    return parts[2] if (PACKAGES["synthgen.trainers"] / parts[2] / "__init__.py").is_file() else None
 
-    def method_of(module: str) -> str | None:
-        return next((p for p in methods if module == p or module.startswith(p + ".")), None)
 
-    bad = sorted({(method_of(m), method_of(t)) for m, targets in graph.items() for t in targets
-                  if method_of(m) and method_of(t) and method_of(m) != method_of(t)})
-    assert bad == [], f"method packages importing another method's package: {bad}"
+def test_no_trainer_method_imports_another(graph):
+    """What methods share lives in trainers/ (features.py, score_maps.py, feature_heads.py, losses.py ...),
+    so a method can be read, changed or removed without following arrows into another method. Only the
+    method table (trainers.methods) imports the methods."""
+    crossing = sorted(
+        (m, t) for m, targets in graph.items() for t in targets
+        if method_package(m) and method_package(t) and method_package(m) != method_package(t)
+    )
+    assert crossing == [], "a trainer method imports another: " + "; ".join(f"{m} -> {t}" for m, t in crossing)
+    shared_upward = sorted((m, t) for m, targets in graph.items() for t in targets
+                           if m.startswith("synthgen.trainers.") and not method_package(m) and method_package(t)
+                           and m != "synthgen.trainers.methods")
+    assert shared_upward == [], "a shared trainers module imports a method: " + "; ".join(f"{m} -> {t}" for m, t in shared_upward)
+
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ from synthgen.trainers.logical import load
 from synthgen.trainers.logical.data import EXTRA_FIELDS, check_build, prepare_sample
 from synthgen.trainers.logical.losses import focal_loss, logical_loss, rcf_edge_loss_per_sample, ssim_per_sample
 from synthgen.trainers.logical.model import PRESETS, LogicALNet, build_net
+from synthgen.trainers.logical.options import LogicALOptions
 from synthgen.trainers.logical.train import train
-from synthgen.trainers.reconstruction.model import score_kernel
+from synthgen.trainers.score_maps import score_kernel
 
 SIZE = 64
 #: the field contract of trainers/logical/data.py, as the logical strategies write it
@@ -139,9 +140,9 @@ def build_dir(tmp_path_factory):
     return write_build(tmp_path_factory.mktemp("logical") / "build")
 
 
-def _train(build, out, **overrides):
+def _train(build, out, callbacks=(), **overrides):
     options = dict(preset="tiny", epochs=1, batch_size=4, val_fraction=0.0, workers=0, progress=False, device="cpu")
-    return train(build, out, **{**options, **overrides})
+    return train(LogicALOptions(shards=build, out=out, **{**options, **overrides}), callbacks=callbacks)
 
 
 def _read_metrics(run) -> list[dict]:

@@ -19,10 +19,10 @@ from torch import nn
 
 from synthgen.generator.errors import SynthgenError
 from synthgen.trainers.base import MODEL_FILE, RUN_FILE, load_model
-from synthgen.trainers.pbas.features import PatchFeatureExtractor, gaussian_smooth, load_normal_images, patchify, scores_to_maps
+from synthgen.trainers.feature_heads import MLPDiscriminator
+from synthgen.trainers.features import PatchFeatureExtractor, load_normal_images, patchify
 from synthgen.trainers.pbas.model import (
     ALPHA,
-    MLPDiscriminator,
     PBASConfig,
     PBASModel,
     adaptive_anomalies,
@@ -33,7 +33,9 @@ from synthgen.trainers.pbas.model import (
     noisy_anomalies,
 )
 from synthgen.trainers.epoch_log import EpochLog
+from synthgen.trainers.pbas.options import PBASOptions
 from synthgen.trainers.pbas.train import LOG_FIELDS, _fit, train
+from synthgen.trainers.score_maps import gaussian_smooth, scores_to_maps
 
 
 def _adaptive_pool_reference(row: np.ndarray, size: int) -> np.ndarray:
@@ -242,8 +244,8 @@ def test_training_contracts_features_and_separates_synthetic_anomalies(tmp_path)
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, mvtec_ad_root):
     out = tmp_path_factory.mktemp("pbas") / "run"
-    train(out, dataset="mvtec_ad", root=mvtec_ad_root, category="bottle", backbone="efficientnet_lite0",
-          embed_dim=16, image_size=(64, 64), epochs=2, seed=3, device="cpu", progress=False)
+    train(PBASOptions(out=out, dataset="mvtec_ad", root=mvtec_ad_root, category="bottle", backbone="efficientnet_lite0",
+          embed_dim=16, image_size=(64, 64), epochs=2, seed=3, device="cpu", progress=False))
     return out
 
 
@@ -259,11 +261,12 @@ def test_tiny_run_writes_a_loadable_deterministic_model(tiny_run, tmp_path, mvte
     assert ((scores > 0) & (scores < 1)).all()
 
     again = tmp_path / "again"
-    train(again, dataset="mvtec_ad", root=mvtec_ad_root, category="bottle", backbone="efficientnet_lite0",
-          embed_dim=16, image_size=(64, 64), epochs=2, seed=3, device="cpu", progress=False)
+    train(PBASOptions(out=again, dataset="mvtec_ad", root=mvtec_ad_root, category="bottle", backbone="efficientnet_lite0",
+          embed_dim=16, image_size=(64, 64), epochs=2, seed=3, device="cpu", progress=False))
     first = torch.load(tiny_run / MODEL_FILE, weights_only=True)["state_dict"]
     second = torch.load(again / MODEL_FILE, weights_only=True)["state_dict"]
     assert all(torch.equal(first[k], second[k]) for k in first)
+    assert (tiny_run / MODEL_FILE).read_bytes() == (again / MODEL_FILE).read_bytes()  # so run.json's sha256 repeats too
 
 
 def test_an_interrupted_run_resumes_to_the_same_model(tiny_run, tmp_path, mvtec_ad_root, interrupt_in_epoch):
@@ -273,20 +276,20 @@ def test_an_interrupted_run_resumes_to_the_same_model(tiny_run, tmp_path, mvtec_
                 embed_dim=16, image_size=(64, 64), epochs=2, seed=3, device="cpu", progress=False)
     out = tmp_path / "run"
     with interrupt_in_epoch(pbas_train, 1), pytest.raises(KeyboardInterrupt):
-        train(out, **args)
+        train(PBASOptions(out=out, **args))
     assert not (out / MODEL_FILE).exists() and (out / "checkpoints" / "last.ckpt").is_file()
     with pytest.raises(SynthgenError, match="already holds a training run"):
-        train(out, **args)
+        train(PBASOptions(out=out, **args))
     with pytest.raises(SynthgenError, match="option seed is 4 but the run was started with 3"):
-        train(out, **{**args, "seed": 4}, resume=True)
-    train(out, **args, resume=True)
+        train(PBASOptions(out=out, **{**args, "seed": 4}, resume=True))
+    train(PBASOptions(out=out, **args, resume=True))
     first = torch.load(tiny_run / MODEL_FILE, weights_only=True)["state_dict"]  # the same run, uninterrupted
     resumed = torch.load(out / MODEL_FILE, weights_only=True)["state_dict"]
     assert all(torch.equal(first[k], resumed[k]) for k in first)
     assert (out / "logs" / "metrics.csv").read_text() == (tiny_run / "logs" / "metrics.csv").read_text()
     (out / "checkpoints" / "last.ckpt").write_bytes(b"truncated")
     with pytest.raises(SynthgenError, match="last.ckpt: not a readable training checkpoint"):
-        train(out, **args, resume=True)
+        train(PBASOptions(out=out, **args, resume=True))
 
 
 def test_changed_backbone_weights_are_refused_at_load(tiny_run, tmp_path):

@@ -27,11 +27,12 @@ from synthgen.trainers.reconstruction.model import (
     ReconstructionNetworks,
     check_architecture,
     focal_loss,
-    score_kernel,
     ssim,
 )
 from synthgen.trainers.reconstruction.module import ReconstructionModule, rotate_samples, rotation_angles
+from synthgen.trainers.reconstruction.options import ReconstructionOptions
 from synthgen.trainers.reconstruction.train import train
+from synthgen.trainers.score_maps import score_kernel
 
 SIZE = 64
 
@@ -46,9 +47,9 @@ def demo_build(tmp_path_factory):
     return out
 
 
-def _train(build_dir, out, **overrides):
+def _train(build_dir, out, callbacks=(), **overrides):
     options = dict(epochs=1, batch_size=4, base_width=4, val_fraction=0.2, workers=0, progress=False, device="cpu")
-    return train(build_dir, out, **{**options, **overrides})
+    return train(ReconstructionOptions(shards=build_dir, out=out, **{**options, **overrides}), callbacks=callbacks)
 
 
 def _epoch_rows(run) -> list[dict]:

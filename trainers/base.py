@@ -74,8 +74,11 @@ def write_model_file(run_dir: str | Path, method: str, version: int, blob: dict[
     from synthgen.generator.atomic import atomic_path
 
     path = Path(run_dir) / MODEL_FILE
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save({**blob, "method": method, "format": version}, tmp)
+    # Saved through a file object: torch names the archive's records after a path's file name (here a
+    # random temporary name), which made model.pt's bytes, and the sha256 run.json records, differ
+    # between identical runs; a file object gets the fixed record name "archive".
+    with atomic_path(path, suffix=".pt") as tmp, open(tmp, "wb") as f:
+        torch.save({**blob, "method": method, "format": version}, f)
     return path
 
 
@@ -105,7 +108,7 @@ def load_model(run_dir: str | Path, device: torch.device | str = "cpu") -> Anoma
     if method not in _LOADERS:
         raise SynthgenError(
             f"{Path(run_dir) / RUN_FILE}: unknown method {method!r} (registered: {', '.join(sorted(_LOADERS)) or 'none'}; "
-            "`import trainers.methods` registers every method)"
+            "`import synthgen.trainers.methods` registers every method)"
         )
     try:
         return _LOADERS[method](Path(run_dir), torch.device(device))

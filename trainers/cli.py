@@ -1,7 +1,10 @@
 """The trainers' command lines: ``synthgen-train METHOD ...`` and ``synthgen-eval RUN ...``.
 
 ``synthgen-train`` has one subcommand per method in trainers.methods.METHODS (each package's click
-``command``): adding a method to that list adds its subcommand here. As in ``synthgen``, a user's
+``command``, built from its options dataclass by trainers/options.py): adding a method to that list
+adds its subcommand here and registers its model loader for ``synthgen-eval``. A sub-package whose
+command is not (yet) in that list registers it with one line below the loop:
+``add_train_command(anomalib)`` (after ``from . import anomalib``). As in ``synthgen``, a user's
 mistake (SynthgenError) is one line on stderr and exit status 2; an interrupted command exits 130
 and says how to resume. Anything else that escapes is a bug and keeps its traceback.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import click
 
@@ -28,8 +32,17 @@ def train_cli() -> None:
     """Train an anomaly localization model on synthgen shards; writes a run folder for synthgen-eval."""
 
 
+def add_train_command(package: ModuleType) -> None:
+    """Make ``package.command`` (a click command or group, e.g. built by trainers.options.options_command)
+    the ``synthgen-train`` subcommand of the same name; a second command of that name is refused."""
+    name = package.command.name
+    if name in train_cli.commands:
+        raise ValueError(f"synthgen-train {name}: registered twice ({package.__name__})")
+    train_cli.add_command(package.command)
+
+
 for _method in METHODS:
-    train_cli.add_command(_method.command)
+    add_train_command(_method)
 
 
 def _split_names(text: str) -> tuple[str, ...]:

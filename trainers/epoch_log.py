@@ -1,4 +1,5 @@
-"""The log and checkpoints of the plain (non-Lightning) training loops: PBAS and the ensemble's discriminator.
+"""The log, checkpoints and data order of the plain (non-Lightning) training loops: PBAS, GLASS and the
+ensemble's discriminator.
 
     epoch_log = EpochLog(log_path, fields, run_dir=out, checkpoint=checkpoint, progress=True)
     for epoch in range(epoch_log.next_epoch, epochs):   # 0 for a fresh run, after the last logged one on resume
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from synthgen.generator.atomic import atomic_path
@@ -77,3 +79,9 @@ def finish_plain_run(run_dir: str | Path, model_path: Path, epochs: int, started
         "model": {"file": MODEL_FILE, "sha256": sha256_file(model_path), "selected": "last", "epochs": epochs},
         "train_seconds_this_session": round(time.perf_counter() - started, 1),
     }, complete=True)
+
+
+def order_for_epoch(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The training order of an epoch: a pure function of (seed, epoch), so a resumed run sees the
+    order an uninterrupted one would."""
+    return np.random.default_rng([seed, 1, epoch]).permutation(n)

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import click
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
@@ -37,6 +37,8 @@ from synthgen.generator.imageio import sha256_file
 from synthgen.generator.safe_load import LIGHTNING_WEIGHTS_ONLY, check_lightning_checkpoint
 
 from .base import MODEL_FILE, RUN_FILE, read_run_info, write_run_info
+from .data import DEFAULT_VAL_FRACTION
+from .options import DEVICES, cli
 
 if TYPE_CHECKING:
     from .data import SynthgenDataModule
@@ -97,21 +99,23 @@ def _config_differences(old: dict, new: dict) -> list[str]:
     return sorted(k for k in keys if old.get(k) != new.get(k))
 
 
-def shard_run_options(command: Callable) -> Callable:
-    """The options every shard-trained Lightning command shares (``synthgen-train reconstruction`` and
-    ``logical``): --val-fraction, --select, --device, --workers, --resume, --quiet."""
-    options = [
-        click.option("--val-fraction", default=0.1, show_default=True, help="Share of shard samples held out for synthetic validation."),
-        click.option("--select", type=click.Choice(SELECTIONS), default="last", show_default=True,
-                     help="Model to keep: the last epoch, or the lowest synthetic validation loss."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--workers", default=2, show_default=True, help="DataLoader worker processes."),
-        click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.ckpt."),
-        click.option("--quiet", is_flag=True, help="No progress bar or model summary."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+#: The options every shard-trained Lightning command shares (reconstruction, logical; last on their
+#: command lines): field name -> (default, command-line description). See :func:`shard_run_field`.
+_SHARD_RUN_OPTIONS = {
+    "val_fraction": (DEFAULT_VAL_FRACTION, cli("Share of shard samples held out for synthetic validation.")),
+    "select": ("last", cli("Model to keep: the last epoch, or the lowest synthetic validation loss.", choices=SELECTIONS)),
+    "device": ("auto", cli(choices=DEVICES)),
+    "workers": (2, cli("DataLoader worker processes.")),
+    "resume": (False, cli("Continue the run in --out from checkpoints/last.ckpt.")),
+    "progress": (True, cli("No progress bar or model summary.", name="--quiet", negate=True)),
+}
+
+
+def shard_run_field(name: str) -> Any:
+    """An options field every shard-trained Lightning command shares: ``val_fraction``, ``select``,
+    ``device``, ``workers``, ``resume`` or ``progress`` (``--quiet``)."""
+    default, metadata = _SHARD_RUN_OPTIONS[name]
+    return field(default=default, metadata=metadata)
 
 
 def start_run(run_dir: str | Path, method: str, config: dict, provenance: dict, resume: bool) -> Path | None:

@@ -2,7 +2,7 @@
 
 Feature-level trainers (GLASS's local anomaly synthesis, PBAS with ``--anomaly-shards``) look at a
 build through a frozen backbone: every epoch would otherwise pay for the same forward passes. So the
-patch features (:class:`trainers.pbas.features.PatchFeatureExtractor`) of
+patch features (:class:`trainers.features.PatchFeatureExtractor`) of
 
 - every anomalous sample (label 1) of the build: its image, and its mask downsampled to the feature
   grid by :func:`mask_to_grid` (the one rule every method uses), and
@@ -39,7 +39,7 @@ from synthgen.generator.paths import cache_root
 from synthgen.generator.shards.reader import ShardDataset, read_manifest
 
 from .data import resize_image
-from .pbas.features import PatchFeatureExtractor
+from .features import PatchFeatureExtractor
 
 CACHE_FORMAT = 1
 CACHE_SUFFIX = ".feat"

@@ -3,7 +3,7 @@
 An extractor is named by a spec string (``--extractor``, repeatable):
 
 - ``BACKBONE:LAYER+LAYER`` (e.g. ``efficientnet_lite0:layer1+layer2``): the backbone's locally aware
-  patch features (the PatchCore/SimpleNet/PBAS aggregation of trainers/pbas/features.py, p = 3,
+  patch features (the PatchCore/SimpleNet/PBAS aggregation of trainers/features.py, p = 3,
   ``embed_dim`` channels). Layers default to layer2+layer3.
 - ``pbas:RUN``: the projected features u = P(E(x)) of a trained PBAS run (its extractor and
   projector), so a trained synthesis-based model can join the ensemble, as the thesis suggests.
@@ -22,12 +22,13 @@ from synthgen.generator.errors import SynthgenError
 from synthgen.generator.imageio import sha256_file
 
 from ..backbones import Backbone
-from ..base import MODEL_FILE, read_run_info
-from ..pbas.features import LAYERS, PatchFeatureExtractor
-from ..pbas.model import METHOD as PBAS_METHOD
-from ..pbas.model import load as load_pbas
+from ..base import MODEL_FILE, load_model, read_run_info
+from ..features import LAYERS, PatchFeatureExtractor
 
 PBAS_PREFIX = "pbas:"
+#: The method of the runs ``pbas:RUN`` names (run.json's "method"). The run is loaded through the loader
+#: registry (trainers.base), so this package imports nothing of trainers/pbas/.
+PBAS_METHOD = "pbas"
 
 
 def _grid_map(rows: torch.Tensor, batch: int, grid: tuple[int, int]) -> torch.Tensor:
@@ -67,7 +68,7 @@ class PBASExtractor(nn.Module):
         self.spec = spec
         self.run = run.resolve()
         self.model_sha256 = sha256_file(run / MODEL_FILE)
-        self.model = load_pbas(run, torch.device(device))
+        self.model = load_model(run, torch.device(device))
         self.channels = self.model.config.embed_dim
         self.image_size = tuple(self.model.image_size)
         self.requires_grad_(False)

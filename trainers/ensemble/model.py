@@ -37,7 +37,7 @@ adaptor) SimpleNet's feature adaptor, one Linear(N, N) trained jointly with D, m
 features first and the noise is added to its output, as SimpleNet does.
 
 The patch anomaly score is -D (SimpleNet); the image score is its maximum and the anomaly map its
-bilinear upsampling smoothed by a Gaussian of sigma 4 (trainers/pbas/features.py, as SimpleNet and PBAS).
+bilinear upsampling smoothed by a Gaussian of sigma 4 (trainers/score_maps.py, as SimpleNet and PBAS).
 
 Output-level baseline (method ``ensemble-output``): trained models (any run folders) each produce
 their own map and score; each member's outputs are calibrated to z-scores with the mean and
@@ -60,8 +60,9 @@ from synthgen.generator.errors import SynthgenError
 from synthgen.generator.imageio import sha256_file
 
 from ..base import MODEL_FILE, load_model, read_model_file, read_run_info, register_loader, write_model_file
-from ..pbas.features import EMBED_DIM, SMOOTHING_SIGMA, scores_to_maps
-from ..pbas.model import MLPDiscriminator, Projector
+from ..feature_heads import MLPDiscriminator, Projector
+from ..features import EMBED_DIM
+from ..score_maps import SMOOTHING_SIGMA, scores_to_maps
 from .extractors import build_extractor
 from .pca import TransformationBlock
 

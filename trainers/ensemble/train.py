@@ -27,15 +27,13 @@ from synthgen.generator.imageio import sha256_file
 from synthgen.generator.safe_load import load_state_dict_checked
 
 from ..base import MODEL_FILE, load_model
-from ..epoch_log import EpochLog, finish_plain_run, read_epoch_checkpoint
+from ..epoch_log import EpochLog, finish_plain_run, order_for_epoch, read_epoch_checkpoint
+from ..features import NormalImages, load_normal_images
 from ..lightning_utils import LOG_DIR, finish_run, resolve_device, start_run
-from ..pbas.features import EMBED_DIM, NormalImages, load_normal_images
-from ..pbas.model import order_for_epoch
 from .extractors import check_extractors
 from .model import (
     MARGIN,
     METHOD,
-    NOISE_STD,
     OUTPUT_METHOD,
     EnsembleConfig,
     FeatureEnsembleModel,
@@ -50,14 +48,12 @@ from .model import (
     save_output_model,
     truncated_l1_loss,
 )
+from .options import FeatureEnsembleOptions, OutputEnsembleOptions
 from .pca import BLOCKS, TransformationBlock
 
-#: SimpleNet's discriminator optimiser and schedule.
-LR = 2e-4
+#: SimpleNet's optimiser settings (its learning rate, epochs and batch size: options.py).
 WEIGHT_DECAY = 1e-5
 ADAPTOR_LR = 1e-4
-EPOCHS = 160
-BATCH_SIZE = 8
 #: Positions used to fit the PCA (memory and time bound; 2 x 10^5 rows of 3072 floats is 2.4 GB).
 PCA_MAX_ROWS = 200_000
 METRICS_FILE = "metrics.csv"
@@ -94,65 +90,47 @@ def fit_block(block: str, features: list[torch.Tensor], components: float, seed:
     return TransformationBlock.fit(block, rows, components)
 
 
-def train_feature(
-    out: str | Path,
-    *,
-    extractors: tuple[str, ...],
-    block: str = "global",
-    components: float | None = None,
-    dataset: str | None = None,
-    root: str | Path | None = None,
-    category: str | None = None,
-    shards: str | Path | None = None,
-    embed_dim: int = EMBED_DIM,
-    weights: str | None = None,
-    image_size: tuple[int, int] = (256, 256),
-    epochs: int = EPOCHS,
-    batch_size: int = BATCH_SIZE,
-    lr: float = LR,
-    adaptor: bool = False,
-    noise_std: float = NOISE_STD,
-    seed: int = 0,
-    device: str = "auto",
-    resume: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Train a feature-level ensemble into ``out`` (or continue it: ``resume``); returns the run folder."""
-    out = Path(out)
-    if not extractors:
+def train_feature(options: FeatureEnsembleOptions) -> Path:
+    """Train a feature-level ensemble into ``options.out`` (or continue it: ``options.resume``); returns the run folder."""
+    out = Path(options.out)
+    if not options.extractors:
         raise SynthgenError("--extractor: give at least one (two or more make an ensemble)")
-    if block not in BLOCKS:
-        raise SynthgenError(f"--block: expected one of {', '.join(BLOCKS)}, got {block!r}")
-    if epochs < 1 or batch_size < 1 or not lr > 0 or not noise_std > 0:
-        raise SynthgenError(f"--epochs/--batch-size/--lr/--noise-std: must be positive, got {epochs}, {batch_size}, {lr}, {noise_std}")
-    device = resolve_device(device)
-    normals = load_normal_images(image_size, dataset=dataset, root=root, category=category, shards=shards)
-    draft = EnsembleConfig(tuple(extractors), block, 0.0, embed_dim=embed_dim, weights=weights, image_size=tuple(image_size))
+    if options.block not in BLOCKS:
+        raise SynthgenError(f"--block: expected one of {', '.join(BLOCKS)}, got {options.block!r}")
+    if options.epochs < 1 or options.batch_size < 1 or not options.lr > 0 or not options.noise_std > 0:
+        raise SynthgenError("--epochs/--batch-size/--lr/--noise-std: must be positive, "
+                            f"got {options.epochs}, {options.batch_size}, {options.lr}, {options.noise_std}")
+    device = resolve_device(options.device)
+    normals = load_normal_images(options.image_size, dataset=options.dataset, root=options.root, category=options.category, shards=options.shards)
+    draft = EnsembleConfig(tuple(options.extractors), options.block, 0.0, embed_dim=options.embed_dim, weights=options.weights,
+                           image_size=tuple(options.image_size))
     nets = build_extractors(draft, device)
-    check_extractors(nets, image_size)
+    check_extractors(nets, options.image_size)
 
     started = time.perf_counter()
-    features, grid = ensemble_inputs(nets, normals, batch_size, device)
+    features, grid = ensemble_inputs(nets, normals, options.batch_size, device)
     channels = [f.shape[-1] for f in features]
-    amount = default_components(block, channels) if components is None else components
-    fitted = fit_block(block, features, amount, seed)
+    amount = default_components(options.block, channels) if options.components is None else options.components
+    fitted = fit_block(options.block, features, amount, options.seed)
     config = EnsembleConfig(
-        tuple(extractors), block, float(amount), embed_dim=embed_dim, weights=weights, image_size=tuple(image_size),
+        tuple(options.extractors), options.block, float(amount), embed_dim=options.embed_dim, weights=options.weights,
+        image_size=tuple(options.image_size),
         grid=tuple(grid), channels=tuple(channels), pca_sizes=tuple(p.n_components for p in fitted.pcas),
-        extractor_info=tuple(n.info() for n in nets), adaptor=adaptor,
+        extractor_info=tuple(n.info() for n in nets), adaptor=options.adaptor,
     )
-    training = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "adaptor_lr": ADAPTOR_LR, "weight_decay": WEIGHT_DECAY, "noise_std": noise_std, "margin": MARGIN, "seed": seed, "device": device}
-    last = start_run(out, METHOD, {**config.to_dict(), **training}, {"seed": seed, "data": normals.provenance}, resume=resume)
+    training = {"epochs": options.epochs, "batch_size": options.batch_size, "lr": options.lr, "adaptor_lr": ADAPTOR_LR, "weight_decay": WEIGHT_DECAY,
+                "noise_std": options.noise_std, "margin": MARGIN, "seed": options.seed, "device": device}
+    last = start_run(out, METHOD, {**config.to_dict(), **training}, {"seed": options.seed, "data": normals.provenance}, resume=options.resume)
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.manual_seed(options.seed)
         model = FeatureEnsembleModel(config, nets, fitted).to(device)
     with torch.no_grad():
         ensembled = torch.stack([fitted(list(rows)) for rows in zip(*[f.unbind(0) for f in features])])
     checkpoint = read_epoch_checkpoint(last) if last else None
-    epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, LOG_FIELDS, run_dir=out, checkpoint=checkpoint, progress=progress)
-    _fit_discriminator(model, ensembled, training, seed, epoch_log, checkpoint)
-    finish_plain_run(out, save_feature_model(out, model), epochs, started, {
+    epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, LOG_FIELDS, run_dir=out, checkpoint=checkpoint, progress=options.progress)
+    _fit_discriminator(model, ensembled, training, options.seed, epoch_log, checkpoint)
+    finish_plain_run(out, save_feature_model(out, model), options.epochs, started, {
         "explained_variance": [float(p.explained_variance_ratio.sum()) for p in fitted.pcas],
         "feature_scale": float(fitted.scale),  # the block's output is divided by it (unit mean variance)
     })
@@ -204,33 +182,23 @@ def _fit_discriminator(model: FeatureEnsembleModel, ensembled: torch.Tensor, tra
         })
 
 
-def train_output(
-    out: str | Path,
-    *,
-    members: tuple[str | Path, ...],
-    dataset: str | None = None,
-    root: str | Path | None = None,
-    category: str | None = None,
-    shards: str | Path | None = None,
-    batch_size: int = BATCH_SIZE,
-    device: str = "auto",
-) -> Path:
-    """Calibrate the output-level ensemble of ``members`` (run folders) on normal training images."""
-    out = Path(out)
-    if len(members) < 2:
+def train_output(options: OutputEnsembleOptions) -> Path:
+    """Calibrate the output-level ensemble of ``options.members`` (run folders) on normal training images."""
+    out = Path(options.out)
+    if len(options.members) < 2:
         raise SynthgenError("--member: an output-level ensemble needs at least two trained runs")
-    device = resolve_device(device)
-    models = [load_model(run, device) for run in members]
+    device = resolve_device(options.device)
+    models = [load_model(run, device) for run in options.members]
     sizes = {tuple(m.image_size) for m in models}
     if len(sizes) != 1:
         raise SynthgenError(f"--member: the runs take different image sizes ({', '.join(f'{h}x{w}' for h, w in sorted(sizes))})")
     image_size = sizes.pop()
-    normals = load_normal_images(image_size, dataset=dataset, root=root, category=category, shards=shards)
-    records = [member_record(Path(run)) for run in members]
+    normals = load_normal_images(image_size, dataset=options.dataset, root=options.root, category=options.category, shards=options.shards)
+    records = [member_record(Path(run)) for run in options.members]
     start_run(out, OUTPUT_METHOD, {"members": [r["run"] for r in records], "image_size": list(image_size), "combine": "mean of z-scores", "device": device},
               {"data": normals.provenance, "members": records}, resume=False)
     started = time.perf_counter()
-    calibrations = [calibrate(m, (x.to(device) for x in normals.batches(batch_size))) for m in models]
+    calibrations = [calibrate(m, (x.to(device) for x in normals.batches(options.batch_size))) for m in models]
     model_path = save_output_model(out, records, calibrations, image_size)
     finish_run(
         out,

@@ -5,7 +5,7 @@ Values from the authors' code (cqylunlun/GLASS: glass.py, model.py, loss.py, she
 for facts only and re-derived here):
 
 - Features: the frozen backbone's patch features of PBAS/SimpleNet (WideResNet50 layer2 + layer3, 3 x 3
-  neighbourhoods, 1536 dimensions): :class:`trainers.pbas.features.PatchFeatureExtractor`.
+  neighbourhoods, 1536 dimensions): :class:`trainers.features.PatchFeatureExtractor`.
 - Feature adaptor (``pre_proj 1``): one Linear(D, D), Xavier-normal weights: PBAS's :class:`Projector`.
 - Discriminator (``dsc_layers 2, dsc_hidden 1024``): Linear(D, 1024) + BatchNorm1d + LeakyReLU(0.2) +
   Linear(1024, 1, no bias) + sigmoid: PBAS's :class:`MLPDiscriminator` with hidden width 1024.
@@ -48,9 +48,10 @@ from torch import nn
 
 from ..backbones import Backbone
 from ..base import read_model_file, register_loader
-from ..pbas.features import EMBED_DIM, LAYERS, PATCH_SIZE, SMOOTHING_SIGMA, PatchFeatureExtractor, scores_to_maps
-from ..pbas.model import MLPDiscriminator, Projector, load_without_backbone, recorded_backbone, save_without_backbone
-from ..reconstruction.model import two_class_focal_loss
+from ..feature_heads import MLPDiscriminator, Projector, load_without_backbone, recorded_backbone, save_without_backbone
+from ..features import EMBED_DIM, LAYERS, PATCH_SIZE, PatchFeatureExtractor
+from ..losses import two_class_focal_loss
+from ..score_maps import SMOOTHING_SIGMA, scores_to_maps
 
 METHOD = "glass"
 MODEL_FORMAT = 1

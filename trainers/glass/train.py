@@ -28,18 +28,13 @@ import torch.nn.functional as F
 from synthgen.generator.errors import SynthgenError
 
 from ..backbones import Backbone
-from ..epoch_log import EpochLog, finish_plain_run, read_epoch_checkpoint
+from ..epoch_log import EpochLog, finish_plain_run, order_for_epoch, read_epoch_checkpoint
 from ..lightning_utils import LOG_DIR, resolve_device, start_run
-from ..pbas.features import EMBED_DIM, LAYERS, PATCH_SIZE
-from ..pbas.model import order_for_epoch
-from ..reconstruction.model import two_class_focal_loss
+from ..losses import two_class_focal_loss
 from ..shard_features import ShardFeatures, build_provenance, extractor_params, shard_features
 from .model import (
-    ASCENT_STEPS,
-    DISCRIMINATOR_HIDDEN,
     DISTRIBUTIONS,
     HARD_MINING_QUANTILE,
-    IMAGE_SIZE,
     METHOD,
     NOISE_STD,
     RADIUS_QUANTILE,
@@ -51,13 +46,11 @@ from .model import (
     normal_radius,
     save_model,
 )
+from .options import GLASSOptions
 
-LR = 1e-4
+#: Official code: the discriminator learns at twice the adaptor's rate (options.LR); the adaptor's weight decay.
 DISCRIMINATOR_LR_FACTOR = 2.0
 ADAPTOR_WEIGHT_DECAY = 1e-5
-EPOCHS = 640
-BATCH_SIZE = 8
-LIMIT = 392
 #: The code's ``dsc_margin``: a probability below it counts as "normal" in the p_true / p_fake logs.
 DECISION_THRESHOLD = 0.5
 METRICS_FILE = "metrics.csv"
@@ -80,66 +73,47 @@ def feature_centers(adaptor: torch.nn.Module, normals: torch.Tensor, chunk: int 
     return total / len(normals)
 
 
-def _check_options(epochs: int, batch_size: int, lr: float, limit: int, steps: int, distribution: str) -> None:
-    for option, value, low in (("--epochs", epochs, 1), ("--batch-size", batch_size, 1), ("--limit", limit, 1), ("--ascent-steps", steps, 0)):
+def _check_options(options: GLASSOptions) -> None:
+    for option, value, low in (("--epochs", options.epochs, 1), ("--batch-size", options.batch_size, 1), ("--limit", options.limit, 1),
+                               ("--ascent-steps", options.ascent_steps, 0)):
         if value < low:
             raise SynthgenError(f"{option}: must be at least {low}, got {value}")
-    if not lr > 0:
-        raise SynthgenError(f"--lr: must be positive, got {lr}")
-    if distribution not in DISTRIBUTIONS:
-        raise SynthgenError(f"--distribution: expected one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}")
+    if not options.lr > 0:
+        raise SynthgenError(f"--lr: must be positive, got {options.lr}")
+    if options.distribution not in DISTRIBUTIONS:
+        raise SynthgenError(f"--distribution: expected one of {', '.join(DISTRIBUTIONS)}, got {options.distribution!r}")
 
 
-def train(
-    out: str | Path,
-    *,
-    shards: str | Path,
-    backbone: str = "wide_resnet50_2",
-    layers: tuple[str, ...] = LAYERS,
-    weights: str | None = None,
-    weights_dir: str | Path | None = None,
-    patch_size: int = PATCH_SIZE,
-    embed_dim: int = EMBED_DIM,
-    hidden: int = DISCRIMINATOR_HIDDEN,
-    image_size: tuple[int, int] = (IMAGE_SIZE, IMAGE_SIZE),
-    epochs: int = EPOCHS,
-    batch_size: int = BATCH_SIZE,
-    limit: int = LIMIT,
-    lr: float = LR,
-    ascent_steps: int = ASCENT_STEPS,
-    distribution: str = "hypersphere",
-    seed: int = 0,
-    device: str = "auto",
-    resume: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Train one GLASS model on the build ``shards`` into the run folder ``out`` (or continue it)."""
-    out = Path(out)
-    _check_options(epochs, batch_size, lr, limit, ascent_steps, distribution)
-    data_provenance = build_provenance(shards)  # a one-line error for a missing or unfinished build, before any work
-    device = resolve_device(device)
-    net = Backbone(backbone, list(layers), weights=weights, weights_dir=weights_dir, device=device)
+def train(options: GLASSOptions) -> Path:
+    """Train one GLASS model on the build ``options.shards`` into the run folder ``options.out`` (or continue it)."""
+    out = Path(options.out)
+    _check_options(options)
+    data_provenance = build_provenance(options.shards)  # a one-line error for a missing or unfinished build, before any work
+    device = resolve_device(options.device)
+    net = Backbone(options.backbone, list(options.layers), weights=options.weights, weights_dir=options.weights_dir, device=device)
     config = GLASSConfig(
-        backbone=backbone, layers=tuple(layers), weights=str(weights) if weights is not None else None,
-        weights_sha256=net.weights_info()["sha256"], patch_size=patch_size, embed_dim=embed_dim, hidden=hidden,
-        image_size=tuple(image_size),
+        backbone=options.backbone, layers=tuple(options.layers), weights=str(options.weights) if options.weights is not None else None,
+        weights_sha256=net.weights_info()["sha256"], patch_size=options.patch_size, embed_dim=options.embed_dim, hidden=options.hidden,
+        image_size=tuple(options.image_size),
     )
-    model = GLASSModel.initialised(config, net, seed).to(device)
+    model = GLASSModel.initialised(config, net, options.seed).to(device)
     training = {
-        "epochs": epochs, "batch_size": batch_size, "limit": limit, "lr": lr, "discriminator_lr": lr * DISCRIMINATOR_LR_FACTOR,
-        "adaptor_weight_decay": ADAPTOR_WEIGHT_DECAY, "noise_std": NOISE_STD, "ascent_steps": ascent_steps,
-        "radius_quantile": RADIUS_QUANTILE, "hard_mining_quantile": HARD_MINING_QUANTILE, "distribution": distribution,
-        "seed": seed, "device": device,
+        "epochs": options.epochs, "batch_size": options.batch_size, "limit": options.limit, "lr": options.lr,
+        "discriminator_lr": options.lr * DISCRIMINATOR_LR_FACTOR,
+        "adaptor_weight_decay": ADAPTOR_WEIGHT_DECAY, "noise_std": NOISE_STD, "ascent_steps": options.ascent_steps,
+        "radius_quantile": RADIUS_QUANTILE, "hard_mining_quantile": HARD_MINING_QUANTILE, "distribution": options.distribution,
+        "seed": options.seed, "device": device,
     }
-    provenance = {"seed": seed, "data": data_provenance, "backbone": net.weights_info()}
-    last = start_run(out, METHOD, {**config.to_dict(), **training}, provenance, resume=resume)
+    provenance = {"seed": options.seed, "data": data_provenance, "backbone": net.weights_info()}
+    last = start_run(out, METHOD, {**config.to_dict(), **training}, provenance, resume=options.resume)
     checkpoint = read_epoch_checkpoint(last) if last else None
 
     started = time.perf_counter()
-    data = shard_features(shards, model.extractor, extractor_params(config), config.image_size, batch_size=batch_size, device=device, progress=progress)
-    epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, LOG_FIELDS, run_dir=out, checkpoint=checkpoint, progress=progress)
-    _fit(model, data, training, seed, epoch_log, checkpoint)
-    finish_plain_run(out, save_model(out, model), epochs, started, {"feature_grid": list(data.grid), "features": data.counts})
+    data = shard_features(options.shards, model.extractor, extractor_params(config), config.image_size, batch_size=options.batch_size,
+                          device=device, progress=options.progress)
+    epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, LOG_FIELDS, run_dir=out, checkpoint=checkpoint, progress=options.progress)
+    _fit(model, data, training, options.seed, epoch_log, checkpoint)
+    finish_plain_run(out, save_model(out, model), options.epochs, started, {"feature_grid": list(data.grid), "features": data.counts})
     return out
 
 

@@ -3,7 +3,7 @@
 Inference (what ``synthgen-eval`` calls): the anomaly map is the softmax probability of the mask's
 anomalous channel at the input resolution; the image score is DRAEM's (official ``test_DRAEM.py``):
 the maximum of the map after a mean filter (21x21 at 256x256, scaled with the image size exactly as
-the reconstruction method does, trainers/reconstruction/model.py ``score_kernel``), which keeps a
+the reconstruction method does, trainers/score_maps.py ``score_kernel``), which keeps a
 few isolated bright pixels from deciding the image label.
 
 ``model.pt``: ``{"format": 1, "method": "logical", "net": NetConfig dict, "image_size": [H, W],
@@ -21,7 +21,7 @@ from torch import nn
 from synthgen.generator.safe_load import load_state_dict_checked
 
 from ..base import MODEL_FILE, read_model_file, register_loader, write_model_file
-from ..reconstruction.model import score_kernel
+from ..score_maps import score_kernel
 from .model import LogicALNet, NetConfig
 
 METHOD = "logical"

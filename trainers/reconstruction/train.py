@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback
 from synthgen.generator.errors import SynthgenError
 from synthgen.generator.safe_load import check_lightning_checkpoint
 
-from ..data import DEFAULT_VAL_FRACTION, SynthgenDataModule
+from ..data import SynthgenDataModule
 from ..lightning_utils import (
     VAL_MONITOR,
     check_training_options,
@@ -28,74 +28,58 @@ from ..lightning_utils import (
     start_run,
 )
 from .model import METHOD, ArchitectureConfig, check_architecture, save_model
-from .module import DRAEM_LR, ReconstructionModule, TrainingConfig
+from .module import ReconstructionModule, TrainingConfig
+from .options import ReconstructionOptions
 
 
 
-def train(
-    shards: str | Path,
-    out: str | Path,
-    *,
-    epochs: int,
-    batch_size: int = 8,
-    lr: float = DRAEM_LR,
-    base_width: int = 128,
-    image_size: tuple[int, int] | None = None,
-    seed: int = 0,
-    split: bool = True,
-    rotate_normals: bool = False,
-    val_fraction: float = DEFAULT_VAL_FRACTION,
-    select: str = "last",
-    device: str = "auto",
-    workers: int = 2,
-    resume: bool = False,
-    progress: bool = True,
-    callbacks: Sequence[Callback] = (),
-) -> Path:
-    """Train (or resume) one run into ``out``; returns the run folder.
+def train(options: ReconstructionOptions, *, callbacks: Sequence[Callback] = ()) -> Path:
+    """Train (or resume) one run into ``options.out``; returns the run folder.
 
     ``callbacks`` are extra Lightning callbacks (e.g. to stop early in tests).
     """
-    out = Path(out)
-    check_training_options(select, lr)
-    device = resolve_device(device)
-    L.seed_everything(seed, workers=True, verbose=False)
+    out = Path(options.out)
+    check_training_options(options.select, options.lr)
+    device = resolve_device(options.device)
+    L.seed_everything(options.seed, workers=True, verbose=False)
 
-    data = SynthgenDataModule(shards, image_size=image_size, batch_size=batch_size, val_fraction=val_fraction, seed=seed, workers=workers)
+    data = SynthgenDataModule(options.shards, image_size=options.image_size, batch_size=options.batch_size, val_fraction=options.val_fraction,
+                              seed=options.seed, workers=options.workers)
     data.setup("fit")
     has_validation = len(data.val_indices) > 0
-    if select == "val" and not has_validation:
+    if options.select == "val" and not has_validation:
         raise SynthgenError("--select val: needs synthetic validation samples (--val-fraction > 0)")
-    architecture = ArchitectureConfig(base_width=base_width, image_size=data.image_size)
+    architecture = ArchitectureConfig(base_width=options.base_width, image_size=data.image_size)
     check_architecture(architecture)
-    training = TrainingConfig(epochs=epochs, lr=lr, split=split, rotate_normals=rotate_normals, seed=seed)
+    training = TrainingConfig(epochs=options.epochs, lr=options.lr, split=options.split, rotate_normals=options.rotate_normals,
+                              seed=options.seed)
 
     config = {
-        "shards": str(Path(shards).resolve()),
-        "batch_size": batch_size,
-        "val_fraction": val_fraction,
-        "select": select,
+        "shards": str(Path(options.shards).resolve()),
+        "batch_size": options.batch_size,
+        "val_fraction": options.val_fraction,
+        "select": options.select,
         "device": device,
-        "workers": workers,
+        "workers": options.workers,
         **architecture.to_dict(),
         **training.to_dict(),
     }
-    checkpoint_to_resume = start_run(out, METHOD, config, shard_provenance(data), resume)
+    checkpoint_to_resume = start_run(out, METHOD, config, shard_provenance(data), options.resume)
 
     module = ReconstructionModule(architecture.to_dict(), training.to_dict())
     if checkpoint_to_resume is not None:  # before the Trainer prints anything: a bad file is one line
         check_lightning_checkpoint(checkpoint_to_resume, module)
-    steps_per_epoch = math.ceil(len(data.train_indices) / batch_size)
+    steps_per_epoch = math.ceil(len(data.train_indices) / options.batch_size)
     trainer, checkpoint = make_trainer(
         out,
-        epochs=epochs,
+        epochs=options.epochs,
         device=device,
         monitor=VAL_MONITOR if has_validation else None,
         steps_per_epoch=steps_per_epoch,
-        progress=progress,
+        progress=options.progress,
         callbacks=callbacks,
     )
-    fit_select_and_finish(out, trainer, checkpoint, module, data, resume_from=checkpoint_to_resume, select=select,
-                          epochs=epochs, save_model=lambda m: save_model(out, m.networks))
+    fit_select_and_finish(out, trainer, checkpoint, module, data, resume_from=checkpoint_to_resume, select=options.select,
+                          epochs=options.epochs, save_model=lambda m: save_model(out, m.networks))
     return out
 

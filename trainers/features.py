@@ -1,4 +1,5 @@
-"""What PBAS and the feature-level ensemble share: locally aware patch features, score maps, normal images.
+"""What the feature-space methods (PBAS, GLASS, the feature-level ensemble, shard features) share:
+locally aware patch features and the normal training images.
 
 Patch features (PBAS Sec. III-B, Eqs. 1-4; the official code's PatchCore-style choices, DESIGN.md 5):
 
@@ -10,13 +11,10 @@ Patch features (PBAS Sec. III-B, Eqs. 1-4; the official code's PatchCore-style c
    layers' vectors, concatenated, are pooled once more to ``embed_dim`` (the official code's
    ``Preprocessing`` then ``Aggregator``, both 1536 for WideResNet50 layer2 + layer3).
 
-Score maps (PBAS Eq. 12, SimpleNet's inference): patch scores on the (H_m, W_m) grid are upsampled
-bilinearly to the image size, then smoothed by a Gaussian of sigma 4 pixels (the official code's
-``RescaleSegmentor``: scipy.ndimage.gaussian_filter, mode "reflect", truncate 4). The image score is
-the maximum patch score (Eq. 11), taken before upsampling.
-
 Normal training images come from a dataset reader (the ``train`` split's normal images) or from a
 synthgen build (the distinct normal source images of its samples, field ``normal``).
+
+How patch scores become anomaly maps and image scores: trainers/score_maps.py.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from synthgen.generator.datasets import load_dataset
 from synthgen.generator.errors import SynthgenError
 from synthgen.generator.imageio import read_rgb, resize_rgb, sha256_file
 
-from ..backbones import Backbone
+from .backbones import Backbone
 
 #: PBAS Sec. IV-B: neighbourhood size p = 3.
 PATCH_SIZE = 3
@@ -42,10 +40,11 @@ PATCH_SIZE = 3
 EMBED_DIM = 1536
 #: PBAS Sec. IV-B: feature levels 2 and 3 of the backbone.
 LAYERS = ("layer2", "layer3")
-#: Official code (common.RescaleSegmentor): Gaussian smoothing of the upsampled map, sigma 4.
-SMOOTHING_SIGMA = 4.0
-#: scipy.ndimage.gaussian_filter's default kernel radius in sigmas.
-GAUSSIAN_TRUNCATE = 4.0
+
+
+def parse_layers(text: str) -> tuple[str, ...]:
+    """``--layers`` text ``layer2,layer3`` -> ("layer2", "layer3")."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def patchify(features: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -87,46 +86,6 @@ class PatchFeatureExtractor(nn.Module):
         stacked = torch.stack(per_layer, dim=1).reshape(len(per_layer[0]), -1)
         features = adaptive_pool_rows(stacked, self.embed_dim)
         return features.view(b, grid[0] * grid[1], self.embed_dim), grid
-
-
-# ---------------------------------------------------------------------------------------- score maps
-
-
-def gaussian_kernel(sigma: float, truncate: float = GAUSSIAN_TRUNCATE) -> torch.Tensor:
-    """The normalised 1-D Gaussian scipy.ndimage uses: radius int(truncate * sigma + 0.5)."""
-    radius = int(truncate * sigma + 0.5)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    return kernel / kernel.sum()
-
-
-def _reflect_pad(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
-    """scipy's "reflect" mode (d c b a | a b c d | d c b a): the edge sample is repeated."""
-    size = x.shape[dim]
-    if radius > size:
-        raise ValueError(f"map of size {size} too small for a Gaussian of radius {radius}")
-    left = x.narrow(dim, 0, radius).flip(dim)
-    right = x.narrow(dim, size - radius, radius).flip(dim)
-    return torch.cat((left, x, right), dim=dim)
-
-
-def gaussian_smooth(maps: torch.Tensor, sigma: float = SMOOTHING_SIGMA) -> torch.Tensor:
-    """Smooth (B, H, W) maps like scipy.ndimage.gaussian_filter(map, sigma) (mode reflect, truncate 4)."""
-    if sigma <= 0:
-        return maps
-    kernel = gaussian_kernel(sigma).to(device=maps.device, dtype=maps.dtype)
-    radius = (len(kernel) - 1) // 2
-    x = maps[:, None]
-    x = F.conv2d(_reflect_pad(x, radius, 3), kernel.view(1, 1, 1, -1))
-    x = F.conv2d(_reflect_pad(x, radius, 2), kernel.view(1, 1, -1, 1))
-    return x[:, 0]
-
-
-def scores_to_maps(patch_scores: torch.Tensor, image_size: tuple[int, int], sigma: float = SMOOTHING_SIGMA) -> tuple[torch.Tensor, torch.Tensor]:
-    """Patch scores (B, H_m, W_m) -> (anomaly maps (B, H, W): Eq. 12, image scores (B,): Eq. 11)."""
-    scores = patch_scores.flatten(1).max(dim=1).values
-    up = F.interpolate(patch_scores[:, None], size=tuple(image_size), mode="bilinear", align_corners=False)[:, 0]
-    return gaussian_smooth(up, sigma), scores
 
 
 # ------------------------------------------------------------------------------------ normal images
