@@ -58,7 +58,8 @@ from typing import Any
 import numpy as np
 
 from .config import BuildConfig
-from .errors import SynthgenError, read_json_file
+from .errors import SynthgenError
+from .records import check_record, load_json
 
 DEFAULT_TABLE = Path(__file__).with_name("cost_table.json")
 #: 2: inpaint_forward and inpaint_train_step added (the default LogicAL renderer)
@@ -70,10 +71,11 @@ _LOGICAL_FAMILY = ("semantic-", "arbitrary-", "logical")
 def load_cost_table(path: str | Path | None = None) -> dict[str, Any]:
     """The cost table: ``path``, else $SYNTHGEN_COST_TABLE, else the shipped one."""
     chosen = Path(path or os.environ.get("SYNTHGEN_COST_TABLE") or DEFAULT_TABLE)
-    table = read_json_file(chosen, "cost table")
-    if not isinstance(table, dict) or table.get("version") != TABLE_VERSION or "seconds" not in table:
+    table = load_json(chosen, "cost table")
+    if not isinstance(table, dict) or table.get("version") != TABLE_VERSION:
         raise SynthgenError(f"{chosen}: not a synthgen cost table (version {TABLE_VERSION}); "
                             "make one with benchmarks/bench_cost_model.py")
+    check_record(table, "cost table", chosen)  # finite, non-negative seconds; a positive image size
     table["path"] = str(chosen)
     return table
 
