@@ -116,6 +116,8 @@ def plan_build(config: BuildConfig, *, progress: bool = True) -> BuildPlan:
     if config.device == "cuda" and not torch.cuda.is_available():
         raise SynthgenError("--device cuda: no CUDA device is available on this machine")
     preflight.check_memory(config.image_size, config.batch_size)  # before any image is resized to it
+    if config.num_samples is not None:  # before the plan's list of samples is allocated
+        preflight.check_sample_count(config.num_samples, config.samples_per_shard)
     index = load_dataset(config.dataset, config.root, config.category)
     images = index.split(config.split, normal_only=True)
     if not images:
