@@ -6,7 +6,6 @@ traceback. Anything else that escapes is a bug in synthgen and keeps its traceba
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +28,8 @@ class SynthgenError(Exception):
 
 def read_json_file(path: str | Path, what: str) -> Any:
     """The parsed JSON file ``path`` (a ``what``, e.g. "CAF table"), or a one-line SynthgenError naming
-    the file and the problem (missing, unreadable, not UTF-8, broken JSON)."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SynthgenError(f"{path}: {what} not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:  # RecursionError: nesting too deep
-        raise SynthgenError(f"{path}: cannot read the {what} ({e})") from None
+    the file and the problem (missing, a folder, too large, unreadable, not UTF-8, broken JSON, NaN).
+    The one JSON reader is :func:`generator.records.load_json`; this name stays for the dataset readers."""
+    from .records import load_json  # records imports this module
 
-
-def read_json_record(path: str | Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None when the file is missing, unreadable, not UTF-8, broken JSON or
-    not an object: for records synthgen writes itself and redoes when they are bad (shard sidecars,
-    build.json, cache records), where a damaged file must never become a traceback."""
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
+    return load_json(path, what)

@@ -114,6 +114,14 @@ SCHEMAS: dict[str, dict] = {
             "state_dict": {"type": "object"},
         },
     },
+    # generator/sources.py: the record beside a cached stack of decoded, resized source images
+    "source stack record": {
+        "type": "object",
+        "required": ["sha256", "shape"],
+        "properties": {"sha256": _HEX64,
+                       "shape": {"type": "array", "minItems": 4, "maxItems": 4,
+                                 "items": {"type": "integer", "minimum": 0, "maximum": MAX_SAMPLES}}},
+    },
     # trainers/shard_features.py: the JSON header line of a feature-cache entry
     "feature cache header": {
         "type": "object",

@@ -24,7 +24,6 @@ from synthgen.generator.datasets.demo import render_demo
 from synthgen.generator.errors import SynthgenError
 from synthgen.generator.pipeline import build
 from synthgen.generator.records import SCHEMAS, check_record, check_sidecar, read_record
-from synthgen.generator.shards.format import sidecar_name
 from synthgen.generator.shards.manifest import BUILD_FILE, MANIFEST_FILE
 
 FEW = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
@@ -202,7 +201,7 @@ def main_ok(args, capsys) -> bool:
 
 
 @pytest.mark.parametrize("record", ["build record", "generator record", "run record", "cost table",
-                                    "feature cache header"])
+                                    "feature cache header", "source stack record"])
 def test_each_record_is_checked_or_refused_in_one_line(record, tmp_path):
     """Every typed record (generator/records.py): a damaged copy of a valid one is either valid or a
     one-line SynthgenError naming the file; never another exception."""
@@ -213,6 +212,7 @@ def test_each_record_is_checked_or_refused_in_one_line(record, tmp_path):
         "cost table": json.loads((Path(__file__).parents[1] / "generator" / "cost_table.json").read_text()),
         "feature cache header": {"format": 1, "key": "k", "payload_sha256": "e" * 64,
                                  "arrays": [{"name": "grid", "dtype": "<i8", "shape": [2]}]},
+        "source stack record": {"sha256": "f" * 64, "shape": [20, 256, 256, 3]},
     }[record]
     check_record(valid, record, "x.json")
     path = tmp_path / "record.json"
@@ -434,7 +434,7 @@ def test_sidecar_cross_checks_against_the_plan():
 
 def test_schemas_name_every_record():
     assert set(SCHEMAS) == {"shard sidecar", "build record", "generator record", "inpainting generator file",
-                            "feature cache header", "run record", "cost table", "publication"}
+                            "source stack record", "feature cache header", "run record", "cost table", "publication"}
 
 
 def test_a_run_that_failed_before_its_first_epoch_does_not_block_the_corrected_rerun(tmp_path):
