@@ -321,6 +321,27 @@ def check_manifest_counts(manifest: dict, where: str | Path) -> None:
     check_names(manifest["totals"]["strategies"], "strategy", where)
 
 
+def check_manifest_bounds(manifest: dict, where: str | Path) -> None:
+    """Bounds the manifest's JSON Schema (published with the datasets) leaves open, and how its shards
+    follow from its config: image sides at most :data:`MAX_IMAGE_SIDE`, at most ``samples_per_shard``
+    samples in a shard and exactly that many in every shard but the last, no file larger than
+    :data:`MAX_FILE_BYTES`."""
+    config, shards = manifest["config"], manifest["shards"]
+    if max(config["image_size"]) > MAX_IMAGE_SIDE:
+        raise SynthgenError(f"{where}: image size {config['image_size']} is larger than any build's "
+                            f"({MAX_IMAGE_SIDE} px a side at most)")
+    per_shard = config["samples_per_shard"]
+    if per_shard > MAX_SAMPLES_PER_SHARD:
+        raise SynthgenError(f"{where}: samples_per_shard {per_shard} is more than {MAX_SAMPLES_PER_SHARD}")
+    for i, shard in enumerate(shards):
+        full = i < len(shards) - 1
+        if shard["num_samples"] > per_shard or (full and shard["num_samples"] != per_shard):
+            raise SynthgenError(f"{where}: shard {shard['file']!r} holds {shard['num_samples']} samples, but the "
+                                f"config puts {per_shard} in every shard{' but the last' if not full else ''}")
+        if shard["bytes"] > MAX_FILE_BYTES:
+            raise SynthgenError(f"{where}: shard {shard['file']!r} claims {shard['bytes']} bytes")
+
+
 def check_sidecar(sidecar: Any, where: str | Path, *, file: str, shard_index: int, num_shards: int,
                   first_index: int, num_samples: int, config_hash: str, strategies: Iterable[str]) -> dict:
     """A shard's sidecar checked as a record and against what the build's plan says shard ``shard_index``
@@ -353,5 +374,5 @@ def check_method_name(method: Any, where: str | Path) -> str:
 __all__ = [
     "SCHEMAS", "MAX_SHARDS", "MAX_SAMPLES_PER_SHARD", "MAX_SAMPLES", "MAX_IMAGE_SIDE", "MAX_FILE_BYTES",
     "parse_json", "load_json", "check_record", "read_record", "read_own_record",
-    "check_count_table", "check_manifest_counts", "check_sidecar", "check_method_name", "check_name",
+    "check_count_table", "check_manifest_counts", "check_manifest_bounds", "check_sidecar", "check_method_name", "check_name",
 ]

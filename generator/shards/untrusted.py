@@ -44,7 +44,7 @@ import numpy as np
 from ..errors import SynthgenError
 from ..names import check_name, check_names, check_shard_file_name, check_source_id, name_problem, shown
 from .format import CORE_FIELDS
-from ..records import check_manifest_counts, check_record, load_json
+from ..records import check_manifest_bounds, check_manifest_counts, check_record, load_json
 from .manifest import MANIFEST_FILE, validate_manifest
 
 __all__ = [
@@ -113,6 +113,7 @@ def read_manifest(build_dir: str | Path) -> dict:
     manifest = load_json(path, "manifest", MAX_MANIFEST_BYTES)  # NaN and Infinity refused
     validate_manifest(manifest, where=path)
     # its numbers against each other (generator/records.py): totals, per-shard counts, sample positions
+    check_manifest_bounds(manifest, path)
     check_manifest_counts(manifest, path)
     if "publication" in manifest:
         check_record(manifest["publication"], "publication", path)
