@@ -502,3 +502,30 @@ def test_a_ray_address_where_nothing_listens_is_refused_at_once(tmp_path):
     with pytest.raises(SynthgenError, match=f"--ray-address 127.0.0.1:{port}: no Ray cluster answers"):
         RayExecutor(f"127.0.0.1:{port}")
     assert time.monotonic() - start < 15
+
+
+@pytest.fixture(scope="module")
+def published(merged, tmp_path_factory) -> Path:
+    from synthgen.generator.publish import publish_build
+
+    return publish_build(merged, tmp_path_factory.mktemp("published") / "pub", progress=False)
+
+
+def test_verify_refuses_a_damaged_publication_record_in_one_line(published, tmp_path_factory, capsys):
+    """The file list of a publication (its manifest's "publication" record) damaged anywhere: verify says
+    one line (exit 2) or reports the files (exit 1) or passes; never a traceback."""
+    manifest = json.loads((published / MANIFEST_FILE).read_text())
+
+    @FEW
+    @given(damaged(manifest["publication"]))
+    def check(bad):
+        folder = tmp_path_factory.mktemp("bad") / "pub"
+        shutil.copytree(published, folder)
+        _write_json(folder / MANIFEST_FILE, {**manifest, "publication": bad})
+        code, err = _run(capsys, ["verify", str(folder)])
+        assert "Traceback" not in err and code in (0, 1, 2), (code, err)
+        if code == 2:
+            _one_line(code, err)
+        shutil.rmtree(folder.parent)
+
+    check()
