@@ -140,10 +140,11 @@ SCHEMAS: dict[str, dict] = {
                                          "items": {"type": "integer", "minimum": 0, "maximum": 1 << 40}}}}},
         },
     },
-    # trainers/base.py: a training run's run.json
+    # trainers/base.py: a training run's run.json (config: absent in a run a registered loader of a
+    # method outside synthgen wrote; resuming compares it when present)
     "run record": {
         "type": "object",
-        "required": ["method", "status", "config"],
+        "required": ["method", "status"],
         "properties": {"method": _NAME, "status": {"enum": ["training", "stopped", "complete"]},
                        "config": {"type": "object"}},
     },
