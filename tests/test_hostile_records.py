@@ -529,3 +529,16 @@ def test_verify_refuses_a_damaged_publication_record_in_one_line(published, tmp_
         shutil.rmtree(folder.parent)
 
     check()
+
+
+def test_sigterm_while_connected_to_ray_stops_like_ctrl_c():
+    import os
+    import signal
+
+    from synthgen.generator.executors.ray_executor import _sigterm_interrupts
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with _sigterm_interrupts():
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next bytecode
+    assert signal.getsignal(signal.SIGTERM) is before
