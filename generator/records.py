@@ -29,14 +29,13 @@ synthgen but the error type and the name rule, so every layer (and the trainers)
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable
 
 import jsonschema
 
-from .errors import SynthgenError
+from .errors import MAX_RECORD_BYTES, SynthgenError, load_json, parse_json  # the one JSON reader
 from .names import check_name, check_names, check_shard_file_name, name_problem, shown
 
 # --------------------------------------------------------------------------------------------- bounds
@@ -52,8 +51,6 @@ MAX_SAMPLES = MAX_SHARDS * MAX_SAMPLES_PER_SHARD
 MAX_IMAGE_SIDE = 1 << 16
 #: Largest file a record may claim (a shard, a published file): 16 TiB.
 MAX_FILE_BYTES = 1 << 44
-#: Largest JSON record parsed (the manifest has its own, larger bound in shards/untrusted.py).
-MAX_RECORD_BYTES = 16 << 20
 
 _HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 _NAME = {"type": "string", "minLength": 1, "maxLength": 100}
@@ -178,41 +175,6 @@ SCHEMAS: dict[str, dict] = {
 
 
 # -------------------------------------------------------------------------------------------- reading
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number a record may hold")
-
-
-def parse_json(text: str | bytes, where: str | Path, what: str) -> Any:
-    """``text`` parsed as JSON, refusing NaN and +-Infinity (which Python's json would accept and every
-    bound would then let through). One-line SynthgenError naming ``where`` otherwise."""
-    try:
-        return json.loads(text, parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as e:  # RecursionError: nesting
-        raise SynthgenError(f"{where}: cannot read the {what} ({e})") from None
-
-
-def load_json(path: str | Path, what: str, max_bytes: int = MAX_RECORD_BYTES) -> Any:
-    """The JSON document in ``path``: a one-line SynthgenError when it is missing, a folder, larger than
-    ``max_bytes``, unreadable or not JSON."""
-    path = Path(path)
-    if path.is_dir():
-        raise SynthgenError(f"{path}: the {what} is a folder, not a file")
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise SynthgenError(f"{path}: {what} not found") from None
-    except OSError as e:
-        raise SynthgenError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
-    if size > max_bytes:
-        raise SynthgenError(f"{path}: {what} of {size} bytes is larger than any synthgen writes "
-                            f"({max_bytes} at most); refusing to parse it")
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise SynthgenError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
-    return parse_json(data, path, what)
 
 
 def _first_non_finite(value: Any, at: str = "") -> str | None:
