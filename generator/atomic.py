@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -91,6 +92,34 @@ def remove_stale_temps(folder: str | Path, names: list[str] | None = None) -> in
             p.unlink(missing_ok=True)
             n += 1
     return n
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def temp_folder_beside(final: str | Path, kind: str) -> Path:
+    """A fresh, empty temporary folder ``.tmp-{kind}-{final.name}-{pid}`` beside ``final``, in which a
+    whole output tree is written before it is renamed to ``final`` (publish, export).
+
+    Leftovers of earlier runs for the same ``final`` whose process is gone (a kill -9, a power cut) are
+    removed first: only folders of this exact name pattern and a dead process id, so a run that is
+    still writing beside it keeps its folder."""
+    final = Path(final)
+    prefix = f"{TMP_PREFIX}{kind}-{final.name}-"
+    for stale in final.parent.glob(f"{prefix}*"):
+        pid = stale.name[len(prefix):]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _process_alive(int(pid))) and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = final.parent / f"{prefix}{os.getpid()}"
+    tmp.mkdir(parents=True)
+    return tmp
 
 
 def _fsync_dir(folder: Path) -> None:

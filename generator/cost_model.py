@@ -58,8 +58,9 @@ from typing import Any
 import numpy as np
 
 from .config import BuildConfig
-from .errors import SynthgenError, read_json_file
+from .errors import SynthgenError
 from .models.renderers import RenderCost, get_renderer
+from .records import check_record, load_json
 from .plan import resolve_build_strategies, strategies_needing, strategy_extra_fields
 from .strategies.base import ResolvedStrategy
 
@@ -71,10 +72,11 @@ TABLE_VERSION = 2
 def load_cost_table(path: str | Path | None = None) -> dict[str, Any]:
     """The cost table: ``path``, else $SYNTHGEN_COST_TABLE, else the shipped one."""
     chosen = Path(path or os.environ.get("SYNTHGEN_COST_TABLE") or DEFAULT_TABLE)
-    table = read_json_file(chosen, "cost table")
-    if not isinstance(table, dict) or table.get("version") != TABLE_VERSION or "seconds" not in table:
+    table = load_json(chosen, "cost table")
+    if not isinstance(table, dict) or table.get("version") != TABLE_VERSION:
         raise SynthgenError(f"{chosen}: not a synthgen cost table (version {TABLE_VERSION}); "
                             "make one with benchmarks/bench_cost_model.py")
+    check_record(table, "cost table", chosen)  # finite, non-negative seconds; a positive image size
     table["path"] = str(chosen)
     return table
 

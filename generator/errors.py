@@ -27,23 +27,45 @@ class SynthgenError(Exception):
         super().__init__(one_line.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
-def read_json_file(path: str | Path, what: str) -> Any:
-    """The parsed JSON file ``path`` (a ``what``, e.g. "CAF table"), or a one-line SynthgenError naming
-    the file and the problem (missing, unreadable, not UTF-8, broken JSON)."""
+#: Largest JSON record parsed (the manifest has its own, larger bound in shards/untrusted.py).
+MAX_RECORD_BYTES = 16 << 20
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number a record may hold")
+
+
+def parse_json(text: str | bytes, where: str | Path, what: str) -> Any:
+    """``text`` parsed as JSON, refusing NaN and +-Infinity (which Python's json would accept and every
+    bound would then let through). One-line SynthgenError naming ``where`` otherwise."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(text, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as e:  # RecursionError: nesting
+        raise SynthgenError(f"{where}: cannot read the {what} ({e})") from None
+
+
+def load_json(path: str | Path, what: str, max_bytes: int = MAX_RECORD_BYTES) -> Any:
+    """The JSON document in ``path``: a one-line SynthgenError when it is missing, a folder, larger than
+    ``max_bytes``, unreadable or not JSON."""
+    path = Path(path)
+    if path.is_dir():
+        raise SynthgenError(f"{path}: the {what} is a folder, not a file")
+    try:
+        size = path.stat().st_size
     except FileNotFoundError:
         raise SynthgenError(f"{path}: {what} not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:  # RecursionError: nesting too deep
-        raise SynthgenError(f"{path}: cannot read the {what} ({e})") from None
-
-
-def read_json_record(path: str | Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None when the file is missing, unreadable, not UTF-8, broken JSON or
-    not an object: for records synthgen writes itself and redoes when they are bad (shard sidecars,
-    build.json, cache records), where a damaged file must never become a traceback."""
+    except OSError as e:
+        raise SynthgenError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    if size > max_bytes:
+        raise SynthgenError(f"{path}: {what} of {size} bytes is larger than any synthgen writes "
+                            f"({max_bytes} at most); refusing to parse it")
     try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
+        data = path.read_bytes()
+    except OSError as e:
+        raise SynthgenError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    return parse_json(data, path, what)
+
+
+def read_json_file(path: str | Path, what: str) -> Any:
+    """:func:`load_json` under the name the dataset readers use (CAF table, defects config)."""
+    return load_json(path, what)

@@ -29,13 +29,15 @@ import torch
 from . import __version__, code_fingerprint, preflight
 from .atomic import remove_stale_temps, write_json_atomic
 from .config import BuildConfig
-from .errors import SynthgenError, read_json_record
+from .errors import SynthgenError
 from .executors.local import LocalExecutor
 from .imageio import sha256_file
 from .paths import cache_root
 from .plan import BuildPlan, plan_build
+from .records import check_sidecar, load_json, read_record
 from .shards.format import sidecar_name
 from .shards.manifest import BUILD_FILE, write_manifest
+from .shards.untrusted import check_shard, open_shard
 
 # --------------------------------------------------------------------------------------------------
 # orchestration
@@ -105,10 +107,12 @@ def _claim_out_dir(out_dir: Path, plan: BuildPlan) -> None:
     """Refuse a folder that holds something else; remember this build's identity in build.json."""
     build_file = out_dir / BUILD_FILE
     if build_file.is_file():
-        record = read_json_record(build_file) or {}
-        previous = record.get("config_hash")
-        if not isinstance(previous, str):
-            raise SynthgenError(f"{build_file}: unreadable; delete the folder or choose another --out")
+        try:
+            record = read_record(build_file, "build record")
+        except SynthgenError as e:
+            why = str(e).split(": ", 1)[-1]  # the message without the path, which comes first here
+            raise SynthgenError(f"{build_file}: unreadable ({why}); delete the folder or choose another --out") from None
+        previous = record["config_hash"]
         if previous != plan.config_hash:
             code = record.get("code")
             # same options, other code: name the cause (the hash differs because the code does)
@@ -134,27 +138,43 @@ def _claim_out_dir(out_dir: Path, plan: BuildPlan) -> None:
     )
 
 
-def _shard_verified(out_dir: Path, plan: BuildPlan, s: int) -> bool:
+def _checked_sidecar(plan: BuildPlan, out_dir: Path, s: int, *, check_shard_file: bool) -> dict:
+    """The sidecar of shard ``s``, checked as a record and against the plan (generator/records.py:
+    its file, position, sample count, config hash and strategies); with ``check_shard_file``, also the
+    shard it describes, as ``synthgen verify`` checks it: size, sha256 and sample count. One-line
+    SynthgenError naming the sidecar or shard otherwise."""
     path = out_dir / plan.shard_file(s)
     side = out_dir / sidecar_name(path.name)
-    if not (path.is_file() and side.is_file()):
+    if not side.is_file() or not path.is_file():
+        raise SynthgenError(f"{side if path.is_file() else path}: not found (shard {s} is not finished)")
+    specs = plan.shard_specs(s)
+    sidecar = check_sidecar(load_json(side, "shard sidecar"), side, file=path.name, shard_index=s,
+                            num_shards=plan.num_shards, first_index=specs[0].index, num_samples=len(specs),
+                            config_hash=plan.config_hash, strategies=plan.strategies)
+    if check_shard_file:
+        if path.stat().st_size != sidecar["bytes"] or sha256_file(path) != sidecar["sha256"]:
+            raise SynthgenError(f"{path}: bytes differ from its sidecar's size or sha256 (changed after it was written)")
+        with open_shard(path) as f:
+            check_shard(f, path, ("image", "mask", "strategy"), len(specs), plan.config.image_size)
+    return sidecar
+
+
+def _shard_verified(out_dir: Path, plan: BuildPlan, s: int) -> bool:
+    try:
+        _checked_sidecar(plan, out_dir, s, check_shard_file=True)
+    except SynthgenError:
         return False
-    sidecar = read_json_record(side)
-    if sidecar is None:
-        return False
-    return sidecar.get("config_hash") == plan.config_hash and sidecar.get("sha256") == sha256_file(path)
+    return True
 
 
 def _finished_sidecars(plan: BuildPlan, out_dir: Path) -> tuple[list[dict], list[int]]:
     """(sidecars of the shards that are finished, indices of those that are not)."""
     sidecars, missing = [], []
     for s in range(plan.num_shards):
-        side = out_dir / sidecar_name(plan.shard_file(s))
-        sidecar = read_json_record(side)
-        if sidecar is None or sidecar.get("config_hash") != plan.config_hash or not (out_dir / plan.shard_file(s)).is_file():
+        try:
+            sidecars.append(_checked_sidecar(plan, out_dir, s, check_shard_file=False))
+        except SynthgenError:
             missing.append(s)
-        else:
-            sidecars.append(sidecar)
     return sidecars, missing
 
 
@@ -174,13 +194,17 @@ def _merge_only(plan: BuildPlan, out_dir: Path) -> BuildReport:
     with preflight.claimed_out_dir(out_dir, BUILD_FILE):  # no job of the array may still be writing
         _claim_out_dir(out_dir, plan)  # the same config, or a one-line refusal
         _, missing = _finished_sidecars(plan, out_dir)
+        missing = [s for s in missing if not (out_dir / sidecar_name(plan.shard_file(s))).exists()]
         if missing:
             listed = ", ".join(map(str, missing[:20])) + (", ..." if len(missing) > 20 else "")
             raise SynthgenError(
                 f"{out_dir}: cannot merge: shard(s) {listed} of {plan.num_shards} are not finished; run the jobs "
                 "that build them again (shard s belongs to --shard-index s % --num-shards)"
             )
-        _merge_manifest_if_complete(plan, out_dir)
+        # Every slice's sidecar and shard checked as `synthgen verify` will check the manifest, before
+        # anything is written: a merge never writes a manifest that verify refuses.
+        sidecars = [_checked_sidecar(plan, out_dir, s, check_shard_file=True) for s in range(plan.num_shards)]
+        write_manifest(out_dir, plan, sidecars, environment(plan.config.device))
     return BuildReport(out_dir, plan.num_shards, [], list(range(plan.num_shards)), True)
 
 

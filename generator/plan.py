@@ -132,6 +132,8 @@ def plan_build(config: BuildConfig, *, progress: bool = True) -> BuildPlan:
     if config.device == "cuda" and not torch.cuda.is_available():
         raise SynthgenError("--device cuda: no CUDA device is available on this machine")
     preflight.check_memory(config.image_size, config.batch_size)  # before any image is resized to it
+    if config.num_samples is not None:  # before the plan's list of samples is allocated
+        preflight.check_sample_count(config.num_samples, config.samples_per_shard)
     index, images = list_sources(config.dataset, config.root, config.category, config.split)
     resolved = resolve_build_strategies(config)  # --set: before anything is computed or written
     strategies = tuple(resolved)

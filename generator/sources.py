@@ -27,7 +27,8 @@ from .atomic import atomic_path, write_json_atomic
 from .config import digest
 from .datasets.base import DatasetIndex, SourceImage
 from .diskspace import require_free_space
-from .errors import SynthgenError, read_json_record
+from .errors import SynthgenError
+from .records import read_own_record
 from .imageio import read_rgb, resize_rgb, sha256_file
 from .paths import cache_root
 
@@ -129,9 +130,10 @@ def _stack_problem(path: Path, n: int, size: tuple[int, int]) -> str | None:
     "absent" when there is none, else what is wrong with it."""
     if not path.is_file():
         return "absent"
-    recorded = (read_json_record(_record_path(path)) or {}).get("sha256")
-    if not isinstance(recorded, str):
+    record = read_own_record(_record_path(path), "source stack record")  # types and bounds: generator/records.py
+    if record is None:
         return "no readable hash record"
+    recorded = record["sha256"]
     if sha256_file(path) != recorded:
         return "sha256 differs from its record"
     try:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .generator import code_fingerprint
 from .generator.config import BuildConfig, parse_image_size
-from .generator.errors import SynthgenError, read_json_record
+from .generator.errors import SynthgenError
 from .generator.models.renderers import DEFAULT_RENDERER
 
 if TYPE_CHECKING:
@@ -314,8 +314,10 @@ def _move_stale_build(out_dir: Path) -> Path | None:
 
     from .generator.shards.manifest import BUILD_FILE
 
-    record = read_json_record(out_dir / BUILD_FILE) if (out_dir / BUILD_FILE).is_file() else None
-    if record is None or not isinstance(record.get("config_hash"), str) or record.get("code") == code_fingerprint():
+    from .generator.records import read_own_record
+
+    record = read_own_record(out_dir / BUILD_FILE, "build record")
+    if record is None or record.get("code") == code_fingerprint():
         return None
     code = record.get("code")
     stem = f"{out_dir.name}.stale-{code[:12] if isinstance(code, str) else 'unrecorded'}"

@@ -132,7 +132,7 @@ def test_dataset_card_header_and_body(built, published):
     assert f"synthgen code fingerprint `{manifest['environment']['synthgen_code'][:12]}`" in text
     assert "DRAEM" in text and "CutPaste" in text  # citations of the methods used
     for name, count in manifest["totals"]["strategies"].items():
-        assert f"| {name} | {count} |" in text
+        assert f"| `{name}` | {count} |" in text  # names from the manifest go in code spans
     with Image.open(published / "images" / "contact_sheet.png") as sheet:
         assert sheet.width > 100
 
@@ -258,11 +258,13 @@ def test_licence_from_the_source_files_and_refusals(built, tmp_path, capsys):
 
 
 def test_real_mvtec_licence_files_are_read(loco_root):
-    from synthgen.generator.publish.licence import licence_from_files
+    from synthgen.generator.publish.licence import _attribution_section, licences_from_files, most_restrictive
 
-    licence, path, attribution = licence_from_files([loco_root / "juice_bottle"])
+    found = licences_from_files([loco_root / "juice_bottle"])
+    licence, path = most_restrictive(found)
     assert licence == "cc-by-nc-sa-4.0" and path.name in ("license.txt", "readme.txt")
-    assert "Bergmann" in attribution
+    assert {licence for licence, _ in found} == {"cc-by-nc-sa-4.0"}
+    assert "Bergmann" in _attribution_section(path.parent)
 
 
 # ------------------------------------------------------------------------------------------ exports

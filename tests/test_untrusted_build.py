@@ -361,10 +361,11 @@ def test_export_to_a_file_is_one_line(capsys, world):
 
 def test_export_overwrite_replaces_an_old_export_only(capsys, world):
     build, to = world / "build", world / "exported"
-    to.mkdir()
-    (to / "old.txt").write_text("old")
+    main(["export", str(build), "--to", str(to), "--quiet"])
+    (to / "old.txt").write_text("old")  # an earlier export, with something added to it
     main(["export", str(build), "--to", str(to), "--overwrite", "--quiet"])
     assert not (to / "old.txt").exists() and (to / "widget" / "export.json").is_file()
+    # a folder that is not an export is never replaced (tests/test_hostile_records.py)
     assert not [p for p in world.iterdir() if p.name.startswith(".tmp-")]
 
 
@@ -437,9 +438,29 @@ def test_manifest_listing_a_missing_shard(capsys, world):
 def test_shard_sample_count_differs_from_the_manifest(capsys, world):
     build = world / "build"
     manifest = _manifest(build)
-    manifest["shards"][0]["num_samples"] = 7
+    last = len(manifest["shards"]) - 1
+    claim_samples(manifest, last, 1)  # consistently (the last shard may be short): only the shard itself can tell
     _write_manifest(build, manifest)
-    _all_refused(capsys, world, build, _shards(build)[0], "manifest says 7")
+    _all_refused(capsys, world, build, _shards(build)[last], "manifest says 1")
+
+
+def claim_samples(manifest: dict, index: int, n: int) -> None:
+    """Make shard ``index`` of ``manifest`` claim ``n`` samples with every count of the manifest kept
+    consistent (per-shard tables, later shards' first_index, totals): a forgery only the shard can expose."""
+    shard = manifest["shards"][index]
+    delta = n - shard["num_samples"]
+    strategy = max(shard["strategies"], key=shard["strategies"].get)  # one whose count can shrink
+    label = max(shard["labels"], key=shard["labels"].get)
+    for table in ("redraws", "fallback_normal"):  # keep them within the strategy's new count
+        if table in shard and strategy in shard[table]:
+            manifest["totals"][table][strategy] -= shard[table].pop(strategy)
+    shard["num_samples"] = n
+    for entry in (shard, manifest["totals"]):
+        entry["strategies"][strategy] += delta
+        entry["labels"][label] += delta
+    for later in manifest["shards"][index + 1:]:
+        later["first_index"] += delta
+    manifest["totals"]["samples"] += delta
 
 
 def test_build_folder_that_is_a_file(capsys, world):

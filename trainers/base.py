@@ -19,7 +19,8 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from synthgen.generator.errors import SynthgenError, read_json_file
+from synthgen.generator.errors import SynthgenError
+from synthgen.generator.records import read_record
 from synthgen.generator.safe_load import load_torch_file, require_dict
 
 RUN_FILE = "run.json"
@@ -64,9 +65,9 @@ def write_run_info(run_dir: str | Path, info: dict[str, Any]) -> Path:
 
 def read_run_info(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
+    if not path.exists():
         raise SynthgenError(f"{path}: not a training run folder (no {RUN_FILE})")
-    return read_json_file(path, "run record")
+    return read_record(path, "run record")  # method, status and config typed: generator/records.py
 
 
 def write_model_file(run_dir: str | Path, method: str, version: int, blob: dict[str, Any]) -> Path:
@@ -112,9 +113,10 @@ def load_model(run_dir: str | Path, device: torch.device | str = "cpu") -> Anoma
         )
     try:
         return _LOADERS[method](Path(run_dir), torch.device(device))
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError, RuntimeError) as e:
         # the model file loaded as plain data (read_model_file) but its entries do not fit the method
-        # (RecursionError: an output ensemble whose members lead back to itself)
+        # (RecursionError: an output ensemble whose members lead back to itself; RuntimeError: torch's
+        # load_state_dict on tensors of the wrong shape)
         raise SynthgenError(
             f"{Path(run_dir) / MODEL_FILE}: does not fit a {method} model ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
         ) from None

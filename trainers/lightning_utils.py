@@ -138,11 +138,21 @@ def start_run(run_dir: str | Path, method: str, config: dict, provenance: dict, 
         if not last.is_file():
             raise SynthgenError(f"--resume: {last} not found (the run has not finished an epoch yet)")
         return last
-    if (run_dir / RUN_FILE).exists() or (run_dir / CHECKPOINT_DIR).exists():
+    if ((run_dir / RUN_FILE).exists() or (run_dir / CHECKPOINT_DIR).exists()) and not _abandoned_claim(run_dir):
         raise SynthgenError(f"--out: {run_dir} already holds a training run; pass --resume to continue it, or choose another folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_run_info(run_dir, {"method": method, "status": "training", "config": config, **provenance, "versions": library_versions()})
     return None
+
+
+def _abandoned_claim(run_dir: Path) -> bool:
+    """True when ``run_dir`` holds only the claim of a run that failed before its first epoch ended
+    (run.json says "training", no checkpoint, no model): a bad input found after ``--out`` was claimed.
+    The corrected command may then take the folder over; nothing trained is lost."""
+    if (run_dir / CHECKPOINT_DIR).exists() or (run_dir / MODEL_FILE).exists():
+        return False
+    info = read_run_info(run_dir)  # a run.json that is a folder or damaged: one line, never taken over
+    return info["status"] == "training"
 
 
 def finish_run(run_dir: str | Path, updates: dict[str, Any], complete: bool) -> None:

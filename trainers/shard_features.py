@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from synthgen.generator.atomic import atomic_path
 from synthgen.generator.errors import SynthgenError
 from synthgen.generator.imageio import sha256_file
 from synthgen.generator.paths import cache_root
+from synthgen.generator.records import MAX_RECORD_BYTES, check_record, parse_json
 from synthgen.generator.shards.reader import ShardDataset, read_manifest
 
 from .data import resize_image
@@ -124,6 +126,8 @@ def shard_features(
     params = {**extractor_params, "image_size": list(image_size)}
     key = cache_key(params, sha256_file(build / MANIFEST_NAME))
     path = (Path(cache_dir) if cache_dir is not None else cache_root() / "features") / f"{key}{CACHE_SUFFIX}"
+    if path.is_dir() or path.is_symlink():  # not an entry synthgen wrote: never replaced
+        raise SynthgenError(f"{path}: feature cache entry is a folder or a link; remove it, or choose another cache folder")
     arrays = _read_entry(path, key) if path.is_file() else None
     if arrays is None:
         arrays = _compute(build, extractor, tuple(image_size), batch_size, device, progress)
@@ -203,17 +207,37 @@ def _write_entry(path: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
                 f.write(np.ascontiguousarray(array).data)
 
 
+def _check_arrays(arrays: dict[str, np.ndarray]) -> None:
+    """The meaning of an entry's arrays (ValueError otherwise): one mask, one source row per anomalous
+    sample, every source row inside ``normals``, a grid of two positive sides."""
+    missing = {"anomalous", "masks", "sources", "normals", "grid"} - set(arrays)
+    if missing:
+        raise ValueError(f"it lacks the array(s) {', '.join(sorted(missing))}")
+    n, sources, grid = len(arrays["anomalous"]), arrays["sources"], arrays["grid"]
+    if len(arrays["masks"]) != n or sources.shape != (n,) or sources.dtype.kind not in "iu":
+        raise ValueError("its masks or source rows do not match its anomalous samples")
+    if n and (sources.min() < 0 or sources.max() >= len(arrays["normals"])):
+        raise ValueError(f"its source rows point outside its {len(arrays['normals'])} normal images")
+    if grid.shape != (2,) or grid.dtype.kind not in "iu" or (grid <= 0).any():
+        raise ValueError(f"its grid {grid.tolist()} is not two positive sides")
+
+
 def _read_entry(path: Path, key: str) -> dict[str, np.ndarray] | None:
     """The arrays of a cache entry, or None (with a one-line warning) when it is damaged or foreign."""
     try:
         with open(path, "rb") as f:
-            line = f.readline()
-            header = json.loads(line)
-            payload = bytearray(path.stat().st_size - len(line))  # writable: the arrays are views of it
+            line = f.readline(MAX_RECORD_BYTES)
+            # types and bounds of the header (generator/records.py); SynthgenError is a ValueError-free one-liner
+            header = check_record(parse_json(line, path, "feature cache header"), "feature cache header", path)
+            if header["format"] != CACHE_FORMAT or header["key"] != key:
+                raise ValueError("its header names another entry")
+            sizes = [math.prod(a["shape"]) * np.dtype(a["dtype"]).itemsize for a in header["arrays"]]
+            if sum(sizes) != path.stat().st_size - len(line):  # checked before the payload is allocated
+                raise ValueError(f"its header describes {sum(sizes)} bytes of arrays, the file holds "
+                                 f"{path.stat().st_size - len(line)}")
+            payload = bytearray(sum(sizes))  # writable: the arrays are views of it
             if f.readinto(payload) != len(payload):
                 raise ValueError("it is shorter than its size")
-        if header.get("format") != CACHE_FORMAT or header.get("key") != key:
-            raise ValueError("its header names another entry")
         if hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
             raise ValueError("its payload does not match the sha256 in its header")
         arrays, offset = {}, 0
@@ -224,7 +248,8 @@ def _read_entry(path: Path, key: str) -> dict[str, np.ndarray] | None:
             offset += size
         if offset != len(payload):
             raise ValueError("its payload size does not match its header")
+        _check_arrays(arrays)
         return arrays
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, SynthgenError) as e:
         print(f"synthgen-train: warning: feature cache entry {path} is damaged ({e}); recomputing it", file=sys.stderr)
         return None

@@ -15,6 +15,9 @@ Ray schedules; synthgen only says what each task needs and collects the results.
   Slurm job array); the manifest is merged once at the end by the same code as a local build. A
   precompute task returns its maps, and this process writes them into its own cache (no shared
   folder needed), where the build that follows finds them.
+- Connecting: an address where nothing listens is refused within ``CONNECT_TIMEOUT_S`` with one line,
+  before ``--out`` is claimed; SIGTERM stops the command as Ctrl-C does; a ray whose import fails is
+  one line too.
 - Failures: a task whose worker process or node dies is run again (``max_retries``), so is one that
   hit an OSError (a shared filesystem's hiccup); a SynthgenError (bad input) stops the command with
   its one line. Ctrl-C cancels the tasks still running; finished shards and maps stay, and the same
@@ -24,6 +27,9 @@ Ray schedules; synthgen only says what each task needs and collects the results.
 from __future__ import annotations
 
 import logging
+import signal
+import socket
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -50,13 +56,41 @@ from .shipped import ShippedInputs
 INSTALL_HINT = "--executor ray: Ray is not installed; pip install 'synthgen[ray]' (or pip install ray)"
 
 
+#: Seconds to wait for a cluster at --ray-address to accept a connection before giving up with one line
+#: (Ray itself retries an address where nothing listens for minutes, ignoring SIGTERM meanwhile).
+CONNECT_TIMEOUT_S = 10.0
+
+
 def import_ray():
-    """The ray module, or a one-line error saying how to get it."""
+    """The ray module, or a one-line error saying how to get it (or, for a ray whose import fails
+    otherwise, a broken installation or a clash of its dependencies, what failed)."""
     try:
         import ray
     except ImportError:
         raise SynthgenError(INSTALL_HINT) from None
+    except Exception as e:  # noqa: BLE001 - any failure inside ray's own import is the installation's, not ours
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise SynthgenError(f"--executor ray: importing ray failed ({type(e).__name__}: {first}); "
+                            "reinstall it: pip install --force-reinstall 'synthgen[ray]'") from None
     return ray
+
+
+def check_reachable(address: str | None, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse (one line, within ``timeout_s``) a ``--ray-address`` ``host:port`` (or ``ray://host:port``)
+    where nothing accepts a connection, before anything is claimed or started. ``auto``, ``local`` and
+    None are resolved by Ray itself from this machine's session files and are not probed."""
+    if not address or address in ("auto", "local"):
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise SynthgenError(f"--ray-address {address}: expected host:port (or ray://host:port, auto)")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as e:
+        raise SynthgenError(f"--ray-address {address}: no Ray cluster answers there within {timeout_s:.0f} s "
+                            f"({e.strerror or type(e).__name__}); start one with `ray start --head`, or check the address") from None
 
 
 def task_resources(device: str) -> dict[str, float]:
@@ -85,6 +119,7 @@ class RayExecutor:
         regions_per_task: int = 8,
     ):
         self.ray = import_ray()
+        check_reachable(address)  # before the build claims its --out folder
         self.address = address
         self.resources = resources
         self.max_retries = max_retries
@@ -153,15 +188,18 @@ class RayExecutor:
         if ray.is_initialized():  # the caller's own cluster: use it, leave it running
             yield
             return
-        try:
-            ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            where = f"--ray-address {self.address}" if self.address else "--executor ray"
-            raise SynthgenError(f"{where}: cannot start or reach a Ray cluster ({e})") from None
-        try:
-            yield
-        finally:
-            ray.shutdown()
+        where = f"--ray-address {self.address}" if self.address else "--executor ray"
+        with _sigterm_interrupts():  # Ray's connection loop and task waits otherwise outlive a SIGTERM
+            try:
+                ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING)
+                _arm_sigterm()  # again: ray.init may install its own handler
+            except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+                first = (str(e).strip().splitlines() or [""])[0][:200]
+                raise SynthgenError(f"{where}: cannot start or reach a Ray cluster ({first})") from None
+            try:
+                yield
+            finally:
+                ray.shutdown()
 
     def _as_completed(self, refs: list) -> Iterator[Any]:
         """Each task's result as it finishes (any order). A SynthgenError inside a task is raised here
@@ -180,6 +218,30 @@ class RayExecutor:
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt inside the block, as Ctrl-C does: the tasks still pending are
+    cancelled and the connection closed on the way out (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    _arm_sigterm()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _arm_sigterm() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _check_visible(out_dir: Path, sidecar: dict) -> None:

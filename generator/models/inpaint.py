@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from ..atomic import atomic_path
 from ..errors import SynthgenError
 from ..imageio import sha256_file
+from ..records import check_record
 from .layers import ResidualBlock, check_ints, config_from_dict, output_layers, stem_layers
 from .generator_file import INPAINT_FORMAT as FORMAT
 from .generator_file import generator_file_payload
@@ -215,10 +216,8 @@ def read_inpainter_file(path: str | Path, hint: str) -> dict[str, Any]:
         )
     if payload.get("version") != FORMAT_VERSION:
         raise SynthgenError(f"{path}: inpainting generator file version {payload.get('version')!r}; this synthgen reads {FORMAT_VERSION}")
-    size = payload.get("image_size")
-    if not (isinstance(payload.get("config"), dict) and isinstance(payload.get("state_dict"), dict)
-            and isinstance(size, list) and len(size) == 2):
-        raise SynthgenError(f"{path}: inpainting generator file lacks its config, image size or weights")
+    # types and bounds of everything besides the weights (image size, hole dilation): generator/records.py
+    check_record(payload, "inpainting generator file", path)
     return payload
 
 
@@ -241,7 +240,7 @@ def load_inpainter(path: str | Path, device: str | torch.device = "cpu", *, imag
         generator.load_state_dict(payload["state_dict"], assign=True)
     except RuntimeError as e:
         raise SynthgenError(f"{path}: weights do not match the generator config ({str(e).splitlines()[0]})") from None
-    return InpaintModel(generator.to(device).eval(), trained_at, int(payload.get("hole_dilation", HOLE_DILATION)),
+    return InpaintModel(generator.to(device).eval(), trained_at, payload.get("hole_dilation", HOLE_DILATION),
                         path, sha256_file(path), payload.get("training") or {})
 
 

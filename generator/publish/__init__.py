@@ -24,13 +24,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
-from ..atomic import TMP_PREFIX, write_json_atomic
+from ..atomic import temp_folder_beside, write_json_atomic
+from ..diskspace import disk_full_error, is_disk_full
 from ..errors import SynthgenError
 from ..imageio import sha256_file
 from ..shards.inspect import write_contact_sheet
 from ..shards.manifest import MANIFEST_FILE
 from ..shards.samples import BuildSample, check_strategy_counts, iter_samples
-from ..shards.untrusted import check_output_apart, read_manifest
+from ..shards.untrusted import check_output_apart, check_output_apart_from_inputs, read_manifest
 from ..shards.verify import verify_build
 from .licence import publication_licence
 
@@ -51,6 +52,8 @@ def publish_build(build_dir: str | Path, to: str | Path, *, license: str | None 
     build_dir, to = Path(build_dir), Path(to)
     check_output_apart(to, build_dir, "--to")
     manifest = _verified_build_manifest(build_dir)
+    # never into, over or around the build's own inputs (its dataset, textures, weights, the cache)
+    check_output_apart_from_inputs(to, manifest, "--to", "a publish", source_root)
     chosen, source = publication_licence(manifest, license, source_root)
     if _already_published(to, manifest, chosen, with_normals):
         return to
@@ -66,8 +69,7 @@ def publish_build(build_dir: str | Path, to: str | Path, *, license: str | None 
             counts.setdefault(sample.strategy, Counter())["anomalous" if sample.label else "normal"] += 1
             yield sample
 
-    tmp = to.parent / f"{TMP_PREFIX}publish-{to.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temp_folder_beside(to, "publish")  # also removes what killed publishes to `to` left behind
     try:
         samples = iter_samples(build_dir, manifest, with_normals=with_normals, progress=progress, desc="publish")
         parquet_files = write_parquet_files(counted(samples), manifest["totals"]["samples"], tmp, split=SPLIT,
@@ -93,9 +95,19 @@ def publish_build(build_dir: str | Path, to: str | Path, *, license: str | None 
             "with_normals": with_normals,
             "counts": table,
         }})
-        if to.is_dir():
-            to.rmdir()  # empty (checked above)
-        os.replace(tmp, to)
+        try:
+            if to.is_dir():
+                to.rmdir()  # empty (checked above)
+            os.replace(tmp, to)
+        except OSError as e:  # a concurrent publish to the same folder finished first
+            if _already_published(to, manifest, chosen, with_normals):
+                return to
+            raise SynthgenError(f"{to}: another publish wrote this folder while this one ran ({e.strerror}); "
+                                "choose an empty or new --to") from None
+    except Exception as e:
+        if is_disk_full(e):  # nothing under `to` changed; the temporary folder goes below
+            raise disk_full_error(to.parent) from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return to

@@ -9,6 +9,7 @@ maintenance; then the counts per strategy, the contact sheet and the citations o
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any
 
@@ -47,6 +48,44 @@ DATASET_CITATIONS = {
     "visa": ("Zou, Jeong, Pemula, Zhang, Dabeer. SPot-the-Difference Self-Supervised Pre-training for Anomaly "
              "Detection and Segmentation. ECCV 2022."),
 }
+
+
+# ------------------------------------------------------------------------ text from records, made inert
+# Everything below that comes from a record (versions, names, paths, the source's attribution text) is
+# untrusted: a newline, a markdown heading, a code fence or an HTML tag in it must not change the card's
+# structure (a fake "## Licence" section). Values go in code spans, prose is escaped, and the rebuild
+# command's fence is longer than any run of backticks inside it.
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&])")
+
+
+def _one_line(value: Any) -> str:
+    return " ".join(str(value).split())
+
+
+def code(value: Any) -> str:
+    """``value`` as an inline code span on one line: rendered literally (no markdown, no HTML), whatever it holds."""
+    text = _one_line(value)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    return f"{fence} {text} {fence}" if text.startswith("`") or text.endswith("`") or longest else f"{fence}{text}{fence}"
+
+
+def cell(value: Any) -> str:
+    """``value`` for a table cell: a code span whose pipes cannot end the cell."""
+    return code(value).replace("|", "\\|")
+
+
+def prose(value: Any) -> str:
+    """``value`` as plain text on one line, every character markdown or HTML would read escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", _one_line(value))
+
+
+def fenced(text: str) -> str:
+    """``text`` in a fenced code block that no line of it can close."""
+    longest = max((len(run) for run in re.findall(r"`{3,}", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{text}\n{fence}"
 
 
 def method_citations(manifest: dict) -> list[str]:
@@ -131,26 +170,26 @@ def dataset_card(manifest: dict, *, licence: str, source: SourceLicence, split: 
     h, w = config["image_size"]
     info = LICENCES[licence]
     source_info = LICENCES.get(source.id)
-    rows = "\n".join(f"| {name} | {c['anomalous'] + c['normal']} | {c['anomalous']} | {c['normal']} |"
+    rows = "\n".join(f"| {cell(name)} | {c['anomalous'] + c['normal']} | {c['anomalous']} | {c['normal']} |"
                      for name, c in sorted(counts.items()))
-    tools = ", ".join(f"{a.get('role') or a['name']} (`{a['name']}`, sha256 {a['sha256'][:12]}...)"
+    tools = ", ".join(f"{prose(a.get('role') or a['name'])} ({code(a['name'])}, sha256 {code(a['sha256'][:12])}...)"
                       for a in manifest.get("artifacts", [])) or "none (the strategies use no pretrained model)"
     citations = "\n".join(f"- {c}" for c in method_citations(manifest))
     dataset_cite = DATASET_CITATIONS.get(ds["name"])
-    attribution = (source.attribution or dataset_cite or f"the {ds['name']} dataset").rstrip(".") + "."
+    attribution = prose((source.attribution or dataset_cite or f"the {ds['name']} dataset").rstrip(".") + ".")
     textures = manifest.get("textures") or {}
     texture_note = (f" Anomaly textures were taken from {len(textures.get('files', []))} images of a DTD-style folder "
                     f"(the Describable Textures Dataset's terms apply to those pixels)." if textures.get("source") == "dtd"
                     else "")
     columns = "`image`, `mask`" + (", `normal`" if with_normals else "")
     fingerprint = (manifest.get("environment") or {}).get("synthgen_code")  # absent in manifests before it
-    code = f", synthgen code fingerprint `{fingerprint[:12]}` (the same code draws the same samples)" \
+    code_note = f", synthgen code fingerprint {code(fingerprint[:12])} (the same code draws the same samples)" \
         if isinstance(fingerprint, str) else ""
     body = f"""
-# {pretty_name(manifest)}
+# {prose(pretty_name(manifest))}
 
-{total} synthetic anomaly samples ({h}x{w} RGB) made by synthgen {manifest['synthgen_version']}
-from the normal `{ds['split']}` images of **{ds['name']} / {ds['category']}**, each with a pixel mask (0 normal,
+{total} synthetic anomaly samples ({h}x{w} RGB) made by synthgen {code(manifest['synthgen_version'])}
+from the normal {code(ds['split'])} images of **{code(ds['name'])} / {code(ds['category'])}**, each with a pixel mask (0 normal,
 255 anomalous) and the exact recipe that made it.
 
 ![contact sheet]({sheet})
@@ -161,7 +200,7 @@ yields. This dataset holds synthetic anomalies made offline, once and reproducib
 trained and compared on the same synthetic data instead of each drawing its own online.
 
 ## Composition
-One row per sample ({len(parquet_files)} Parquet file(s) under `data/`, split `{split}`). Image columns
+One row per sample ({len(parquet_files)} Parquet file(s) under `data/`, split {code(split)}). Image columns
 ({columns}) are PNG files (Hugging Face `Image` features: a struct of `bytes` and `path`). Other columns:
 `label` (0 normal, 1 anomalous: the mask has an anomalous pixel), `strategy`, `category`, `source_dataset`,
 `source_image_id` and `source_sha256` (the normal image the sample was made from), `source_license`,
@@ -174,17 +213,15 @@ random choice and option of the sample), `synthgen_version`.
 
 Normal rows are samples a strategy keeps unchanged by design (DRAEM keeps half; a rotation sample is a
 rotated normal) or whose every attempt gave an empty mask. Their images are (near) copies of the source
-training images: do **not** use them as normal *test* images of {ds['name']} / {ds['category']}.
+training images: do **not** use them as normal *test* images of {code(ds['name'])} / {code(ds['category'])}.
 
 ## Collection process
 Made by machine, with no human annotation: each sample is a pure function of its source image, the
 build's config and its seed. Rebuild it bit for bit with
 
-```
-{rebuild_command(manifest)}
-```
+{fenced(rebuild_command(manifest))}
 
-config hash `{manifest['config_hash']}`, seed {manifest['seed']}{code}. `manifest.json` records the full
+config hash {code(manifest['config_hash'])}, seed {manifest['seed']}{code_note}. `manifest.json` records the full
 config, every source image's sha256, the models used and the sha256 of every file of this folder
 (`synthgen verify .` checks them). Models used: {tools}.
 
@@ -193,8 +230,8 @@ Training and evaluating anomaly detection and localization models on synthetic a
 anomaly synthesis methods. Synthetic anomalies are not real defects: report results on real test images.
 
 ## Distribution
-Licence: **{info.name}** ({info.url}). The source images are {source_info.name if source_info else source.id}
-(stated in {source.found_in}); this dataset is an adaptation of them: {attribution}
+Licence: **{info.name}** ({info.url}). The source images are {source_info.name if source_info else code(source.id)}
+(stated in {code(source.found_in)}); this dataset is an adaptation of them: {attribution}
 Modifications: the source images were resized to {h}x{w} and synthetic anomalies were painted into them by
 the strategies listed above; masks, labels and parameters were generated by synthgen.{texture_note}
 

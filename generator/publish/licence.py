@@ -5,7 +5,9 @@ source's licence decides what the publication may be:
 
 - The licence is read from the dataset's files (``license.txt``, ``LICENSE*``, ``readme*`` in the
   category folder or the dataset root; MVTec AD and MVTec LOCO ship "Attribution-NonCommercial-
-  ShareAlike 4.0 International" there). Where the files are not on this machine, the licence the
+  ShareAlike 4.0 International" there). Every such file counts: when they disagree, the most
+  restrictive licence wins (a stray CC0 ``LICENSE`` beside MVTec's licence.txt changes nothing), and
+  when neither of two permits the other the publish stops with one line naming both files. Where the files are not on this machine, the licence the
   dataset's publisher states for a dataset synthgen knows by name is used, and the card says so.
 - A user's own folder has no such statement: ``--license`` is required, and is the user's assertion
   that they may publish the images under it.
@@ -79,10 +81,13 @@ class SourceLicence:
     id: str  # hub licence id
     found_in: str  # the file that states it, or where the statement comes from
     attribution: str  # the source's own attribution text (citation), or ''
+    all_found: tuple[tuple[str, str], ...] = ()  # (licence id, file) of every licence file found
 
 
-def licence_from_files(folders: list[Path]) -> tuple[str, Path, str] | None:
-    """(licence id, file, attribution text) from the first licence/readme file that names a licence."""
+def licences_from_files(folders: list[Path]) -> list[tuple[str, Path]]:
+    """(licence id, file) for every licence/readme file in ``folders`` that names a licence (the first
+    licence phrase of each file, most specific first), in folder and file order."""
+    found = []
     for folder in folders:
         if not folder.is_dir():
             continue
@@ -92,10 +97,23 @@ def licence_from_files(folders: list[Path]) -> tuple[str, Path, str] | None:
                 text = path.read_text(encoding="utf-8", errors="replace")[:200_000]
             except OSError:
                 continue
-            for pattern, licence in _PHRASES:
-                if pattern.search(text):
-                    return licence, path, _attribution_section(folder)
-    return None
+            licence = next((licence for pattern, licence in _PHRASES if pattern.search(text)), None)
+            if licence is not None:
+                found.append((licence, path))
+    return found
+
+
+def most_restrictive(found: list[tuple[str, Path]]) -> tuple[str, Path]:
+    """The licence among ``found`` under which a derivative respects every other one found (CC BY-NC-SA
+    beside a stray CC0: CC BY-NC-SA). When none does (CC BY-SA beside CC BY-NC: each forbids what the other
+    demands), a one-line SynthgenError names both files."""
+    for licence, path in found:
+        if all(licence in LICENCES[other].allows for other, _ in found):
+            return licence, path
+    (a, a_path), (b, b_path) = next(((x, y) for x in found for y in found
+                                     if x[0] not in LICENCES[y[0]].allows and y[0] not in LICENCES[x[0]].allows))
+    raise SynthgenError(f"{a_path}: says {a}, but {b_path} says {b}, and neither licence permits the other; "
+                        "remove the file that is wrong, or publish with --source-root pointing at a copy without it")
 
 
 def _attribution_section(folder: Path) -> str:
@@ -109,13 +127,15 @@ def _attribution_section(folder: Path) -> str:
 
 
 def source_licence(manifest: dict, source_root: str | Path | None = None) -> SourceLicence | None:
-    """The licence of the build's source images, or None when it cannot be determined."""
+    """The licence of the build's source images, or None when it cannot be determined. Every licence file
+    of the category folder and the dataset root counts: the most restrictive one wins (or a refusal)."""
     ds = manifest["dataset"]
     root = Path(source_root) if source_root else Path(ds["root"])
-    found = licence_from_files([root / ds["category"], root])
+    found = licences_from_files([root / ds["category"], root])
     if found:
-        licence, path, attribution = found
-        return SourceLicence(licence, str(path), attribution)
+        licence, path = most_restrictive(found)
+        return SourceLicence(licence, str(path), _attribution_section(path.parent),
+                             tuple((other, str(p)) for other, p in found))
     if ds["name"] in PUBLISHER_LICENCE:
         licence, where = PUBLISHER_LICENCE[ds["name"]]
         return SourceLicence(licence, where, "")
@@ -136,7 +156,9 @@ def publication_licence(manifest: dict, requested: str | None, source_root: str 
                                 f"readme file names one); pass --license with the licence you may publish them under")
         return requested, SourceLicence(requested, "--license (asserted by the publisher)", "")
     chosen = requested or source.id
-    if chosen not in LICENCES[source.id].allows:
-        raise SynthgenError(f"--license {chosen}: the source images are {source.id} ({source.found_in}); a derived "
-                            f"dataset may only be published under {', '.join(LICENCES[source.id].allows)}")
+    # never more permissive than any licence found (the winner respects all of them; checked against each anyway)
+    for licence, where in source.all_found or ((source.id, source.found_in),):
+        if chosen not in LICENCES[licence].allows:
+            raise SynthgenError(f"--license {chosen}: the source images are {licence} ({where}); a derived "
+                                f"dataset may only be published under {', '.join(LICENCES[licence].allows)}")
     return chosen, source

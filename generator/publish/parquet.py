@@ -65,7 +65,7 @@ def write_parquet_files(samples: Iterator[BuildSample], total: int, out_dir: Pat
 
     schema = features(with_normals).arrow_schema
     n_files = max(1, -(-total // rows_per_file))
-    names = [parquet_name(split, i, n_files) for i in range(n_files)]
+    names: list[str] = []  # grows with the files written, never with what the manifest claims
     (out_dir / "data").mkdir(parents=True, exist_ok=True)
     writer, file_number, in_file = None, -1, 0
     batch: dict[str, list] = {name: [] for name in schema.names}
@@ -84,7 +84,8 @@ def write_parquet_files(samples: Iterator[BuildSample], total: int, out_dir: Pat
                     writer.close()
                 file_number, in_file = file_number + 1, 0
                 # no statistics on the image columns: min/max of PNG bytes are useless and cost space
-                writer = pq.ParquetWriter(out_dir / names[file_number], schema,
+                names.append(parquet_name(split, file_number, n_files))
+                writer = pq.ParquetWriter(out_dir / names[-1], schema,
                                           write_statistics=[c for c in schema.names if c not in ("image", "mask", "normal")])
             row = {
                 "image": {"bytes": encode_png(sample.image), "path": f"{sample.key}.png"},

@@ -37,11 +37,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..atomic import TMP_PREFIX, write_json_atomic
+from ..atomic import TMP_PREFIX, temp_folder_beside, write_json_atomic
+from ..diskspace import disk_full_error, is_disk_full
 from ..errors import SynthgenError
 from ..imageio import write_png
-from .samples import check_strategy_counts, iter_samples, source_file_name, training_images
-from .untrusted import check_output_apart, existing_shard_paths, read_manifest
+from .samples import check_strategy_counts, iter_samples, source_file_names, training_images
+from .untrusted import check_output_apart, check_output_apart_from_inputs, existing_shard_paths, read_manifest
 
 FORMATS = ("mvtec", "anomalib", "webdataset")
 SYNTHETIC_NORMAL = "synthetic_normal"
@@ -56,13 +57,22 @@ def export_build(build_dir: str | Path, to: str | Path, *, fmt: str = "mvtec", o
     build_dir, to = Path(build_dir), Path(to)
     check_output_apart(to, build_dir, "--to")
     manifest = read_manifest(build_dir)  # schema-valid; category and strategy names follow the name rule
+    # never into, over or around the build's own inputs (its dataset, textures, weights, the cache)
+    check_output_apart_from_inputs(to, manifest, "--to", "an export", source_root)
     existing_shard_paths(build_dir, manifest)  # a missing shard is refused before anything is written
-    if to.exists() and any(to.iterdir()) and not overwrite:
-        raise SynthgenError(f"{to}: folder exists and is not empty; pass --overwrite to replace it")
+    source_file_names(manifest, build_dir / "manifest.json")  # every source id to a distinct file
+    if to.exists() and any(to.iterdir()):
+        if not overwrite:
+            raise SynthgenError(f"{to}: folder exists and is not empty; pass --overwrite to replace it")
+        if not _is_export(to):
+            raise SynthgenError(f"{to}: holds something that is not a synthgen export; --overwrite replaces only "
+                                "an earlier export: choose another --to")
     category = manifest["dataset"]["category"]
-    tmp = to.parent / f"{TMP_PREFIX}export-{to.name}-{os.getpid()}"
     old = to.parent / f"{TMP_PREFIX}replaced-{to.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temp_folder_beside(to, "export")  # also removes what killed exports to `to` left behind
+    for stale in to.parent.glob(f"{TMP_PREFIX}replaced-{to.name}-*"):
+        if stale.name != old.name and not (to.parent / f"{TMP_PREFIX}export-{to.name}-{stale.name.rsplit('-', 1)[-1]}").exists():
+            shutil.rmtree(stale, ignore_errors=True)  # its export finished or died; `to` holds the newer tree
     try:
         if fmt == "webdataset":
             from .export_webdataset import write_webdataset
@@ -77,13 +87,28 @@ def export_build(build_dir: str | Path, to: str | Path, *, fmt: str = "mvtec", o
             "synthgen_version": manifest["synthgen_version"],
             **record,
         })
-        if to.exists():  # move the old export aside first: a crash between the renames loses neither
-            os.replace(to, old)
-        os.replace(tmp, to)
+        try:
+            if to.exists():  # move the old export aside first: a crash between the renames loses neither
+                os.replace(to, old)
+            os.replace(tmp, to)
+        except OSError as e:  # another export to the same folder renamed its tree in meanwhile
+            raise SynthgenError(f"{to}: another export wrote this folder while this one ran ({e.strerror}); "
+                                "run the export again") from None
         shutil.rmtree(old, ignore_errors=True)
+    except Exception as e:
+        if is_disk_full(e):  # nothing under `to` changed; the temporary tree goes below
+            raise disk_full_error(to.parent) from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return to / opened if opened else to
+
+
+def _is_export(folder: Path) -> bool:
+    """True when ``folder`` holds an earlier synthgen export (its export.json, at the top for webdataset or
+    in the category folder for the folder formats): the only thing ``--overwrite`` may replace."""
+    return (folder / "export.json").is_file() or any((child / "export.json").is_file()
+                                                     for child in folder.iterdir() if child.is_dir())
 
 
 def _write_tree(build_dir: Path, manifest: dict, out: Path, fmt: str, source_root: str | Path | None,
@@ -95,8 +120,9 @@ def _write_tree(build_dir: Path, manifest: dict, out: Path, fmt: str, source_roo
     train = root / "train" / "good"
     train.mkdir(parents=True)
     n_train = 0
+    file_names = source_file_names(manifest, build_dir / "manifest.json")
     for source_id, pixels in training_images(build_dir, manifest, source_root):
-        name = source_file_name(source_id)
+        name = file_names[source_id]
         write_png(train / name, pixels)
         rows.append({"image_path": f"train/good/{name}", "label_index": 0, "split": "train", "mask_path": ""})
         n_train += 1

@@ -43,7 +43,7 @@ def write_webdataset(build_dir: Path, manifest: dict, out: Path, progress: bool,
     ds = manifest["dataset"]
     total = manifest["totals"]["samples"]
     n_tars = max(1, -(-total // samples_per_tar))
-    names = [tar_name(ds["name"], ds["category"], i, n_tars) for i in range(n_tars)]
+    names: list[str] = []  # grows with the tars written, never with what the manifest claims
     out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, dict[str, int]] = {}
     tar, written = None, 0
@@ -52,7 +52,8 @@ def write_webdataset(build_dir: Path, manifest: dict, out: Path, progress: bool,
             if written % samples_per_tar == 0:
                 if tar is not None:
                     tar.close()
-                tar = tarfile.open(out / names[written // samples_per_tar], "w", format=tarfile.USTAR_FORMAT)
+                names.append(tar_name(ds["name"], ds["category"], written // samples_per_tar, n_tars))
+                tar = tarfile.open(out / names[-1], "w", format=tarfile.USTAR_FORMAT)
             meta = {
                 "label": sample.label, "strategy": sample.strategy, "category": ds["category"],
                 "source_dataset": ds["name"], "source_image_id": sample.source_id,

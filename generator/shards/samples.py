@@ -114,10 +114,22 @@ def check_strategy_counts(build_dir: str | Path, manifest: dict, counts: dict[st
 
 
 def source_file_name(source_id: str) -> str:
-    """A flat PNG name for a source id (``train/good/007`` -> ``train_good_007.png``): ids are unique, and
-    so are the names, because ids never hold '_'-joined duplicates of other ids' folders in the layouts
-    synthgen reads (``train/good/007`` and ``train_good/007`` cannot both exist in one split)."""
+    """A flat PNG name for a source id (``train/good/007`` -> ``train_good_007.png``); two ids that differ
+    only in '/' vs '_' get the same name: :func:`source_file_names` refuses such a build."""
     return source_id.replace("/", "_") + ".png"
+
+
+def source_file_names(manifest: dict, where: str | Path) -> dict[str, str]:
+    """source id -> its flat file name (:func:`source_file_name`) for every source of the build, refused
+    (one line naming both ids) when two ids would share a file: one would silently replace the other."""
+    owner: dict[str, str] = {}
+    for source in manifest["dataset"]["sources"]:
+        name = source_file_name(source["id"])
+        if name in owner and owner[name] != source["id"]:
+            raise SynthgenError(f"{where}: source ids {owner[name]!r} and {source['id']!r} would both be exported as "
+                                f"{name!r}; rename one of the source files")
+        owner[name] = source["id"]
+    return {source_id: name for name, source_id in owner.items()}
 
 
 def training_images(build_dir: str | Path, manifest: dict, source_root: str | Path | None = None

@@ -41,9 +41,10 @@ from typing import Any, Iterable, Iterator
 import h5py
 import numpy as np
 
-from ..errors import SynthgenError, read_json_file
+from ..errors import SynthgenError
 from ..names import check_name, check_names, check_shard_file_name, check_source_id, name_problem, shown
 from .format import CORE_FIELDS
+from ..records import check_manifest_bounds, check_manifest_counts, check_record, load_json
 from .manifest import MANIFEST_FILE, validate_manifest
 
 __all__ = [
@@ -51,7 +52,7 @@ __all__ = [
     "check_name", "check_names", "check_source_id", "check_shard_file_name", "name_problem",
     # paths, manifest, shards, outputs
     "resolve_inside", "read_manifest", "manifest_path", "manifest_shard_paths", "existing_shard_paths",
-    "open_shard", "check_shard", "read_names", "read_text_column", "check_output_apart", "check_output_file",
+    "build_input_folders", "check_output_apart_from_inputs", "open_shard", "check_shard", "read_names", "read_text_column", "check_output_apart", "check_output_file",
 ]
 
 # ------------------------------------------------------------------------------------------- paths
@@ -97,8 +98,9 @@ def manifest_path(build_dir: str | Path) -> Path:
 
 
 def read_manifest(build_dir: str | Path) -> dict:
-    """``manifest.json`` of the build in ``build_dir``, checked: schema-valid, every name following the
-    name rule, shard file names unique and of the shard pattern. One-line SynthgenError otherwise."""
+    """``manifest.json`` of the build in ``build_dir``, checked: schema-valid, its counts consistent
+    (:func:`generator.records.check_manifest_counts`), every name following the name rule, shard file
+    names unique and of the shard pattern. One-line SynthgenError otherwise."""
     build_dir = Path(build_dir)
     if build_dir.exists() and not build_dir.is_dir():
         raise SynthgenError(f"{build_dir}: not a build folder (it is a file)")
@@ -108,8 +110,13 @@ def read_manifest(build_dir: str | Path) -> dict:
     if path.stat().st_size > MAX_MANIFEST_BYTES:
         raise SynthgenError(f"{path}: manifest of {path.stat().st_size >> 20} MiB is larger than any build's "
                             f"({MAX_MANIFEST_BYTES >> 20} MiB at most); refusing to parse it")
-    manifest = read_json_file(path, "manifest")
+    manifest = load_json(path, "manifest", MAX_MANIFEST_BYTES)  # NaN and Infinity refused
     validate_manifest(manifest, where=path)
+    # its numbers against each other (generator/records.py): totals, per-shard counts, sample positions
+    check_manifest_bounds(manifest, path)
+    check_manifest_counts(manifest, path)
+    if "publication" in manifest:
+        check_record(manifest["publication"], "publication", path)
     dataset = manifest["dataset"]
     check_name(dataset["name"], "dataset", path)
     check_name(dataset["category"], "category", path)
@@ -117,8 +124,12 @@ def read_manifest(build_dir: str | Path) -> dict:
     check_names(manifest["strategies"], "strategy", path)
     check_names(manifest["config"]["strategies"], "strategy", path)
     check_names(manifest["totals"]["strategies"], "strategy", path)
+    source_ids: set[str] = set()
     for source in dataset["sources"]:
         check_source_id(source["id"], path)
+        if source["id"] in source_ids:
+            raise SynthgenError(f"{path}: source id {source['id']!r} is listed twice")
+        source_ids.add(source["id"])
     seen: set[str] = set()
     for shard in manifest["shards"]:
         name = check_shard_file_name(shard["file"], path)
@@ -289,6 +300,44 @@ def check_output_apart(out: str | Path, input_dir: str | Path, option: str) -> N
     for parent in out_r.parents:
         if parent.exists() and not parent.is_dir():
             raise SynthgenError(f"{option}: {out} lies under {parent}, which is a file")
+
+
+def build_input_folders(manifest: dict, source_root: str | Path | None = None) -> tuple[list[Path], list[tuple[str, Path]]]:
+    """(dataset roots, (what, folder) inputs) of the build a checked manifest describes: its dataset root
+    (as recorded, as configured and ``source_root``), the category folder and every source image's folder,
+    the texture folder, the folders of its model files, the weights folder and synthgen's cache. Paths
+    that are not strings are skipped: this list only ever widens what a writer refuses."""
+    from ..paths import cache_root
+
+    def path(value: Any) -> Path | None:
+        return Path(value).expanduser() if isinstance(value, str) and value and "\0" not in value else None
+
+    config, dataset = manifest["config"], manifest["dataset"]
+    roots = [p for p in (path(dataset.get("root")), path(config.get("root")),
+                         path(str(source_root)) if source_root is not None else None) if p is not None]
+    inputs: list[tuple[str, Path]] = [("synthgen cache", cache_root())]
+    for root in roots:
+        inputs.append(("category folder", root / dataset["category"]))
+        inputs.extend(("folder of source", (root / s["file"]).parent) for s in dataset["sources"]
+                      if path(s.get("file")) is not None)
+    for what, value in (("texture folder", manifest.get("textures", {}).get("root")),
+                        ("texture folder", config.get("texture_root")), ("weights folder", config.get("weights_dir"))):
+        if path(value) is not None:
+            inputs.append((what, path(value)))
+    inputs.extend(("folder of model file", path(a["file"]).parent) for a in manifest.get("artifacts", [])
+                  if path(a.get("file")) is not None and path(a["file"]).is_absolute())
+    return roots, list(dict.fromkeys(inputs))
+
+
+def check_output_apart_from_inputs(out: str | Path, manifest: dict, option: str, writer: str,
+                                   source_root: str | Path | None = None) -> None:
+    """Refuse (one line) an output folder that is, holds or lies inside any input of the build the manifest
+    describes (:func:`build_input_folders`): whatever the flags (``--overwrite`` included), a writer never
+    writes into, over or around what the build read."""
+    from ..preflight import refuse_own_inputs
+
+    roots, inputs = build_input_folders(manifest, source_root)
+    refuse_own_inputs(Path(out), inputs, roots=roots, option=option, writer=writer)
 
 
 def check_output_file(path: str | Path, option: str, suffix: str) -> Path:

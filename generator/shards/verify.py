@@ -3,8 +3,8 @@
 On a ``synthgen publish`` folder (its manifest has a "publication" record) the published files are
 checked the same way instead of the shards.
 
-Reports each shard as ok, DAMAGED (hash differs: bit rot, truncation, a flipped byte), MISSING, or
-UNLISTED (an .h5 file in the folder that the manifest does not know). A damaged manifest is itself
+Reports each shard as ok, DAMAGED (hash differs: bit rot, truncation, a flipped byte), WRONG (its bytes
+match but it does not hold the samples the manifest says), MISSING, or UNLISTED (an .h5 file in the folder that the manifest does not know). A damaged manifest is itself
 reported. Nothing is modified. The manifest is untrusted input (generator/shards/untrusted.py): a
 shard entry that names a file outside the build folder is refused before any file is opened.
 """
@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import SynthgenError
 from ..imageio import sha256_file
-from .untrusted import manifest_shard_paths, read_manifest, resolve_inside
+from .untrusted import check_shard, manifest_shard_paths, open_shard, read_manifest, resolve_inside
 
 
 @dataclass
@@ -46,6 +47,17 @@ def _check_file(report: VerifyReport, name: str, path: Path, size: int, sha256: 
             report.ok.append(name)
 
 
+def _check_count(report: VerifyReport, shard: dict, path: Path) -> None:
+    """A shard whose bytes match may still be described wrongly: its sample count and image size must be
+    what the manifest says (a manifest edited to claim 40 samples of a shard that holds 16)."""
+    try:
+        with open_shard(path) as f:
+            check_shard(f, path, ("label",), shard["num_samples"])
+    except SynthgenError as e:
+        report.ok.pop()
+        report.problems.append(f"WRONG    {shard['file']}: {str(e).split(': ', 1)[-1]}")
+
+
 def verify_build(build_dir: str | Path) -> VerifyReport:
     build_dir = Path(build_dir)
     manifest = read_manifest(build_dir)  # schema-valid, names checked
@@ -56,6 +68,8 @@ def verify_build(build_dir: str | Path) -> VerifyReport:
     for shard, path in zip(manifest["shards"], manifest_shard_paths(build_dir, manifest)):
         listed.add(shard["file"])
         _check_file(report, shard["file"], path, shard["bytes"], shard["sha256"])
+        if report.ok and report.ok[-1] == shard["file"]:
+            _check_count(report, shard, path)
     for path in sorted(build_dir.glob("*.h5")):
         if path.name not in listed:
             report.problems.append(f"UNLISTED {path.name}: not in the manifest")

@@ -23,7 +23,8 @@ import warnings
 from pathlib import Path
 
 from ..config import BuildConfig, digest
-from ..errors import read_json_record
+from ..errors import SynthgenError
+from ..records import read_own_record
 from ..imageio import sha256_file
 from ..paths import cache_root
 from .inpaint import GENERATOR_FILE, NETWORKS, InpaintTrainConfig, train_inpainter
@@ -78,6 +79,10 @@ def cached_generator(config: BuildConfig, *, progress: bool = True) -> Path:
     path = folder / GENERATOR_FILE
     if _entry_valid(folder, key):
         return path
+    for stale in (path, path.with_suffix(".json")):
+        if stale.is_dir() or stale.is_symlink():  # not something training put there: never deleted
+            raise SynthgenError(f"{stale}: a cache entry's file is a folder or a link; remove it by hand, or set "
+                                "SYNTHGEN_CACHE to another folder")
     if path.exists() or path.with_suffix(".json").exists():
         warnings.warn(f"{folder}: cached generator is damaged (truncated or its hash does not match); training it again")
         path.unlink(missing_ok=True)
@@ -96,8 +101,7 @@ def _entry_valid(folder: Path, key: str) -> bool:
     path, record_file = folder / GENERATOR_FILE, folder / (Path(GENERATOR_FILE).stem + ".json")
     if not (path.is_file() and record_file.is_file()):
         return False
-    record = read_json_record(record_file)
+    record = read_own_record(record_file, "generator record")  # types and bounds: generator/records.py
     if record is None:
         return False
-    data = record.get("data")
-    return isinstance(data, dict) and data.get("key") == key and record.get("sha256") == sha256_file(path)
+    return record["data"]["key"] == key and record["file"] == path.name and record["sha256"] == sha256_file(path)

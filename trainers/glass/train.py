@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from synthgen.generator.errors import SynthgenError
+from synthgen.generator.safe_load import load_state_dict_checked
 
 from ..backbones import Backbone
 from ..epoch_log import EpochLog, finish_plain_run, order_for_epoch, read_epoch_checkpoint
@@ -123,8 +124,9 @@ def _fit(model: GLASSModel, data: ShardFeatures, training: dict, seed: int, epoc
     discriminator_opt = torch.optim.AdamW(model.discriminator.parameters(), lr=training["discriminator_lr"])
     noise = torch.Generator().manual_seed(seed)
     if checkpoint is not None:
-        model.adaptor.load_state_dict(checkpoint["adaptor"])
-        model.discriminator.load_state_dict(checkpoint["discriminator"])
+        # a checkpoint whose tensors do not fit the network is one line, not torch's RuntimeError
+        load_state_dict_checked(model.adaptor, checkpoint.get("adaptor"), "--resume", "the checkpoint's adaptor")
+        load_state_dict_checked(model.discriminator, checkpoint.get("discriminator"), "--resume", "the checkpoint's discriminator")
         adaptor_opt.load_state_dict(checkpoint["adaptor_opt"])
         discriminator_opt.load_state_dict(checkpoint["discriminator_opt"])
         noise.set_state(checkpoint["noise"])
