@@ -105,13 +105,15 @@ def write_build(folder, n: int = 8, seed: int = 0, extras=EXTRAS):
     shard = "test-logical-train-00000-of-00001.h5"
     with ShardWriter(folder / shard, num_samples=n, height=SIZE, width=SIZE, extras=extras, attrs={"dataset": "test"}) as w:
         w.write(0, batch)
-    _write_manifest(folder, shard, n, seed, sorted(set(batch["source_id"])))
+    _write_manifest(folder, shard, n, seed, sorted(set(batch["source_id"])), batch["label"])
     return folder
 
 
-def _write_manifest(folder, shard: str, n: int, seed: int, source_ids: list[str]) -> None:
-    """A schema-valid manifest for a hand-made one-shard build (readers validate it, as any build's)."""
-    counts = {"strategies": {"logical-test": n}, "labels": {}, "redraws": {}, "fallback_normal": {}}
+def _write_manifest(folder, shard: str, n: int, seed: int, source_ids: list[str], labels) -> None:
+    """A valid manifest for a hand-made one-shard build (readers check it as any build's: schema, and
+    counts that add up to the shard's samples)."""
+    label_counts = {str(v): int(c) for v, c in zip(*np.unique(np.asarray(labels), return_counts=True))}
+    counts = {"strategies": {"logical-test": n}, "labels": label_counts, "redraws": {}, "fallback_normal": {}}
     config = {"dataset": "test", "category": "stripes", "strategies": ["logical-test"], "split": "train",
               "image_size": [SIZE, SIZE], "seed": seed, "samples_per_shard": n, "batch_size": n, "device": "cpu"}
     manifest = {
@@ -315,7 +317,7 @@ def _write_build_with_five_scales(folder, extras):
     shard = "test-stripes-train-00000-of-00001.h5"
     with ShardWriter(folder / shard, num_samples=2, height=SIZE, width=SIZE, extras=extras, attrs={"dataset": "test"}) as w:
         w.write(0, batch)
-    _write_manifest(folder, shard, 2, 0, sorted(set(batch["source_id"])))
+    _write_manifest(folder, shard, 2, 0, sorted(set(batch["source_id"])), batch["label"])
     return folder
 
 
