@@ -129,11 +129,13 @@ def cli() -> None:
 @click.option("--merge-only", is_flag=True,
               help="Build nothing: merge the shards' sidecars into manifest.json (the last step of a job array).")
 @_map_options
-@click.option("--renderer", type=click.Choice(["inpaint", "full"]), default="inpaint", show_default=True,
+@click.option("--renderer", type=click.Choice(["inpaint", "full", "real"]), default="inpaint", show_default=True,
               help="LogicAL renderer: inpaint re-renders only the edit region of the real photo; full renders the "
-                   "whole photo from its edge map (the paper's pix2pixHD, a GPU's job).")
+                   "whole photo from its edge map (the paper's pix2pixHD, a GPU's job); real puts real pixels in the "
+                   "edit (the other image's, or the photo's own texture for remove) and the inpainting generator on "
+                   "the seam only.")
 @click.option("--e2i", type=click.Path(path_type=Path),
-              help="Generator file of the renderer (made by `synthgen train-e2i`). Default for inpaint: train one on "
+              help="Generator file of the renderer (made by `synthgen train-e2i`). Default for inpaint and real: train one on "
                    "the category's normal images, cached and reused.")
 @click.option("--dry-run", is_flag=True, help="Print the predicted time and disk size of this build; write nothing.")
 @click.option("--cost-table", type=click.Path(path_type=Path),

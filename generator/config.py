@@ -77,8 +77,10 @@ class BuildConfig:
             raise SynthgenError(f"--num-samples: must be at least 1, got {self.num_samples}")
         if self.texture_source is not None and self.texture_source not in TEXTURE_SOURCES:
             raise SynthgenError(f"--textures: unknown source '{self.texture_source}' ({', '.join(TEXTURE_SOURCES)} or a folder)")
-        if self.renderer not in ("inpaint", "full"):
-            raise SynthgenError(f"--renderer: must be inpaint or full, got '{self.renderer}'")
+        from .models.renderers import RENDERERS
+
+        if self.renderer not in RENDERERS:
+            raise SynthgenError(f"--renderer: must be one of {', '.join(RENDERERS)}, got '{self.renderer}'")
         if self.device not in ("cpu", "cuda"):
             raise SynthgenError(f"--device: must be cpu or cuda, got '{self.device}'")
 

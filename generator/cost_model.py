@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from .config import BuildConfig
+from .models.renderers import GENERATOR_OF
 from .errors import SynthgenError, read_json_file
 
 DEFAULT_TABLE = Path(__file__).with_name("cost_table.json")
@@ -156,7 +157,7 @@ def predict_build(
     table_pixels = table_size[0] * table_size[1]
     window_scale = min(render_window, h) * min(render_window, w) / table_pixels if render_window else pixel_scale
     for strategy, count in per_strategy.items():
-        if _is_logical(strategy) and config.renderer == "inpaint":
+        if _is_logical(strategy) and GENERATOR_OF[config.renderer] == "inpaint":
             # an edit renders twice, an identity sample once, each a window around its hole; an edit
             # takes three SSIM maps of the whole image, an identity sample one (see above)
             edits = 1 - float(config.options.get(strategy, {}).get("identity_fraction", IDENTITY_FRACTION))
@@ -231,7 +232,7 @@ def dry_run(config: BuildConfig, *, workers: int = 1, cost_table: str | Path | N
     extras = strategy_extra_fields(strategies)
     extra_bytes = sum(int(np.prod(spec.shape(h, w))) * np.dtype(spec.dtype).itemsize + 1 for spec in extras.values())
     network, steps, crop, window = "small", 0, 0, 0
-    if config.renderer == "inpaint":
+    if GENERATOR_OF[config.renderer] == "inpaint":
         from .training.auto import needs_generator, preset_name
         from .training.inpaint import NETWORKS
 

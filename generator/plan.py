@@ -161,16 +161,17 @@ def _models_record(config: BuildConfig, strategies: tuple[str, ...], needs: set[
     strategy needs one."""
     if "models" not in needs:
         return {}, []
-    from .models.renderers import INPAINT_HINT, check_generator_file
+    from .models.renderers import GENERATOR_OF, INPAINT_HINT, check_generator_file
 
     if config.e2i is None:
         from .models.e2i import TRAIN_HINT
 
         users = [s for s in strategies if "models" in get_strategy(s).needs]
-        hint = INPAINT_HINT if config.renderer == "inpaint" else TRAIN_HINT
+        hint = INPAINT_HINT if GENERATOR_OF[config.renderer] == "inpaint" else TRAIN_HINT
         raise SynthgenError(f"--e2i: strategy {users[0]} needs a generator file for --renderer {config.renderer}; {hint}")
     sha = check_generator_file(config.e2i, config.renderer, config.image_size)
-    role = "inpainting generator (edge-guided)" if config.renderer == "inpaint" else "edge-to-image generator (full image)"
+    role = {"inpaint": "inpainting generator (edge-guided)", "real": "inpainting generator (edge-guided, seam band only)",
+            "full": "edge-to-image generator (full image)"}[config.renderer]
     row = {"name": "e2i", "file": str(config.e2i), "sha256": sha, "role": f"{role}, --renderer {config.renderer}"}
     return {"e2i": sha, "renderer": config.renderer}, [row]
 

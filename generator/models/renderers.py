@@ -1,7 +1,10 @@
-"""The two renderers of the LogicAL strategies, and which one a generator file belongs to.
+"""The renderers of the LogicAL strategies, and which one a generator file belongs to.
 
 - ``inpaint`` (default): edge-guided inpainting of the edit region inside the real photo
   (:mod:`.inpaint`); trainable on a CPU, and a build trains and caches one when given no file.
+- ``real``: real pixels inside the edit (the other image's for replace and merge, the photo's own
+  texture for remove), the inpainting generator on a band around the seam only (:mod:`.real_pixels`);
+  it uses the inpainting renderer's generator files (and its auto-training).
 - ``full``: LogicAL's own configuration, the pix2pixHD/DeepSIM generator that renders the whole photo
   from its edge map (:mod:`.e2i`); a GPU's job, trained with ``synthgen train-e2i --renderer full``.
 
@@ -17,7 +20,9 @@ from typing import Any
 from ..errors import SynthgenError
 from .generator_file import FORMATS, generator_file_payload
 
-RENDERERS = ("inpaint", "full")
+RENDERERS = ("inpaint", "full", "real")
+#: which generator (the renderer named by its file's format tag) each renderer runs
+GENERATOR_OF = {"inpaint": "inpaint", "full": "full", "real": "inpaint"}
 
 #: what every "no usable inpainting generator" error tells the user to do
 INPAINT_HINT = (
@@ -29,7 +34,7 @@ INPAINT_HINT = (
 def _hint(renderer: str) -> str:
     from .e2i import TRAIN_HINT
 
-    return INPAINT_HINT if renderer == "inpaint" else TRAIN_HINT
+    return INPAINT_HINT if GENERATOR_OF[renderer] == "inpaint" else TRAIN_HINT
 
 
 def check_generator_file(path: str | Path, renderer: str, image_size: tuple[int, int]) -> str:
@@ -45,12 +50,12 @@ def check_generator_file(path: str | Path, renderer: str, image_size: tuple[int,
 
     path = Path(path)
     found = FORMATS[generator_file_payload(path, _hint(renderer))["format"]]
-    if found != renderer:
+    if found != GENERATOR_OF[renderer]:
         raise SynthgenError(
             f"--e2i {path}: a generator for --renderer {found}, but this build uses --renderer {renderer}; "
-            f"pass --renderer {found}, or a {renderer} generator"
+            f"pass --renderer {found}, or a {GENERATOR_OF[renderer]} generator"
         )
-    if renderer == "inpaint":
+    if found == "inpaint":
         from .inpaint import read_inpainter_file
 
         trained_at = tuple(int(v) for v in read_inpainter_file(path, INPAINT_HINT)["image_size"])
@@ -76,12 +81,17 @@ def check_generator_file(path: str | Path, renderer: str, image_size: tuple[int,
 
 
 def load_renderer_model(path: str | Path, renderer: str, device, image_size: tuple[int, int]):
-    """The generator a LogicAL build renders with: an :class:`.inpaint.InpaintModel` or an
-    :class:`.e2i.E2IModel`, on ``device``."""
-    if renderer == "inpaint":
+    """The generator a LogicAL build renders with: an :class:`.inpaint.InpaintModel`, a
+    :class:`.real_pixels.RealPixelModel` or an :class:`.e2i.E2IModel`, on ``device``."""
+    if GENERATOR_OF[renderer] == "inpaint":
         from .inpaint import load_inpainter
 
-        return load_inpainter(path, device, image_size=image_size, hint=INPAINT_HINT)
+        inpainter = load_inpainter(path, device, image_size=image_size, hint=INPAINT_HINT)
+        if renderer == "real":
+            from .real_pixels import RealPixelModel
+
+            return RealPixelModel(inpainter)
+        return inpainter
     from .e2i import load_e2i_model
 
     return load_e2i_model(path, device)

@@ -115,6 +115,7 @@ from scipy import ndimage
 from ..errors import SynthgenError
 from ..models.e2i import generate_tensor
 from ..models.inpaint import InpaintModel, dilate, inpaint_tensor
+from ..models.real_pixels import RealPixelModel, render_seam_band, texture_fill
 from ..models.renderers import INPAINT_HINT
 from ..models.tps import apply_tps, draw_tps
 from .base import EMPTY_MASK, REJECTED_BECAUSE, ExtraField, Recipe, Rendered, Strategy, StrategyContext, register_strategy
@@ -346,6 +347,26 @@ def edge_portion(normal: np.ndarray, anomaly: np.ndarray) -> float:
     return changed / total if total > 0 else float("inf")
 
 
+def real_content(ctx: StrategyContext, source_index: int, other: int, augmentation: dict | None, region: np.ndarray,
+                 edit: str, anomaly_edge: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict | None]:
+    """The real-pixel renderer's content of an edit (:mod:`generator.models.real_pixels`): (the photo
+    with real pixels in the footprint (H, W, 3) uint8, the footprint (H, W) bool, how a removal was
+    filled or None). Replace: the other image under A in the whole region; merge: the other image
+    under A where it has an object (its regions > 0 under A) inside the region; remove: the photo's
+    own texture from elsewhere, matching the edited edges (:func:`texture_fill`)."""
+    photo = ctx.source_pixels(source_index)
+    if edit == "remove":
+        edges = source_maps(ctx, source_index)["edges"][EDGE_SCALE]
+        filled, offset = texture_fill(photo, region, edges, anomaly_edge)
+        return filled, region, {"offset": offset} if offset is not None else {"telea": True}
+    pasted = augment_photo(ctx.source_pixels(other), augmentation)
+    footprint = region
+    if edit == "merge":
+        objects = (source_maps(ctx, other)["regions"] > 0).astype(np.uint8) * 255
+        footprint = region & (augment_edges(objects, augmentation) >= 128)
+    return np.where(footprint[..., None], pasted, photo), footprint, None
+
+
 # --------------------------------------------------------------------------------------------------
 # rendering helpers (device, batched)
 
@@ -404,9 +425,12 @@ class _LogicAL(Strategy):
             params.update(region=description, edge_portion=0.0, edit_area=float(region.mean()))
             if options["tps"]:
                 params["tps"] = draw_tps(rng).tolist()
-            return Recipe(params, {"normal_edge": normal, "anomaly_edge": normal, "region": region})
+            arrays = {"normal_edge": normal, "anomaly_edge": normal, "region": region}
+            if isinstance(ctx.models.get("e2i"), RealPixelModel):  # the photo pasted into itself
+                arrays.update(content=ctx.source_pixels(source_index), footprint=region)
+            return Recipe(params, arrays)
         params = {"region_mode": mode, "edit": edit}
-        candidate = None
+        candidate, other = None, source_index
         if edit != "remove":
             others = [i for i in range(len(ctx.sources)) if i != source_index] or [source_index]
             other = others[int(rng.integers(len(others)))]
@@ -427,7 +451,13 @@ class _LogicAL(Strategy):
         params["edit_area"] = float(region.mean())
         if options["tps"]:
             params["tps"] = draw_tps(rng).tolist()
-        return Recipe(params, {"normal_edge": normal, "anomaly_edge": anomaly, "region": region})
+        arrays = {"normal_edge": normal, "anomaly_edge": anomaly, "region": region}
+        if isinstance(ctx.models.get("e2i"), RealPixelModel):
+            arrays["content"], arrays["footprint"], fill = real_content(ctx, source_index, other, params.get("augmentation"),
+                                                                        region, edit, anomaly)
+            if fill is not None:
+                params["fill"] = fill
+        return Recipe(params, arrays)
 
     def read_options(self, ctx: StrategyContext) -> dict[str, Any]:
         tps = ctx.option(self.name, "tps", False)
@@ -443,26 +473,38 @@ class _LogicAL(Strategy):
         normal_edge = _stack(recipes, "normal_edge", device)[:, None].float() / 255
         anomaly_edge = _stack(recipes, "anomaly_edge", device)[:, None].float() / 255
         regions = _stack(recipes, "region", device).float()
+        real = isinstance(model, RealPixelModel)
+        if real:  # the real pixels composed by draw (real_content), and where they differ from the photo
+            content = _stack(recipes, "content", device).permute(0, 3, 1, 2).float() / 255
+            footprints = _stack(recipes, "footprint", device).float()
         normals = None
         if "tps" in recipes[0].params:  # one option per build: all recipes agree
             shifts = np.array([r.params["tps"] for r in recipes])
-            warped = apply_tps(torch.cat([normal_edge, anomaly_edge, regions[:, None], images], 1), shifts)
+            stack = [normal_edge, anomaly_edge, regions[:, None], images] + ([content, footprints[:, None]] if real else [])
+            warped = apply_tps(torch.cat(stack, 1), shifts)
             normal_edge, anomaly_edge, regions = warped[:, :1], warped[:, 1:2], (warped[:, 2] >= 0.5).float()
-            normals = images = warped[:, 3:].clamp(0, 1)
+            normals = images = warped[:, 3:6].clamp(0, 1)
+            if real:
+                content, footprints = warped[:, 6:9].clamp(0, 1), (warped[:, 9] >= 0.5).float()
 
         identity = torch.tensor([r.params["edit"] == "identity" for r in recipes], device=device)
         portions = torch.tensor([r.params["edge_portion"] for r in recipes], device=device)
         options = self.read_options(ctx)
         threshold = options["ssim_threshold"]
-        if isinstance(model, InpaintModel):
-            # The sample is the real photo with the dilated region re-rendered; ground truth: where it
-            # differs from the real photo (SSIM below the threshold) on the edit region and its
-            # anti-aliased border (module docstring: why not the whole hole). For the visibility test
-            # the edits' regions are also re-rendered from their unedited edges, in the same pass (an
-            # identity sample is its own unedited re-render: it has nothing to test).
+        if isinstance(model, (InpaintModel, RealPixelModel)):
+            # The sample is the real photo with the dilated region re-rendered (inpaint), or with the
+            # real pixels of the edit pasted and a band around their outline re-rendered (real);
+            # ground truth: where it differs from the real photo (SSIM below the threshold) on the
+            # edit region and its anti-aliased border (module docstring: why not the whole hole). For
+            # the visibility test the edits are also rendered unedited (the photo's own pixels and
+            # edges), in the same pass (an identity sample is its own unedited re-render: it has
+            # nothing to test).
             edits = torch.nonzero(~identity).flatten()
-            both, _ = inpaint_tensor(model, torch.cat([images, images[edits]]), torch.cat([anomaly_edge, normal_edge[edits]]),
-                                     torch.cat([regions, regions[edits]]))
+            edges = torch.cat([anomaly_edge, normal_edge[edits]])
+            if real:
+                both, _ = render_seam_band(model, torch.cat([content, images[edits]]), edges, torch.cat([footprints, footprints[edits]]))
+            else:
+                both, _ = inpaint_tensor(model, torch.cat([images, images[edits]]), edges, torch.cat([regions, regions[edits]]))
             anomalies, rerendered = both[: len(recipes)].to(device), both[len(recipes):].to(device)
             allowed = dilate(regions, MASK_MARGIN)
             masks, _ = ssim_masks(images, anomalies, threshold)
@@ -498,7 +540,8 @@ class _LogicAL(Strategy):
             ("no edge changed", portions > 0), ("edit changes over half of the edges", portions <= MAX_EDGE_PORTION),
             (EMPTY_MASK, area > 0), ("mask over half of the image", area <= MAX_MASK_FRACTION), *renderer_checks]
         accepted = torch.stack([passed for _, passed in checks]).all(0)
-        notes = [{"mask_area": a} for a in area.cpu().tolist()]
+        renderer = "real" if real else "inpaint" if isinstance(model, InpaintModel) else "full"
+        notes = [{"mask_area": a, "renderer": renderer} for a in area.cpu().tolist()]
         for name, values in notes_extra.items():
             for note, value in zip(notes, values):
                 note[name] = value

@@ -42,7 +42,9 @@ def needs_generator(config: BuildConfig) -> bool:
     from ..plan import expand_strategies
     from ..strategies import get_strategy
 
-    if config.e2i is not None or config.renderer != "inpaint":
+    from ..models.renderers import GENERATOR_OF
+
+    if config.e2i is not None or GENERATOR_OF[config.renderer] != "inpaint":
         return False
     strategies = expand_strategies(config.strategies, config.category, config.caf_table)
     return any("models" in get_strategy(s).needs for s in strategies)
