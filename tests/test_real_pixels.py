@@ -151,3 +151,20 @@ def test_rendering_is_deterministic_and_batch_independent(demo, model):
     for spec, a in zip(mixed[:4], together[:4]):  # each sample alone equals its row in the mixed batch
         alone = render_specs([spec], ctx, max_attempts=8)[0]
         assert (alone.image == a.image).all() and (alone.mask == a.mask).all()
+
+
+def test_a_build_with_the_real_renderer_records_it_in_the_manifest_and_every_sample(demo, model, tmp_path, pidinet_weights):
+    from synthgen.generator.config import BuildConfig
+    from synthgen.generator.pipeline import build
+    from synthgen.generator.shards.reader import ShardDataset, read_manifest
+
+    config = BuildConfig(dataset="demo", category="parts_box", strategies=("logical",), image_size=(SIZE, SIZE),
+                         num_samples=4, regions="classical", weights_dir=str(pidinet_weights.parent),
+                         e2i=str(model.inpainter.path), renderer="real", options={"logical": {"visible_ratio": 0}})
+    build(config, tmp_path / "out", progress=False)
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest["config"]["renderer"] == "real"
+    row = next(a for a in manifest["artifacts"] if a["name"] == "e2i")
+    assert row["sha256"] == model.sha256 and row["role"].endswith("--renderer real")
+    samples = ShardDataset(tmp_path / "out", with_params=True)
+    assert all(samples[i]["params"].get("renderer") == "real" or samples[i]["params"].get("fallback") for i in range(len(samples)))
