@@ -259,7 +259,8 @@ def test_rejected_edits_are_redrawn_as_the_same_kind_so_the_mix_holds(demo, tiny
     assert sum(s.redraws for s in samples) > 0  # the ratio of 100 rejects edits
     # every rejected attempt is counted with the reason render gave: the redraws, and a fallback's last try
     reasons = {"no edge changed", "edit changes over half of the edges", "empty mask", "mask over half of the image",
-               "edit shows nothing", "edit shows less than re-rendering alone"}
+               "edit shows nothing", "edit shows less than re-rendering alone",
+               "network repaints too much of the image", "network repaints too much of the object"}
     for sample in samples:
         assert sum(sample.rejections.values()) == sample.redraws + sample.exhausted
         assert set(sample.rejections) <= reasons

@@ -24,6 +24,8 @@ from test_inpaint import TINY, render_region
 #: large enough that the demo's objects have an interior beyond the seam band
 SIZE = 128
 
+#: the repaint caps off: these tests check where pixels come from (the caps have their own test)
+NO_CAP = {"visible_ratio": 0, "max_repaint_image": 1, "max_repaint_object": 100}
 STRATEGIES = ("semantic-remove", "semantic-replace", "semantic-merge", "arbitrary-remove", "arbitrary-replace",
               "arbitrary-merge", "logical")
 
@@ -66,7 +68,7 @@ def footprint_of(sample, spec, ctx, images, maps) -> tuple[np.ndarray, np.ndarra
 @pytest.mark.parametrize("name", ["semantic-replace", "arbitrary-replace", "semantic-merge", "arbitrary-merge"])
 def test_replace_and_merge_show_the_other_images_real_pixels_and_the_photo_outside(demo, model, name):
     images, _, maps = demo
-    ctx = demo_context(images, maps, model, options={name: {"visible_ratio": 0}})
+    ctx = demo_context(images, maps, model, options={name: NO_CAP})
     specs, samples = render(ctx, name, 6)
     checked = 0
     for spec, s in zip(specs, samples):
@@ -86,7 +88,7 @@ def test_replace_and_merge_show_the_other_images_real_pixels_and_the_photo_outsi
 
 def test_remove_fills_with_the_photos_own_texture(demo, model):
     images, _, maps = demo
-    ctx = demo_context(images, maps, model, options={"semantic-remove": {"visible_ratio": 0}})
+    ctx = demo_context(images, maps, model, options={"semantic-remove": NO_CAP})
     specs, samples = render(ctx, "semantic-remove", 6)
     kept = [(spec, s) for spec, s in zip(specs, samples) if not s.exhausted]
     assert kept
@@ -129,7 +131,7 @@ def test_texture_fill_falls_back_to_telea_when_no_copy_fits():
 
 def test_identity_samples_are_normals_with_the_same_seam_band(demo, model):
     images, _, maps = demo
-    ctx = demo_context(images, maps, model, options={"logical": {"identity_fraction": 1.0}})
+    ctx = demo_context(images, maps, model, options={"logical": {**NO_CAP, "identity_fraction": 1.0}})
     specs, samples = render(ctx, "logical", 6)
     for spec, s in zip(specs, samples):
         assert s.params["edit"] == "identity" and not s.mask.any()
@@ -142,7 +144,7 @@ def test_identity_samples_are_normals_with_the_same_seam_band(demo, model):
 
 def test_rendering_is_deterministic_and_batch_independent(demo, model):
     images, _, maps = demo
-    ctx = demo_context(images, maps, model, options={name: {"visible_ratio": 0} for name in STRATEGIES})
+    ctx = demo_context(images, maps, model, options={name: NO_CAP for name in STRATEGIES})
     mixed = [SampleSpec(i, i % 6, i // 6, STRATEGIES[i % len(STRATEGIES)], 40 + i) for i in range(8)]
     together = render_specs(mixed, ctx, max_attempts=8)
     again = render_specs(mixed, ctx, max_attempts=8)
@@ -160,7 +162,7 @@ def test_a_build_with_the_real_renderer_records_it_in_the_manifest_and_every_sam
 
     config = BuildConfig(dataset="demo", category="parts_box", strategies=("logical",), image_size=(SIZE, SIZE),
                          num_samples=4, regions="classical", weights_dir=str(pidinet_weights.parent),
-                         e2i=str(model.inpainter.path), renderer="real", options={"logical": {"visible_ratio": 0}})
+                         e2i=str(model.inpainter.path), renderer="real", options={"logical": NO_CAP})
     build(config, tmp_path / "out", progress=False)
     manifest = read_manifest(tmp_path / "out")
     assert manifest["config"]["renderer"] == "real"
@@ -168,3 +170,56 @@ def test_a_build_with_the_real_renderer_records_it_in_the_manifest_and_every_sam
     assert row["sha256"] == model.sha256 and row["role"].endswith("--renderer real")
     samples = ShardDataset(tmp_path / "out", with_params=True)
     assert all(samples[i]["params"].get("renderer") == "real" or samples[i]["params"].get("fallback") for i in range(len(samples)))
+
+
+@pytest.mark.parametrize("renderer", ["inpaint", "real"])
+def test_repaints_over_the_caps_are_refused_and_counted(demo, model, renderer):
+    """What the network repaints (the inpaint hole, or the real renderer's seam band) may cover at
+    most max_repaint_image of the image and max_repaint_object of the object's extent; larger
+    repaints, identity samples' too, are rejected with their reason and redrawn."""
+    from synthgen.generator.strategies.logical import object_extent
+
+    images, _, maps = demo
+    chosen = model if renderer == "real" else model.inpainter
+    refuse_all = {"visible_ratio": 0, "identity_fraction": 0.5, "max_repaint_image": 0}
+    specs, samples = render(demo_context(images, maps, chosen, options={"logical": refuse_all}), "logical", 6)
+    for s in samples:
+        # (an empty merge repaints nothing: it fails later, as "empty mask" or "edit shows nothing")
+        assert s.exhausted and "network repaints too much of the image" in s.rejections
+        assert sum(s.rejections.values()) == s.redraws + 1
+    caps = {"visible_ratio": 0, "identity_fraction": 0.5, "max_repaint_image": 0.2, "max_repaint_object": 0.3}
+    specs, samples = render(demo_context(images, maps, chosen, options={"logical": caps}), "logical", 12)
+    kept = [(spec, s) for spec, s in zip(specs, samples) if not s.exhausted]
+    assert kept
+    for spec, s in kept:
+        extent = object_extent(maps[spec.source_index]["regions"])
+        assert s.params["object_area"] == extent
+        assert s.params["repaint_area"] <= 0.2 and s.params["repaint_area"] <= 0.3 * extent
+    assert any(reason.startswith("network repaints") for s in samples for reason in s.rejections)
+
+
+def test_whole_part_swaps_take_the_same_part_of_another_image_in_place(demo, model):
+    from synthgen.generator.strategies.logical import part_swap_region
+
+    images, regions, maps = demo
+    options = {"semantic-replace": {**NO_CAP, "part_swap": 1.0}}
+    ctx = demo_context(images, maps, model, options=options)
+    specs, samples = render(ctx, "semantic-replace", 6)
+    kept = [(spec, s) for spec, s in zip(specs, samples) if not s.exhausted]
+    assert kept
+    for spec, s in kept:
+        p = s.params
+        assert p["part_swap"] and p["edit"] == "replace"
+        other = next(k for k, source in enumerate(ctx.sources) if source.id == p["candidate_source"])
+        region = part_swap_region(regions[spec.source_index], regions[other], p)
+        band = band_of(region)
+        assert (s.image[region & ~band] == images[other][region & ~band]).all()  # in place, real pixels
+        assert (s.image[~region & ~band] == images[spec.source_index][~region & ~band]).all()
+        assert s.mask.any() and not s.mask[dilate(torch.from_numpy(region)[None].float(), 1)[0].numpy() == 0].any()
+    # real pixels only: another renderer, or a strategy without semantic replaces, is a user error
+    from synthgen.generator.errors import SynthgenError
+
+    with pytest.raises(SynthgenError, match="part_swap: whole-part swaps paste real pixels; use --renderer real"):
+        render(demo_context(images, maps, model.inpainter, options=options), "semantic-replace", 1)
+    with pytest.raises(SynthgenError, match="arbitrary-replace draws no semantic replace"):
+        render(demo_context(images, maps, model, options={"arbitrary-replace": {"part_swap": 1.0}}), "arbitrary-replace", 1)

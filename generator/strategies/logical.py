@@ -159,6 +159,18 @@ ARBITRARY_SHAPES = ("rectangle", "ellipse", "polygon")
 RESIZE_RANGE = (0.5, 1.5)
 #: an edge pixel for centring arbitrary regions: probability at least one half
 EDGE_PIXEL = 128
+#: inpaint and real renderers: the most the generator may repaint (its hole: the dilated region, or
+#: the real renderer's seam band), as a share of the image and of the object (the pixels of the
+#: source's candidate regions, labels > 0); a larger repaint is refused (rejected, redrawn, counted).
+#: Options ``<strategy>.max_repaint_image`` / ``max_repaint_object``. Chosen on the demo (see the
+#: module docstring, "Region selection"): a CPU generator repainting a whole object paints a blur
+MAX_REPAINT_IMAGE = 0.25
+MAX_REPAINT_OBJECT = 0.5
+#: whole-part swaps (option ``<strategy>.part_swap``): the other image's part must overlap the
+#: chosen part by at least this IoU to be "the same part" (bottles of one category stand alike)
+PART_MATCH_IOU = 0.5
+#: whole-part swaps: how many other normal images are compared for the most different-looking part
+PART_CANDIDATES = 8
 
 EXTRA_FIELDS = {
     "edge": ExtraField(
@@ -367,6 +379,34 @@ def real_content(ctx: StrategyContext, source_index: int, other: int, augmentati
     return np.where(footprint[..., None], pasted, photo), footprint, None
 
 
+def object_extent(regions: np.ndarray) -> float:
+    """The object's share of the image, for the repaint cap: the bounding box of the candidate
+    regions (labels > 0), i.e. the extent of what is inspected, parts and the gaps between them
+    included (0 when there is no candidate)."""
+    rows, cols = np.flatnonzero((regions > 0).any(1)), np.flatnonzero((regions > 0).any(0))
+    if rows.size == 0:
+        return 0.0
+    return float((rows[-1] + 1 - rows[0]) * (cols[-1] + 1 - cols[0]) / regions.size)
+
+
+def matching_part(regions: np.ndarray, part: np.ndarray) -> int | None:
+    """The label of the semantic region of ``regions`` (another image's map) that is the same part
+    as ``part`` (bool (H, W)): the candidate with the highest IoU, when that is at least
+    PART_MATCH_IOU; None when there is none."""
+    best, best_iou = None, PART_MATCH_IOU
+    for label in semantic_candidates(regions[part] if part.any() else regions[:0]):
+        theirs = semantic_region(regions, int(label))
+        overlap = float((theirs & part).sum() / (theirs | part).sum())
+        if overlap >= best_iou:
+            best, best_iou = int(label), overlap
+    return best
+
+
+def part_swap_region(regions: np.ndarray, their_regions: np.ndarray, params: dict) -> np.ndarray:
+    """The edit region of a whole-part swap from its params: the union of both parts."""
+    return semantic_region(regions, params["region"]) | semantic_region(their_regions, params["candidate_region"])
+
+
 # --------------------------------------------------------------------------------------------------
 # rendering helpers (device, batched)
 
@@ -400,6 +440,10 @@ class _LogicAL(Strategy):
         identity = bool(rng.random() < options["identity_fraction"])
         mode = self.region_modes[int(rng.integers(len(self.region_modes)))]
         edit = self.edits[int(rng.integers(len(self.edits)))]
+        # drawn only when the option is on, so builds without it keep their random streams
+        if not identity and mode == "semantic" and edit == "replace" and options["part_swap"] \
+                and rng.random() < options["part_swap"]:
+            return self._draw_part_swap(rng, ctx, source_index)
         return self._draw(rng, ctx, source_index, options, identity, mode, edit)
 
     def redraw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int, rejected: Recipe) -> Recipe:
@@ -410,7 +454,47 @@ class _LogicAL(Strategy):
         # edit could turn into an identity normal): the configured mix holds among the samples kept,
         # and a kind the generator cannot render shows in the fallback count instead.
         p = rejected.params
+        if p.get("part_swap"):
+            return self._draw_part_swap(rng, ctx, source_index)
         return self._draw(rng, ctx, source_index, self.read_options(ctx), p["edit"] == "identity", p["region_mode"], p["edit"])
+
+    def _draw_part_swap(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
+        """A whole-part swap: one of the photo's semantic regions (a label, a fill, an icon) replaced,
+        in place, by the same part of another normal image (:func:`matching_part`), the one whose part
+        looks most different (mean colour) among up to PART_CANDIDATES others: another variant's part,
+        real pixels. The edit region is the union of both parts (:func:`part_swap_region`); the edges
+        inside it are the other image's."""
+        maps = source_maps(ctx, source_index)
+        normal = maps["edges"][EDGE_SCALE]
+        photo = ctx.source_pixels(source_index)
+        others = [i for i in range(len(ctx.sources)) if i != source_index]
+        others = [others[k] for k in rng.permutation(len(others))[:PART_CANDIDATES]]
+        best = None  # (colour distance, other image, this photo's label, the other's label, union region)
+        for part, label in candidate_regions(rng, maps, "semantic"):
+            for other in others:
+                found = matching_part(source_maps(ctx, other)["regions"], part)
+                if found is None:
+                    continue
+                theirs = semantic_region(source_maps(ctx, other)["regions"], found)
+                distance = float(np.abs(ctx.source_pixels(other)[theirs].mean(0) - photo[part].mean(0)).sum())
+                if best is None or distance > best[0]:
+                    best = (distance, other, label, found, part | theirs)
+            if best is not None:
+                break
+        params: dict[str, Any] = {"region_mode": "semantic", "edit": "replace", "part_swap": True}
+        if best is None:  # no part of this photo has a counterpart: render rejects it ("no edge changed")
+            region, anomaly, content = np.zeros(normal.shape, bool), normal, photo
+            params.update(region=None, candidate_source=None)
+        else:
+            distance, other, label, their_label, region = best
+            anomaly = edit_edges(normal, region, "replace", source_maps(ctx, other)["edges"][EDGE_SCALE])
+            content = np.where(region[..., None], ctx.source_pixels(other), photo)
+            params.update(region=int(label), candidate_source=ctx.sources[other].id, candidate_region=int(their_label),
+                          colour_distance=round(distance, 2))
+        params.update(edge_portion=edge_portion(normal, anomaly), edit_area=float(region.mean()),
+                      object_area=object_extent(maps["regions"]))
+        return Recipe(params, {"normal_edge": normal, "anomaly_edge": anomaly, "region": region, "content": content,
+                               "footprint": region})
 
     def _draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int, options: dict[str, Any],
               identity: bool, mode: str, edit: str) -> Recipe:
@@ -422,7 +506,8 @@ class _LogicAL(Strategy):
             for region, description in candidate_regions(rng, maps, mode):
                 if region.any():
                     break
-            params.update(region=description, edge_portion=0.0, edit_area=float(region.mean()))
+            params.update(region=description, edge_portion=0.0, edit_area=float(region.mean()),
+                          object_area=object_extent(maps["regions"]))
             if options["tps"]:
                 params["tps"] = draw_tps(rng).tolist()
             arrays = {"normal_edge": normal, "anomaly_edge": normal, "region": region}
@@ -449,6 +534,7 @@ class _LogicAL(Strategy):
         params["region"] = description
         params["edge_portion"] = portion
         params["edit_area"] = float(region.mean())
+        params["object_area"] = object_extent(maps["regions"])
         if options["tps"]:
             params["tps"] = draw_tps(rng).tolist()
         arrays = {"normal_edge": normal, "anomaly_edge": anomaly, "region": region}
@@ -463,9 +549,18 @@ class _LogicAL(Strategy):
         tps = ctx.option(self.name, "tps", False)
         if not isinstance(tps, bool):
             raise SynthgenError(f"option {self.name}.tps: must be true or false, got {tps!r}")
-        return {"tps": tps, "ssim_threshold": number_option(ctx, self.name, "ssim_threshold", SSIM_THRESHOLD, 0.0, 1.0),
-                "identity_fraction": number_option(ctx, self.name, "identity_fraction", IDENTITY_FRACTION, 0.0, 1.0),
-                "visible_ratio": number_option(ctx, self.name, "visible_ratio", VISIBLE_RATIO, 0.0, 100.0)}
+        options = {"tps": tps, "ssim_threshold": number_option(ctx, self.name, "ssim_threshold", SSIM_THRESHOLD, 0.0, 1.0),
+                   "identity_fraction": number_option(ctx, self.name, "identity_fraction", IDENTITY_FRACTION, 0.0, 1.0),
+                   "visible_ratio": number_option(ctx, self.name, "visible_ratio", VISIBLE_RATIO, 0.0, 100.0),
+                   "max_repaint_image": number_option(ctx, self.name, "max_repaint_image", MAX_REPAINT_IMAGE, 0.0, 1.0),
+                   "max_repaint_object": number_option(ctx, self.name, "max_repaint_object", MAX_REPAINT_OBJECT, 0.0, 100.0),
+                   "part_swap": number_option(ctx, self.name, "part_swap", 0.0, 0.0, 1.0)}
+        if options["part_swap"] and not ("semantic" in self.region_modes and "replace" in self.edits):
+            raise SynthgenError(f"option {self.name}.part_swap: whole-part swaps are semantic replaces; "
+                                f"{self.name} draws no semantic replace")
+        if options["part_swap"] and ctx.models and not isinstance(ctx.models.get("e2i"), RealPixelModel):
+            raise SynthgenError(f"option {self.name}.part_swap: whole-part swaps paste real pixels; use --renderer real")
+        return options
 
     def render(self, images: torch.Tensor, recipes: list[Recipe], ctx: StrategyContext) -> Rendered:
         model = e2i_model(ctx, self.name)
@@ -489,6 +584,8 @@ class _LogicAL(Strategy):
 
         identity = torch.tensor([r.params["edit"] == "identity" for r in recipes], device=device)
         portions = torch.tensor([r.params["edge_portion"] for r in recipes], device=device)
+        # whole-part swaps paste real pixels: the caps that keep the generator's repaint small exempt them
+        part_swaps = torch.tensor([bool(r.params.get("part_swap")) for r in recipes], device=device)
         options = self.read_options(ctx)
         threshold = options["ssim_threshold"]
         if isinstance(model, (InpaintModel, RealPixelModel)):
@@ -502,9 +599,16 @@ class _LogicAL(Strategy):
             edits = torch.nonzero(~identity).flatten()
             edges = torch.cat([anomaly_edge, normal_edge[edits]])
             if real:
-                both, _ = render_seam_band(model, torch.cat([content, images[edits]]), edges, torch.cat([footprints, footprints[edits]]))
+                both, holes = render_seam_band(model, torch.cat([content, images[edits]]), edges, torch.cat([footprints, footprints[edits]]))
             else:
-                both, _ = inpaint_tensor(model, torch.cat([images, images[edits]]), edges, torch.cat([regions, regions[edits]]))
+                both, holes = inpaint_tensor(model, torch.cat([images, images[edits]]), edges, torch.cat([regions, regions[edits]]))
+            # what the network repainted, as a share of the image and of the object (no object check
+            # where the source has no candidate regions)
+            repaint = holes[: len(recipes)].to(device).flatten(1).mean(1)
+            objects = torch.tensor([r.params["object_area"] for r in recipes], device=device)
+            area_checks = [("network repaints too much of the image", part_swaps | (repaint <= options["max_repaint_image"])),
+                           ("network repaints too much of the object",
+                            part_swaps | (objects == 0) | (repaint <= options["max_repaint_object"] * objects))]
             anomalies, rerendered = both[: len(recipes)].to(device), both[len(recipes):].to(device)
             allowed = dilate(regions, MASK_MARGIN)
             masks, _ = ssim_masks(images, anomalies, threshold)
@@ -519,7 +623,7 @@ class _LogicAL(Strategy):
                 changed_area[edits], noise_area[edits] = changed.flatten(1).sum(1), noise.flatten(1).sum(1)
             reach_area = reach.flatten(1).sum(1).clamp(min=1)
             notes_extra = {"edit_change": (changed_area / reach_area).cpu().tolist(),
-                           "rerender_change": (noise_area / reach_area).cpu().tolist()}
+                           "rerender_change": (noise_area / reach_area).cpu().tolist(), "repaint_area": repaint.cpu().tolist()}
             # an edit must show more than re-rendering alone
             renderer_checks = [("edit shows nothing", changed_area > 0),
                                ("edit shows less than re-rendering alone", changed_area >= options["visible_ratio"] * noise_area)]
@@ -532,27 +636,34 @@ class _LogicAL(Strategy):
             notes_extra = {"normal_ssim": normal_ssim.cpu().tolist()}
             # the full renderer may change the whole image: reject global collapse
             renderer_checks = [("image changed outside the edit (collapse)", normal_ssim >= MIN_NORMAL_SSIM)]
+            area_checks = []  # the full renderer repaints the whole image by design
         masks = masks * ~identity[:, None, None]  # identity samples are normals: empty mask, label 0
         area = masks.flatten(1).mean(1)
         # acceptance: (the reason a sample is rejected for, whether each sample passes), in the order
         # they are tested; a rejected sample's note names the first check it failed
+        # The repaint caps come first and hold for identity samples too (they are redrawn like edits):
+        # the normals' repaints must look like the edits'.
         checks: list[tuple[str, torch.Tensor]] = [
-            ("no edge changed", portions > 0), ("edit changes over half of the edges", portions <= MAX_EDGE_PORTION),
+            *area_checks,
+            ("no edge changed", portions > 0),
+            ("edit changes over half of the edges", part_swaps | (portions <= MAX_EDGE_PORTION)),
             (EMPTY_MASK, area > 0), ("mask over half of the image", area <= MAX_MASK_FRACTION), *renderer_checks]
+        area_ok = torch.stack([passed for _, passed in area_checks]).all(0) if area_checks else torch.ones_like(identity)
         accepted = torch.stack([passed for _, passed in checks]).all(0)
         renderer = "real" if real else "inpaint" if isinstance(model, InpaintModel) else "full"
         notes = [{"mask_area": a, "renderer": renderer} for a in area.cpu().tolist()]
         for name, values in notes_extra.items():
             for note, value in zip(notes, values):
                 note[name] = value
-        for k in torch.nonzero(~(accepted | identity)).flatten().tolist():
+        accepted = (accepted | identity) & area_ok
+        for k in torch.nonzero(~accepted).flatten().tolist():
             notes[k][REJECTED_BECAUSE] = next(reason for reason, passed in checks if not passed[k])
         return Rendered(
             images=anomalies,
             masks=masks,
             normals=normals,
             extras={"edge": normal_edge, "jnd": jnd_map(images)[:, None]},
-            accepted=accepted | identity,
+            accepted=accepted,
             notes=notes,
         )
 
