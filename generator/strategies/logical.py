@@ -84,6 +84,29 @@ region instead, merges, which add a few lines to a region the renderer re-paints
 rejected on the demo.) Rejected edits are redrawn and counted like the others; the two shares of
 that area are kept in each sample's params (``edit_change``, ``rerender_change``).
 ``full``: the paper's configuration described above.
+``real`` (:mod:`generator.models.real_pixels`): real pixels inside the edit, composed in ``draw``
+(:func:`real_content`): replace shows the other image's pixels under the same A as its edges, merge
+the other image's pixels where it has an object, remove the photo's own edge-matched texture from
+elsewhere; the inpainting generator renders only a band around the outline of what was pasted.
+Ground truth, identity samples and acceptance tests are the inpaint renderer's (above), with the
+band in place of the hole.
+
+Repaint caps (inpaint and real renderers; options ``<strategy>.max_repaint_image``, default
+``MAX_REPAINT_IMAGE``, and ``max_repaint_object``, default ``MAX_REPAINT_OBJECT``): a sample whose
+generator repaint (the hole, or the real renderer's band) covers more than that share of the image,
+or of the object's extent (:func:`object_extent`), is rejected ("network repaints too much of the
+image / object"), redrawn and counted in ``totals.rejections``; identity samples too, so the normals'
+repaints stay like the edits'. A CPU generator repainting a whole object paints a blur that a
+detector would learn, with a label that marks only part of it (issue 27: a merge over the whole parts
+box of the demo, 72 % of the image). The full renderer repaints the whole image by design: no cap.
+
+Whole-part swaps (option ``<strategy>.part_swap=P`` on a strategy that draws semantic replaces,
+``--renderer real`` only): that share of semantic replaces takes a whole part (a label, a fill, an
+icon: one candidate region with its nested parts) from another normal image of the class, in place,
+without augmentation: the same part (:func:`matching_part`, IoU >= ``PART_MATCH_IOU``) of the one,
+among ``PART_CANDIDATES`` others, whose part differs most in mean colour, i.e. most likely another
+variant. The sample is plausible part by part and breaks the pairing rule (the fill of one juice with
+another's label). Real pixels, so the repaint and edge-portion caps exempt it.
 
 Seam guard (``<strategy>.identity_fraction``, default ``IDENTITY_FRACTION`` = 0.5): that share of
 samples re-renders its region from the unedited edges and is stored as a normal (label 0, empty
