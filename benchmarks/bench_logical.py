@@ -289,9 +289,13 @@ def main() -> None:
                         help="which LogicAL renderer(s) to measure: full, inpaint, real, a comma-separated list, "
                              "or both (= full,inpaint); several are measured side by side in one run")
     parser.add_argument("--no-repaint-cap", action="store_true", help="turn the repaint caps off (see above)")
+    parser.add_argument("--generator", type=Path,
+                        help="an inpainting generator file trained on the same demo images and size (e.g. the one an "
+                             "earlier run printed) instead of training one")
     parser.add_argument("--steps", type=int, default=INPAINT_NETWORKS["demo"].steps,
                         help="training steps of the inpainting demo generator (default: the demo preset's)")
     parser.add_argument("--throughput-only", action="store_true", help="skip the mask-fidelity part (1.)")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the SSIM threshold sweep")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"device {args.device}, {torch.get_num_threads()} threads")
@@ -308,8 +312,13 @@ def main() -> None:
         print(f"full renderer, tiny generator: {args.epochs} epochs on 24 pairs at {args.size}: {time.perf_counter() - start:.1f} s")
     if {"inpaint", "real"} & set(renderers):
         start = time.perf_counter()
-        inpainter = train_demo_inpainter(Path(tempfile.mkdtemp()), images, maps, steps=args.steps)
-        print(f"inpaint generator, demo preset: {args.steps} steps on 24 images at {args.size}: {time.perf_counter() - start:.1f} s")
+        if args.generator:
+            inpainter = load_inpainter(args.generator, image_size=images.shape[1:3])
+        else:
+            inpainter = train_demo_inpainter(Path(tempfile.mkdtemp()), images, maps, steps=args.steps)
+            print(f"inpaint generator, demo preset: {args.steps} steps on 24 images at {args.size}: "
+                  f"{time.perf_counter() - start:.1f} s")
+        print(f"inpaint generator: {inpainter.path} (sha256 {inpainter.sha256[:12]})")
         if "inpaint" in renderers:
             models["inpaint"] = inpainter
         if "real" in renderers:
@@ -318,7 +327,7 @@ def main() -> None:
         for name, model in models.items():
             print(f"\n=== renderer {name}")
             mask_fidelity(model, images, regions, maps, args.samples, demo_backgrounds(24, args.size), cap=not args.no_repaint_cap)
-            if name != "real":  # the sweep re-renders with the inpaint and full renderers' own rules
+            if name != "real" and not args.no_sweep:  # the sweep re-renders with the inpaint and full renderers' own rules
                 threshold_sweep(model, images, regions, maps, args.samples)
     if "full" not in renderers or len(renderers) > 1:
         for name, model in models.items():

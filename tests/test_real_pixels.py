@@ -223,3 +223,11 @@ def test_whole_part_swaps_take_the_same_part_of_another_image_in_place(demo, mod
         render(demo_context(images, maps, model.inpainter, options=options), "semantic-replace", 1)
     with pytest.raises(SynthgenError, match="arbitrary-replace draws no semantic replace"):
         render(demo_context(images, maps, model, options={"arbitrary-replace": {"part_swap": 1.0}}), "arbitrary-replace", 1)
+
+
+def test_executors_ship_the_real_renderer_to_their_device(model):
+    from synthgen.generator.executors.shipped import ShippedInputs
+
+    shipped = ShippedInputs(np.zeros((1, 8, 8, 3), np.uint8), None, None, {"e2i": model})
+    moved = shipped.models_on(torch.device("cpu"))["e2i"]
+    assert isinstance(moved, RealPixelModel) and moved.sha256 == model.sha256
