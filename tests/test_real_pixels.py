@@ -231,3 +231,27 @@ def test_executors_ship_the_real_renderer_to_their_device(model):
     shipped = ShippedInputs(np.zeros((1, 8, 8, 3), np.uint8), None, None, {"e2i": model})
     moved = shipped.models_on(torch.device("cpu"))["e2i"]
     assert isinstance(moved, RealPixelModel) and moved.sha256 == model.sha256
+
+
+def test_a_whole_part_swap_never_swaps_the_whole_object(demo, model):
+    """A "part" over PART_MAX_OBJECT of the object's extent is the object: swapping it for another
+    normal one would make a normal image labelled anomalous."""
+    from synthgen.generator.strategies.logical import PART_MAX_OBJECT, object_extent, part_swap_region
+
+    images, regions, maps = demo
+    def object_only(labels: np.ndarray) -> np.ndarray:  # one region: the whole object, its bounding box
+        rows, cols = np.flatnonzero((labels > 0).any(1)), np.flatnonzero((labels > 0).any(0))
+        out = np.zeros_like(labels)
+        out[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = 1
+        return out
+
+    whole = [{**m, "regions": object_only(m["regions"])} for m in maps]
+    ctx = demo_context(images, whole, model, options={"semantic-replace": {**NO_CAP, "part_swap": 1.0}})
+    specs, samples = render(ctx, "semantic-replace", 6)
+    assert all(s.exhausted and s.rejections == {"no edge changed": 8} for s in samples)
+    ctx = demo_context(images, maps, model, options={"semantic-replace": {**NO_CAP, "part_swap": 1.0}})
+    for spec, s in zip(*render(ctx, "semantic-replace", 6)):
+        if not s.exhausted:
+            other = next(k for k, source in enumerate(ctx.sources) if source.id == s.params["candidate_source"])
+            region = part_swap_region(regions[spec.source_index], regions[other], s.params)
+            assert region.mean() <= PART_MAX_OBJECT * object_extent(regions[spec.source_index])

@@ -102,7 +102,8 @@ box of the demo, 72 % of the image). The full renderer repaints the whole image 
 
 Whole-part swaps (option ``<strategy>.part_swap=P`` on a strategy that draws semantic replaces,
 ``--renderer real`` only): that share of semantic replaces takes a whole part (a label, a fill, an
-icon: one candidate region with its nested parts) from another normal image of the class, in place,
+icon: one candidate region with its nested parts, at most ``PART_MAX_OBJECT`` of the object's extent:
+a larger one is the object itself) from another normal image of the class, in place,
 without augmentation: the same part (:func:`matching_part`, IoU >= ``PART_MATCH_IOU``) of the one,
 among ``PART_CANDIDATES`` others, whose part differs most in mean colour, i.e. most likely another
 variant. The sample is plausible part by part and breaks the pairing rule (the fill of one juice with
@@ -194,6 +195,10 @@ MAX_REPAINT_OBJECT = 0.5
 PART_MATCH_IOU = 0.5
 #: whole-part swaps: how many other normal images are compared for the most different-looking part
 PART_CANDIDATES = 8
+#: whole-part swaps: a part covers at most this share of the object's extent; a larger "part" is the
+#: object itself, and swapping a whole object for another normal one makes a normal image (seen on
+#: the demo's contact sheet: a whole parts box swapped, labelled anomalous)
+PART_MAX_OBJECT = 0.5
 
 EXTRA_FIELDS = {
     "edge": ExtraField(
@@ -493,12 +498,17 @@ class _LogicAL(Strategy):
         others = [i for i in range(len(ctx.sources)) if i != source_index]
         others = [others[k] for k in rng.permutation(len(others))[:PART_CANDIDATES]]
         best = None  # (colour distance, other image, this photo's label, the other's label, union region)
+        extent = object_extent(maps["regions"])
         for part, label in candidate_regions(rng, maps, "semantic"):
+            if part.mean() > PART_MAX_OBJECT * extent:
+                continue
             for other in others:
                 found = matching_part(source_maps(ctx, other)["regions"], part)
                 if found is None:
                     continue
                 theirs = semantic_region(source_maps(ctx, other)["regions"], found)
+                if (part | theirs).mean() > PART_MAX_OBJECT * extent:
+                    continue
                 distance = float(np.abs(ctx.source_pixels(other)[theirs].mean(0) - photo[part].mean(0)).sum())
                 if best is None or distance > best[0]:
                     best = (distance, other, label, found, part | theirs)
@@ -514,8 +524,7 @@ class _LogicAL(Strategy):
             content = np.where(region[..., None], ctx.source_pixels(other), photo)
             params.update(region=int(label), candidate_source=ctx.sources[other].id, candidate_region=int(their_label),
                           colour_distance=round(distance, 2))
-        params.update(edge_portion=edge_portion(normal, anomaly), edit_area=float(region.mean()),
-                      object_area=object_extent(maps["regions"]))
+        params.update(edge_portion=edge_portion(normal, anomaly), edit_area=float(region.mean()), object_area=extent)
         return Recipe(params, {"normal_edge": normal, "anomaly_edge": anomaly, "region": region, "content": content,
                                "footprint": region})
 
