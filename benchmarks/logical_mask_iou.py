@@ -10,7 +10,10 @@ largest absolute pixel difference between sample and normal outside the edit reg
 renderer's reach (the inpaint hole's dilation; the real renderer's seam band + 1 px): the renderers
 promise 0 there. Sharpness: the high-frequency energy (RMS of the grey image's 3x3 Laplacian) of the
 sample inside the edit region, as a share of the normal photo's in the same pixels
-(:func:`high_frequency_ratio`; 1 = as much fine detail as the photo, a blurred fill stays below).
+(:func:`high_frequency_ratio`; 1 = as much fine detail as the photo, a blurred fill stays below; a
+removal legitimately lowers it where it removes edges). Identity sharpness: the same ratio on the
+identity samples (re-rendered from their own edges, so the photo is the right answer), over the edit
+region dilated by the inpaint renderer's HOLE_DILATION (the same pixels for every renderer).
 
     python benchmarks/logical_mask_iou.py BUILD [--sheet iou.png [--only train/good/011,train/good/016]]
 
@@ -120,13 +123,24 @@ def main() -> None:
         if args.sheet and (not args.only or s["source_id"] in args.only.split(",")):
             rows.append([to_uint8(s["normal"]), to_uint8(s["image"]), (mask * 255).astype(np.uint8), (region * 255).astype(np.uint8)])
             captions.append(f"{s['strategy']} {s['source_id']} IoU {scores[s['strategy']][-1]:.2f}")
+    identity_sharpness: dict[str, list[float]] = defaultdict(list)
+    try:
+        twins, twin_regions, _ = logical_samples(args.build, identity=True)
+    except SystemExit:  # a build without identity samples
+        twins, twin_regions = [], {}
+    for s in twins:
+        hole = dilate(torch.from_numpy(edited_region(s, twin_regions))[None], HOLE_DILATION)[0].numpy() > 0
+        identity_sharpness[s["strategy"]].append(high_frequency_ratio(to_uint8(s["image"]), to_uint8(s["normal"]), hole))
     for strategy, values in sorted(scores.items()):
         print(json.dumps({"build": str(args.build), "strategy": strategy, "samples": len(values),
                           "mean_iou": round(float(np.mean(values)), 3), "median_iou": round(float(np.median(values)), 3),
                           "precision": round(float(np.mean(precision[strategy])), 3),
                           "recall": round(float(np.mean(recall[strategy])), 3),
                           "max_abs_difference_outside_hole": max(outside[strategy]) if outside[strategy] else None,
-                          "sharpness": round(float(np.nanmean(sharpness[strategy])), 3)}))
+                          "sharpness": round(float(np.nanmean(sharpness[strategy])), 3),
+                          "identity_samples": len(identity_sharpness[strategy]),
+                          "identity_sharpness": round(float(np.nanmean(identity_sharpness[strategy])), 3)
+                          if identity_sharpness[strategy] else None}))
     if args.sheet:
         save_sheet(args.sheet, contact_sheet(rows, captions, ["normal", "anomaly", "SSIM mask", "edited region"], tile=192))
         print(f"sheet: {args.sheet}")
