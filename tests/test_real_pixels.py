@@ -127,6 +127,9 @@ def test_texture_fill_falls_back_to_telea_when_no_copy_fits():
     region[2:14, 2:14] = True
     filled, offset = texture_fill(photo, region, np.zeros((16, 16), np.uint8), np.zeros((16, 16), np.uint8))
     assert offset is None and filled.shape == photo.shape
+    # a draw that found no region fills nothing
+    filled, offset = texture_fill(photo, region & False, np.zeros((16, 16), np.uint8), np.zeros((16, 16), np.uint8))
+    assert offset is None and (filled == photo).all()
 
 
 def test_identity_samples_are_normals_with_the_same_seam_band(demo, model):

@@ -87,9 +87,11 @@ def texture_fill(photo: np.ndarray, region: np.ndarray, edges: np.ndarray, targe
     (``target_edges``: none for a removal), so a removed label is filled with edge-free texture of
     the same surface. Computed with OpenCV's masked template matching (an FFT correlation), in
     float32. When no placement fits (a region too large to be copied from elsewhere), OpenCV's
-    Telea inpainting fills it and the offset is None.
+    Telea inpainting fills it and the offset is None; an empty region returns the photo.
     """
     h, w = region.shape
+    if not region.any():  # a draw that found no region: nothing to fill (render rejects the edit)
+        return photo.copy(), None
     widened = cv2.dilate(region.astype(np.uint8), np.ones((2 * RING + 1, 2 * RING + 1), np.uint8)).astype(bool)
     rows, cols = np.flatnonzero(widened.any(1)), np.flatnonzero(widened.any(0))
     y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1

@@ -408,7 +408,8 @@ def real_content(ctx: StrategyContext, source_index: int, other: int, augmentati
     if edit == "remove":
         edges = source_maps(ctx, source_index)["edges"][EDGE_SCALE]
         filled, offset = texture_fill(photo, region, edges, anomaly_edge)
-        return filled, region, {"offset": offset} if offset is not None else {"telea": True}
+        how = {"offset": offset} if offset is not None else {"telea": True} if region.any() else None
+        return filled, region, how
     pasted = augment_photo(ctx.source_pixels(other), augmentation)
     footprint = region
     if edit == "merge":
