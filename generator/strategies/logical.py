@@ -95,9 +95,10 @@ at 128 px, the demo preset stopped at 125 steps, 16 samples per strategy; juice_
 semantic replace, 0.52 semantic merge (3 of 16 kept; inpaint kept none), 0.98 arbitrary replace,
 0.91 arbitrary merge, 0.94 logical; identity re-rendering marks 0.04-0.23 of a region (inpaint
 0.07-0.57); juice_bottle semantic remove 29 edits kept of 60 (IoU 0.71) against 3 (0.38). Its seam
-band is still the CPU generator's: a linear probe sees it (seam_probe.py, AUROC 0.93-0.95 over the
-band, inpaint's feather zone 0.89-0.91; demo at 256 px, make demo's generator: 0.80-0.82 against
-0.77-0.79), so ``inpaint`` stays the default.
+band is still the CPU generator's: a linear probe over every painted pixel (seam_probe.py --band
+painted) gives AUROC 0.93-0.95 for both renderers on juice_bottle, 0.80-0.82 against 0.85-0.86 on the
+demo (256 px, make demo's generator). ``inpaint`` stays the default until the comparison is repeated
+at the presets' full training (the reduced budgets handicap the inpaint renderer more).
 
 Repaint caps (inpaint and real renderers; options ``<strategy>.max_repaint_image``, default
 ``MAX_REPAINT_IMAGE``, and ``max_repaint_object``, default ``MAX_REPAINT_OBJECT``): a sample whose
