@@ -37,8 +37,8 @@ demo: install
 	$(BIN)/synthgen verify $(DEMO)
 	$(BIN)/synthgen inspect $(DEMO) --sheet $(DEMO)/contact_sheet.png
 
-# The LogicAL rows again with the real-pixel renderer, semantic replaces as whole-part swaps (same
-# cached generator as `make demo`)
+# LogicAL rows with semantic replaces as whole-part swaps (real-pixel renderer; same cached
+# generator as `make demo`)
 demo-real: install
 	$(BIN)/synthgen build --dataset demo --out $(DEMO)-real --workers 2 $(if $(WEIGHTS),--weights-dir $(WEIGHTS)) \
 		--renderer real --strategy semantic-replace,logical --set semantic-replace.part_swap=1

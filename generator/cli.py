@@ -129,7 +129,7 @@ def cli() -> None:
 @click.option("--merge-only", is_flag=True,
               help="Build nothing: merge the shards' sidecars into manifest.json (the last step of a job array).")
 @_map_options
-@click.option("--renderer", type=click.Choice(["inpaint", "full", "real"]), default="inpaint", show_default=True,
+@click.option("--renderer", type=click.Choice(["inpaint", "full", "real"]), default="real", show_default=True,
               help="LogicAL renderer: inpaint re-renders only the edit region of the real photo; full renders the "
                    "whole photo from its edge map (the paper's pix2pixHD, a GPU's job); real puts real pixels in the "
                    "edit (the other image's, or the photo's own texture for remove) and the inpainting generator on "

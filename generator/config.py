@@ -51,7 +51,9 @@ class BuildConfig:
     sam_checkpoint: str | None = None
     weights_dir: str | None = None  # else $SYNTHGEN_WEIGHTS
     e2i: str | None = None  # generator file of the LogicAL renderer, when a strategy needs "models"
-    renderer: str = "inpaint"  # inpaint (edge-guided inpainting of the edit region) | full (pix2pixHD, whole image)
+    # real (real pixels in the edit, the inpainting generator on the seam band) | inpaint (edge-guided
+    # inpainting of the edit region) | full (pix2pixHD, whole image); generator/models/renderers.py
+    renderer: str = "real"
 
     def __post_init__(self) -> None:
         self.strategies = tuple(self.strategies)

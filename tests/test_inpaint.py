@@ -310,7 +310,7 @@ def test_build_without_e2i_trains_caches_reuses_and_repairs_its_generator(tmp_pa
         rejected = sum(totals["rejections"].get(strategy, {}).values())
         assert rejected == totals["redraws"].get(strategy, 0) + totals["fallback_normal"].get(strategy, 0)
     row = next(a for a in manifest["artifacts"] if a["name"] == "e2i")
-    assert row["file"] == path and row["sha256"] == sha256_file(path) and "--renderer inpaint" in row["role"]
+    assert row["file"] == path and row["sha256"] == sha256_file(path) and "--renderer real" in row["role"]  # the default renderer
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cached generator should have been reused")

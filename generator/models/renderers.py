@@ -1,8 +1,8 @@
 """The renderers of the LogicAL strategies, and which one a generator file belongs to.
 
-- ``inpaint`` (default): edge-guided inpainting of the edit region inside the real photo
+- ``inpaint``: edge-guided inpainting of the edit region inside the real photo
   (:mod:`.inpaint`); trainable on a CPU, and a build trains and caches one when given no file.
-- ``real``: real pixels inside the edit (the other image's for replace and merge, the photo's own
+- ``real`` (default): real pixels inside the edit (the other image's for replace and merge, the photo's own
   texture for remove), the inpainting generator on a band around the seam only (:mod:`.real_pixels`);
   it uses the inpainting renderer's generator files (and its auto-training).
 - ``full``: LogicAL's own configuration, the pix2pixHD/DeepSIM generator that renders the whole photo
