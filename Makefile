@@ -16,7 +16,7 @@ BENCH_VENV ?= .venv-bench
 # beside the checkout; elsewhere pass WEIGHTS=/folder or set $$SYNTHGEN_WEIGHTS.
 WEIGHTS ?= $(wildcard ../shared/weights)
 
-.PHONY: install demo test test-slow bench gpu-bundle clean
+.PHONY: install demo demo-real test test-slow bench gpu-bundle clean
 
 # Extras: ray (--executor ray and its tests), publish (synthgen publish, export --format anomalib) and
 # consumers (anomalib, whose datamodules the export tests run). The torch pins are repeated so no extra's resolver can move torch.
@@ -38,6 +38,13 @@ demo: install
 		--strategy draem,transparent,opaque,ndaa,cutpaste,cutpaste-scar,semantic-remove,logical
 	$(BIN)/synthgen verify $(DEMO)
 	$(BIN)/synthgen inspect $(DEMO) --sheet $(DEMO)/contact_sheet.png
+
+# LogicAL rows with semantic replaces as whole-part swaps (real-pixel renderer; same cached
+# generator as `make demo`)
+demo-real: install
+	$(BIN)/synthgen build --dataset demo --out $(DEMO)-real --workers 2 $(if $(WEIGHTS),--weights-dir $(WEIGHTS)) \
+		--renderer real --strategy semantic-replace,logical --set semantic-replace.part_swap=1
+	$(BIN)/synthgen inspect $(DEMO)-real --sheet $(DEMO)-real/contact_sheet.png
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -1,7 +1,10 @@
 """LogicAL measurements (issue 4): mask fidelity per strategy on the demo, and CPU/GPU throughput.
 
     python benchmarks/bench_logical.py [--renderer both] [--size 128] [--epochs 5] [--steps 450] [--samples 16]
-                                       [--device cpu] [--threads 2] [--throughput-only]
+                                       [--device cpu] [--threads 2] [--throughput-only] [--no-repaint-cap]
+
+``--renderer`` takes one renderer or a comma-separated list (full, inpaint, real; both = full,inpaint);
+inpaint and real share one demo generator, so their figures compare the renderers alone.
 
 1. Mask fidelity, per renderer side by side (``--renderer both``). The demo's first 24 training scenes
    with their exact object regions and stand-in edge maps (tests/logical_demo.py); a tiny
@@ -22,7 +25,13 @@
    oracle: what a shape looks like without its edges (the tray's rim, the tag's border) is not
    defined by the scene (pasting the item-free scene gave 0.16, below what the renderer reaches).
    A sweep of the SSIM threshold on the same generator shows how the choice of 0.5
-   (generator/strategies/ssim_mask.py) compares.
+   (generator/strategies/ssim_mask.py) compares. Sharpness (``sharp``): the high-frequency energy
+   inside the edit region as a share of the photo's in the same pixels (logical_mask_iou.py's
+   high_frequency_ratio); ``id sharp``: the same inside the inpaint renderer's hole (the region
+   dilated by HOLE_DILATION) of an identity render, where the photo is the right answer. The real
+   renderer adds a row for whole-part swaps (semantic-replace with ``part_swap`` 1). Repaint: the
+   network's repainted share of the image and of the object per kept sample, binned with their
+   IoU (``--no-repaint-cap`` turns the caps off, to see what they would refuse).
 2. Throughput at 256x256: one training step of the tiny, small and full (pix2pixHD) configurations,
    generator inference images/s (each configuration, float32 on CPU, bf16 on CUDA), and LogicAL
    samples/s through draw + render with the trained tiny generator.
@@ -41,53 +50,82 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from logical_mask_iou import high_frequency_ratio  # noqa: E402
 from logical_demo import demo_backgrounds, demo_context, demo_images, demo_maps, iou, train_demo_generator  # noqa: E402
 
 from synthgen.generator.models.e2i import E2IModel, GeneratorConfig, GlobalGenerator, generate_tensor  # noqa: E402
-from synthgen.generator.models.inpaint import InpaintModel, dilate, inpaint_tensor, load_inpainter  # noqa: E402
+from synthgen.generator.models.inpaint import HOLE_DILATION, InpaintModel, dilate, inpaint_tensor, load_inpainter  # noqa: E402
+from synthgen.generator.models.real_pixels import RealPixelModel, render_seam_band  # noqa: E402
 from synthgen.generator.render import render_specs  # noqa: E402
 from synthgen.generator.plan import SampleSpec  # noqa: E402
 from synthgen.generator.training.e2i import E2ITrainingModule, TrainConfig, small_config, tiny_config  # noqa: E402
 from synthgen.generator.training.inpaint import NETWORKS as INPAINT_NETWORKS, train_inpainter  # noqa: E402
 from synthgen.generator.strategies import get_strategy  # noqa: E402
-from synthgen.generator.strategies.logical import MASK_MARGIN, augment_edges, augment_photo, rasterize_shapes, semantic_region  # noqa: E402
+from synthgen.generator.strategies.logical import (  # noqa: E402
+    MASK_MARGIN, augment_edges, augment_photo, part_swap_region, rasterize_shapes, semantic_region)
 from synthgen.generator.strategies.ssim_mask import SSIM_THRESHOLD, ssim_map, ssim_masks  # noqa: E402
 
 STRATEGIES = ("semantic-remove", "semantic-replace", "semantic-merge",
               "arbitrary-remove", "arbitrary-replace", "arbitrary-merge", "logical")
 
 
-def mask_fidelity(model, images, regions, maps, samples: int, backgrounds: np.ndarray) -> None:
-    ctx = demo_context(images, maps, model)
+#: the repaint caps off (--no-repaint-cap)
+NO_CAP = {"max_repaint_image": 1.0, "max_repaint_object": 100.0}
+PART_SWAP_ROW = "semantic-replace+part-swap"
+
+
+def mask_fidelity(model, images, regions, maps, samples: int, backgrounds: np.ndarray, cap: bool = True) -> None:
+    rows = [*STRATEGIES, PART_SWAP_ROW] if isinstance(model, RealPixelModel) else list(STRATEGIES)
+    options = {name: {} if cap else dict(NO_CAP) for name in STRATEGIES}
     size = images.shape[1:3]
-    print(f"\nmask IoU with the edited region ({samples} samples per strategy, {size[0]}x{size[1]})")
+    print(f"\nmask IoU with the edited region ({samples} samples per strategy, {size[0]}x{size[1]}"
+          f"{'' if cap else ', repaint caps off'})")
     print("precision: share of the mask inside the edited region; recall: share of the region in the mask;")
     print("outside: share of the mask outside the region (re-rendered but unedited pixels, or SSIM's window)")
-    print("identity (inpaint renderer): share of the region with SSIM < 0.5 when it is re-rendered from its own,")
+    print("identity (inpaint, real renderers): share of the region with SSIM < 0.5 when it is re-rendered from its own,")
     print("  unedited edges: what the renderer's error alone marks (the rest of the recall is the edit's)")
     print("oracle: IoU of the same edits rendered with real pixels (see above)")
-    print(f"{'strategy':<20} {'IoU':>6} {'precision':>9} {'recall':>6} {'outside':>7} {'identity':>8} {'oracle':>6} "
-          f"{'mask area':>10} {'redraws':>8} {'fallbacks':>9}")
-    index = {source.id: k for k, source in enumerate(ctx.sources)}
+    print("sharp: high-frequency energy inside the edit region / the photo's; id sharp: the same inside the")
+    print("  inpaint hole of an identity render (1 = the photo's detail)")
+    print(f"{'strategy':<27} {'IoU':>6} {'precision':>9} {'recall':>6} {'outside':>7} {'identity':>8} {'oracle':>6} "
+          f"{'IoU/orc':>7} {'sharp':>6} {'id sharp':>8} {'mask area':>10} {'redraws':>8} {'fallbacks':>9}")
     rejected: dict[str, Counter] = {}
-    for name in STRATEGIES:
+    repaints = []  # (repaint share of the image, of the object, IoU) of every kept sample
+    for row in rows:
+        name, row_options = row, options
+        if row == PART_SWAP_ROW:
+            name = "semantic-replace"
+            row_options = {**options, name: {**options[name], "part_swap": 1.0}}
+        ctx = demo_context(images, maps, model, options=row_options)
+        index = {source.id: k for k, source in enumerate(ctx.sources)}
         specs = [SampleSpec(i, i % len(images), i // len(images), name, 1000 + i) for i in range(samples)]
         out = render_specs(specs, ctx, max_attempts=8)
-        scores, precisions, recalls, identity, areas, oracle = [], [], [], [], [], []
+        scores, precisions, recalls, identity, areas, oracle, sharp, id_sharp = [], [], [], [], [], [], [], []
         for spec, s in zip(specs, out):
             if s.exhausted:
                 continue
             p = s.params
-            region = semantic_region(regions[spec.source_index], p["region"]) if p["region_mode"] == "semantic" \
-                else rasterize_shapes(p["region"], size)
+            if p.get("part_swap"):
+                region = part_swap_region(regions[spec.source_index], regions[index[p["candidate_source"]]], p)
+            elif p["region_mode"] == "semantic":
+                region = semantic_region(regions[spec.source_index], p["region"])
+            else:
+                region = rasterize_shapes(p["region"], size)
             mask = s.mask > 0
             scores.append(iou(mask, region))
             precisions.append((mask & region).sum() / max(mask.sum(), 1))
             recalls.append((mask & region).sum() / max(region.sum(), 1))
             areas.append(p["mask_area"])
             image = images[spec.source_index]
-            if p["edit"] == "remove" and p["region_mode"] == "semantic":
+            sharp.append(high_frequency_ratio(s.image, image, region))
+            if "repaint_area" in p:
+                repaints.append((p["repaint_area"], p["repaint_area"] / max(p["object_area"], 1e-9), scores[-1]))
+            if p.get("part_swap"):
+                other = index[p["candidate_source"]]
+                oracle.append(oracle_iou(image, region, np.where(region[..., None], images[other], image)))
+            elif p["edit"] == "remove" and p["region_mode"] == "semantic":
                 oracle.append(oracle_iou(image, region, np.where(region[..., None], backgrounds[spec.source_index], image)))
             elif p["edit"] != "remove":
                 other = index[p["candidate_source"]]
@@ -95,17 +133,29 @@ def mask_fidelity(model, images, regions, maps, samples: int, backgrounds: np.nd
                 where = region if p["edit"] == "replace" else \
                     region & (augment_edges((regions[other] > 0).astype(np.uint8) * 255, p["augmentation"]) >= 128)
                 oracle.append(oracle_iou(image, region, np.where(where[..., None], pasted, image)))
-            if isinstance(model, InpaintModel):
-                identity.append(identity_marked_share(model, images[spec.source_index], maps[spec.source_index], region))
-        rejected[name] = sum((Counter(s.rejections) for s in out), Counter())
-        mean = lambda values: float(np.mean(values)) if values else float("nan")  # noqa: E731 (nan: no sample kept)
-        print(f"{name:<20} {mean(scores):>6.3f} {mean(precisions):>9.3f} {mean(recalls):>6.3f} "
-              f"{1 - mean(precisions):>7.3f} {mean(identity):>8.3f} {mean(oracle):>6.3f} {mean(areas):>10.4f} "
+            if isinstance(model, (InpaintModel, RealPixelModel)):
+                marked, hf = identity_render(model, image, maps[spec.source_index], region)
+                identity.append(marked)
+                id_sharp.append(hf)
+        rejected[row] = sum((Counter(s.rejections) for s in out), Counter())
+        mean = lambda values: float(np.nanmean(values)) if values else float("nan")  # noqa: E731 (nan: no sample kept)
+        print(f"{row:<27} {mean(scores):>6.3f} {mean(precisions):>9.3f} {mean(recalls):>6.3f} "
+              f"{1 - mean(precisions):>7.3f} {mean(identity):>8.3f} {mean(oracle):>6.3f} {mean(scores) / mean(oracle):>7.3f} "
+              f"{mean(sharp):>6.3f} {mean(id_sharp):>8.3f} {mean(areas):>10.4f} "
               f"{sum(s.redraws for s in out):>8d} {sum(s.exhausted for s in out):>9d}")
     print("why attempts were rejected (every redraw, and each fallback's last attempt):")
     for name, reasons in rejected.items():
         if reasons:
-            print(f"  {name:<18} " + "; ".join(f"{reason} {n}" for reason, n in reasons.most_common()))
+            print(f"  {name:<26} " + "; ".join(f"{reason} {n}" for reason, n in reasons.most_common()))
+    if repaints:
+        table = np.array(repaints)
+        print("repaint of the kept samples (all strategies): share of the image | of the object -> samples, mean IoU")
+        for column, edges in ((0, (0, 0.05, 0.1, 0.25, 0.5, 1.01)), (1, (0, 0.25, 0.5, 1, 2, np.inf))):
+            cells = []
+            for low, high in zip(edges[:-1], edges[1:]):
+                inside = (table[:, column] >= low) & (table[:, column] < high)
+                cells.append(f"[{low:g}, {high:g}): {inside.sum()}, {table[inside, 2].mean() if inside.any() else float('nan'):.3f}")
+            print(f"  {'image' if column == 0 else 'object'}: " + "; ".join(cells))
 
 
 def oracle_iou(image: np.ndarray, region: np.ndarray, oracle: np.ndarray) -> float:
@@ -117,13 +167,20 @@ def oracle_iou(image: np.ndarray, region: np.ndarray, oracle: np.ndarray) -> flo
     return iou(mask, region)
 
 
-def identity_marked_share(model, image: np.ndarray, maps: dict, region: np.ndarray) -> float:
-    """Share of ``region`` with SSIM(real, sample) < 0.5 when the inpaint renderer re-renders it from
-    the image's own first-scale edges (no edit)."""
+def identity_render(model, image: np.ndarray, maps: dict, region: np.ndarray) -> tuple[float, float]:
+    """(share of ``region`` with SSIM(real, sample) < 0.5, high-frequency ratio inside the region
+    dilated by HOLE_DILATION) when the renderer re-renders the region from the image's own
+    first-scale edges (no edit): the inpaint renderer's hole, or the real renderer's seam band."""
     real = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
     edges = torch.from_numpy(maps["edges"][0])[None, None].float() / 255
-    composite, _ = inpaint_tensor(model, real, edges, torch.from_numpy(region)[None].float())
-    return float((ssim_map(real, composite)[0].numpy() < SSIM_THRESHOLD)[region].mean())
+    footprint = torch.from_numpy(region)[None].float()
+    if isinstance(model, RealPixelModel):
+        composite, _ = render_seam_band(model, real, edges, footprint)
+    else:
+        composite, _ = inpaint_tensor(model, real, edges, footprint)
+    rendered = (composite[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    hole = dilate(footprint, HOLE_DILATION)[0].numpy() > 0
+    return float((ssim_map(real, composite)[0].numpy() < SSIM_THRESHOLD)[region].mean()), high_frequency_ratio(rendered, image, hole)
 
 
 def threshold_sweep(model, images, regions, maps, samples: int, thresholds=(0.3, 0.4, 0.5, 0.6, 0.7)) -> None:
@@ -228,36 +285,55 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16, help="samples per strategy")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--renderer", default="both", choices=("full", "inpaint", "both"),
-                        help="which LogicAL renderer(s) to measure; both = side by side in one run")
+    parser.add_argument("--renderer", default="both",
+                        help="which LogicAL renderer(s) to measure: full, inpaint, real, a comma-separated list, "
+                             "or both (= full,inpaint); several are measured side by side in one run")
+    parser.add_argument("--no-repaint-cap", action="store_true", help="turn the repaint caps off (see above)")
+    parser.add_argument("--generator", type=Path,
+                        help="an inpainting generator file trained on the same demo images and size (e.g. the one an "
+                             "earlier run printed) instead of training one")
     parser.add_argument("--steps", type=int, default=INPAINT_NETWORKS["demo"].steps,
                         help="training steps of the inpainting demo generator (default: the demo preset's)")
     parser.add_argument("--throughput-only", action="store_true", help="skip the mask-fidelity part (1.)")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the SSIM threshold sweep")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"device {args.device}, {torch.get_num_threads()} threads")
 
+    renderers = ["full", "inpaint"] if args.renderer == "both" else args.renderer.split(",")
+    if not set(renderers) <= {"full", "inpaint", "real"}:
+        parser.error(f"--renderer: full, inpaint, real or both, got {args.renderer}")
     images, regions = demo_images(24, args.size)
     maps = demo_maps(images, regions)
     models = {}
-    if args.renderer in ("full", "both"):
+    if "full" in renderers:
         start = time.perf_counter()
         models["full"] = train_demo_generator(Path(tempfile.mkdtemp()), images, maps, epochs=args.epochs)
         print(f"full renderer, tiny generator: {args.epochs} epochs on 24 pairs at {args.size}: {time.perf_counter() - start:.1f} s")
-    if args.renderer in ("inpaint", "both"):
+    if {"inpaint", "real"} & set(renderers):
         start = time.perf_counter()
-        models["inpaint"] = train_demo_inpainter(Path(tempfile.mkdtemp()), images, maps, steps=args.steps)
-        print(f"inpaint renderer, demo preset: {args.steps} steps on 24 images at {args.size}: {time.perf_counter() - start:.1f} s")
+        if args.generator:
+            inpainter = load_inpainter(args.generator, image_size=images.shape[1:3])
+        else:
+            inpainter = train_demo_inpainter(Path(tempfile.mkdtemp()), images, maps, steps=args.steps)
+            print(f"inpaint generator, demo preset: {args.steps} steps on 24 images at {args.size}: "
+                  f"{time.perf_counter() - start:.1f} s")
+        print(f"inpaint generator: {inpainter.path} (sha256 {inpainter.sha256[:12]})")
+        if "inpaint" in renderers:
+            models["inpaint"] = inpainter
+        if "real" in renderers:
+            models["real"] = RealPixelModel(inpainter)
     if not args.throughput_only:
         for name, model in models.items():
             print(f"\n=== renderer {name}")
-            mask_fidelity(model, images, regions, maps, args.samples, demo_backgrounds(24, args.size))
-            threshold_sweep(model, images, regions, maps, args.samples)
-    if args.renderer in ("inpaint", "both"):
+            mask_fidelity(model, images, regions, maps, args.samples, demo_backgrounds(24, args.size), cap=not args.no_repaint_cap)
+            if name != "real" and not args.no_sweep:  # the sweep re-renders with the inpaint and full renderers' own rules
+                threshold_sweep(model, images, regions, maps, args.samples)
+    if "full" not in renderers or len(renderers) > 1:
         for name, model in models.items():
             print(f"logical strategy (draw + render, {name} renderer's demo generator, {args.size}x{args.size}): "
                   f"{strategy_samples_per_second(model, args.size, 16):.2f} samples/s")
-    if args.renderer == "inpaint":
+    if "full" not in renderers:
         return
     model = models["full"]
 

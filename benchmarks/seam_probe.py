@@ -7,15 +7,18 @@ inpaints (the region re-rendered from its own, unedited edges) as normals; this 
 visible the seam is in the first place.
 
 Data: the identity samples of a build (make one with ``--set <strategy>.identity_fraction=1``). For
-each, the seam band is the part of the re-rendered hole where the blend weight is strictly between 0
-and 1, plus the hole's outermost 2 px. Patches: EfficientNet-Lite0 ImageNet features (blocks.1 at
+each, the seam band is, for the inpaint renderer, the part of the re-rendered hole where the blend
+weight is strictly between 0 and 1, plus the hole's outermost 2 px; for the real renderer, every
+pixel the generator painted (its whole band around the region's outline, SEAM_BAND px either side:
+that band is the only place where its pixels differ from the photo). ``--band painted`` probes every
+painted pixel for both renderers (the inpaint renderer's whole hole), so the two compare on equal terms. Patches: EfficientNet-Lite0 ImageNet features (blocks.1 at
 stride 4 and blocks.2 upsampled to it, 64 channels), at the stride-4 positions whose centre lies in
 the seam band. Positives: those positions in the identity sample; negatives: the same positions in
 the sample's real normal photo (so location cannot give the answer, only the pixels). A logistic
 regression (scikit-learn, standardised features) is trained on the samples of half of the source
 images and scored on the other half: held-out AUROC. 0.5 = the seam is invisible to the probe.
 
-    python benchmarks/seam_probe.py BUILD [--seed 0]
+    python benchmarks/seam_probe.py BUILD [--seed 0] [--band seam|painted]
 """
 
 from __future__ import annotations
@@ -35,14 +38,20 @@ from logical_mask_iou import edited_region, logical_samples  # noqa: E402
 
 from synthgen.generator.models.backbones import Backbone  # noqa: E402
 from synthgen.generator.models.inpaint import HOLE_DILATION, dilate, holes_and_weights  # noqa: E402
+from synthgen.generator.models.real_pixels import SEAM_BAND, outline  # noqa: E402
 
 STRIDE = 4
 LAYERS = ("blocks.1", "blocks.2")
 
 
-def seam_band(region: np.ndarray) -> np.ndarray:
-    """Bool (H, W): blend weight strictly inside (0, 1), or the hole's outermost 2 px."""
+def seam_band(region: np.ndarray, renderer: str = "inpaint", painted: bool = False) -> np.ndarray:
+    """Bool (H, W): blend weight strictly inside (0, 1), or the hole's outermost 2 px (inpaint); the
+    whole painted band (real); with ``painted``, every pixel the renderer painted."""
+    if renderer == "real":
+        return dilate(outline(torch.from_numpy(region)[None].float()), SEAM_BAND)[0].numpy() > 0
     hole, weight = holes_and_weights(torch.from_numpy(region)[None].float(), HOLE_DILATION)
+    if painted:
+        return (weight > 0)[0].numpy()
     rim = hole * dilate(1 - hole, 2)  # hole pixels within 2 px of the outside
     return (((weight > 0) & (weight < 1)) | (rim > 0))[0].numpy()
 
@@ -60,17 +69,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("build", type=Path)
     parser.add_argument("--seed", type=int, default=0, help="which half of the source images trains the probe")
+    parser.add_argument("--band", choices=("seam", "painted"), default="seam", help="where to probe (see above)")
     args = parser.parse_args()
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    samples, regions, _ = logical_samples(args.build, identity=True)
+    samples, regions, config = logical_samples(args.build, identity=True)
     backbone = Backbone("efficientnet_lite0", LAYERS)
     rows: dict[str, list] = {"x": [], "y": [], "source": []}
     for s in samples:
-        band = seam_band(edited_region(s, regions))
+        band = seam_band(edited_region(s, regions), config.renderer, painted=args.band == "painted")
         h, w = band.shape
         centres = band[STRIDE // 2 :: STRIDE, STRIDE // 2 :: STRIDE][: h // STRIDE, : w // STRIDE]
         if not centres.any():

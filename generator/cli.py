@@ -100,7 +100,7 @@ def cli() -> None:
 @click.option("--renderer", type=click.Choice(list(RENDERERS)), default=DEFAULT_RENDERER, show_default=True,
               help=f"LogicAL renderer. {_RENDERER_HELP}.")
 @click.option("--e2i", type=click.Path(path_type=Path),
-              help="Generator file of the renderer (made by `synthgen train-e2i`). Default for inpaint: train one on "
+              help="Generator file of the renderer (made by `synthgen train-e2i`). Default for real and inpaint: train one on "
                    "the category's normal images, cached and reused.")
 @click.option("--generator-seed", default=0, show_default=True,
               help="Training seed of the automatic generator (not --seed: builds with other seeds reuse it).")
@@ -265,7 +265,7 @@ def train_e2i(dataset, root, category, split, image_size, renderer, epochs, step
     network = network or presets[0]
     if network not in presets:
         raise SynthgenError(f"--network {network}: not a preset of --renderer {renderer} ({', '.join(presets)})")
-    if renderer == "inpaint":
+    if get_renderer(renderer).generator == "inpaint":  # the training code (models/ must not reach it)
         import dataclasses
 
         from .precompute import MapSettings, category_sources_and_maps

@@ -54,7 +54,7 @@ class BuildConfig:
     sam_checkpoint: str | None = None
     weights_dir: str | None = None  # else $SYNTHGEN_WEIGHTS
     e2i: str | None = None  # generator file of the LogicAL renderer, when a strategy needs "models"
-    renderer: str = DEFAULT_RENDERER  # a key of models/renderers.py's RENDERERS (inpaint, full)
+    renderer: str = DEFAULT_RENDERER  # a key of models/renderers.py's RENDERERS (real, inpaint, full)
     # Training seed of the generator a build trains when given no --e2i (training/auto.py). Apart from
     # --seed on purpose: another --seed draws other samples from the same, cached, generator.
     generator_seed: int = 0

@@ -134,10 +134,12 @@ def test_the_renderer_table_covers_every_generator_file_and_training_preset():
     from synthgen.generator.models.renderers import RENDERERS
     from synthgen.generator.training import e2i as e2i_training
 
-    assert sorted(r.file_format for r in RENDERERS.values()) == sorted(FORMATS)
+    # every generator file format is one renderer's own generator; real runs inpaint's files
+    assert sorted(r.file_format for r in RENDERERS.values() if r.generator == r.name) == sorted(FORMATS)
+    assert RENDERERS["real"].generator == "inpaint" and RENDERERS["real"].file_format == RENDERERS["inpaint"].file_format
     assert set(RENDERERS["inpaint"].network_presets) == set(training.NETWORKS)
     assert set(RENDERERS["full"].network_presets) == set(e2i_training.NETWORKS)
-    with pytest.raises(SynthgenError, match="^--renderer: must be one of inpaint, full, got 'oracle'$"):
+    with pytest.raises(SynthgenError, match="^--renderer: must be one of real, inpaint, full, got 'oracle'$"):
         BuildConfig(dataset="demo", category="parts_box", strategies=("semantic-remove",), renderer="oracle")
 
 
@@ -274,7 +276,8 @@ def test_rejected_edits_are_redrawn_as_the_same_kind_so_the_mix_holds(demo, tiny
     assert sum(s.redraws for s in samples) > 0  # the ratio of 100 rejects edits
     # every rejected attempt is counted with the reason render gave: the redraws, and a fallback's last try
     reasons = {"no edge changed", "edit changes over half of the edges", "empty mask", "mask over half of the image",
-               "edit shows nothing", "edit shows less than re-rendering alone"}
+               "edit shows nothing", "edit shows less than re-rendering alone",
+               "network repaints too much of the image", "network repaints too much of the object"}
     for sample in samples:
         assert sum(sample.rejections.values()) == sample.redraws + sample.exhausted
         assert set(sample.rejections) <= reasons
@@ -324,7 +327,7 @@ def test_build_without_e2i_trains_caches_reuses_and_repairs_its_generator(tmp_pa
         rejected = sum(totals["rejections"].get(strategy, {}).values())
         assert rejected == totals["redraws"].get(strategy, 0) + totals["fallback_normal"].get(strategy, 0)
     row = next(a for a in manifest["artifacts"] if a["name"] == "e2i")
-    assert row["file"] == path and row["sha256"] == sha256_file(path) and "--renderer inpaint" in row["role"]
+    assert row["file"] == path and row["sha256"] == sha256_file(path) and "--renderer real" in row["role"]  # the default renderer
     assert manifest["config"]["generator_seed"] == 0  # the generator's own training seed, recorded
 
     def no_training(*args, **kwargs):
@@ -352,13 +355,13 @@ def test_train_e2i_command_trains_an_inpainter_and_refuses_presets_of_the_other_
     main(["train-e2i", "--image-size", "64", "--steps", "2", "--batch-size", "2", "--network", "demo", "--regions", "classical",
           "--weights-dir", str(pidinet_weights.parent), "--out", str(out), "--quiet"])
     printed = capsys.readouterr().out
-    assert f"--renderer inpaint --e2i {out / training.GENERATOR_FILE}" in printed
+    assert f"--renderer real --e2i {out / training.GENERATOR_FILE}" in printed  # the default renderer runs it
     record = json.loads((out / training.GENERATOR_FILE).with_suffix(".json").read_text())
     assert record["num_images"] == 24 and record["config"]["steps"] == 2 and record["image_size"] == [64, 64]
     with pytest.raises(SystemExit) as exit_info:
         main(["train-e2i", "--network", "tiny", "--out", str(tmp_path / "o")])
     assert exit_info.value.code == 2
-    assert "--network tiny: not a preset of --renderer inpaint" in capsys.readouterr().err
+    assert "--network tiny: not a preset of --renderer real" in capsys.readouterr().err
     # a build whose edits a 2-step generator cannot make visible says so: every sample fell back
     main(["build", "--dataset", "demo", "--image-size", "64", "--strategy", "semantic-remove", "--num-samples", "3",
           "--set", "semantic-remove.identity_fraction=0", "--set", "semantic-remove.visible_ratio=100",

@@ -58,5 +58,13 @@ class ShippedInputs:
         return cls(sources, textures, maps, load_models(plan, torch.device("cpu")))
 
     def models_on(self, device: torch.device) -> dict[str, Any]:
-        """The models on ``device`` (an E2IModel or an InpaintModel: its generator network moves, the rest stays)."""
-        return {name: replace(model, generator=model.generator.to(device)) for name, model in self.models.items()}
+        """The models on ``device`` (an E2IModel or an InpaintModel: its generator network moves, the rest
+        stays; a RealPixelModel: its InpaintModel's)."""
+        from ..models.real_pixels import RealPixelModel
+
+        def moved(model: Any) -> Any:
+            if isinstance(model, RealPixelModel):
+                return RealPixelModel(moved(model.inpainter))
+            return replace(model, generator=model.generator.to(device))
+
+        return {name: moved(model) for name, model in self.models.items()}

@@ -194,6 +194,7 @@ class E2IModel:
 
     #: it renders the whole photo from its edge map (so a sample can collapse globally)
     repaints_whole_image: ClassVar[bool] = True
+    renderer_name: ClassVar[str] = "full"  # the --renderer it renders for (recorded in every sample)
 
     generator: GlobalGenerator
     binary_edges: bool

@@ -188,6 +188,7 @@ class InpaintModel:
 
     #: it re-renders the edit region only; the rest of the sample is the real photo
     repaints_whole_image: ClassVar[bool] = False
+    renderer_name: ClassVar[str] = "inpaint"  # the --renderer it renders for (recorded in every sample)
 
     generator: InpaintGenerator
     image_size: tuple[int, int]
@@ -267,17 +268,19 @@ def render_window(hole: torch.Tensor, side: int, multiple: int) -> tuple[int, in
     return top, left, h, w
 
 
-def inpaint_tensor(model: InpaintModel, images: torch.Tensor, edges: torch.Tensor, regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def inpaint_tensor(model: InpaintModel, images: torch.Tensor, edges: torch.Tensor, regions: torch.Tensor,
+                   dilation: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(composite (B, 3, H, W) in [0, 1], hole (B, H, W)) for real images (B, 3, H, W), the edge maps
     to render (B, 1, H, W, edited inside the regions) and the edit regions (B, H, W), on the
     generator's device; bf16 autocast on CUDA. Each sample depends on its own inputs only.
 
     A generator trained on crops renders a window of the crop's size around each hole
     (:func:`render_window`; samples with equal window sizes share a forward pass), one trained on
-    whole images the whole image."""
+    whole images the whole image. ``dilation``: how far the hole reaches beyond the regions (default:
+    the generator's own, ``model.hole_dilation``; the real-pixel renderer renders a narrower band)."""
     device = next(model.generator.parameters()).device
     images, edges, regions = images.to(device, torch.float32), edges.to(device, torch.float32), regions.to(device, torch.float32)
-    hole, weight = holes_and_weights(regions, model.hole_dilation)
+    hole, weight = holes_and_weights(regions, model.hole_dilation if dilation is None else dilation)
     masked = masked_input(images, hole)
     if model.window:
         windows = [render_window(h, model.window, model.generator.config.size_multiple) for h in hole]

@@ -1,6 +1,9 @@
 """The renderers of the LogicAL strategies: one table, asked by everything that depends on the renderer.
 
-- ``inpaint`` (default): edge-guided inpainting of the edit region inside the real photo
+- ``real`` (default): real pixels inside the edit (the other image's for replace and merge, the photo's own
+  texture for remove), the inpainting generator on a band around the seam only (:mod:`.real_pixels`);
+  it runs the inpainting renderer's generator files (and its automatic training).
+- ``inpaint``: edge-guided inpainting of the edit region inside the real photo
   (:mod:`.inpaint`); trainable on a CPU, and a build trains and caches one when given no file.
 - ``full``: LogicAL's own configuration, the pix2pixHD/DeepSIM generator that renders the whole photo
   from its edge map (:mod:`.e2i`); a GPU's job, trained with ``synthgen train-e2i --renderer full``.
@@ -10,7 +13,8 @@ loaded, what an error tells the user, whether a build trains one itself, its tra
 what a sample costs (the dry run's cost model). The CLI, the config check, the plan, the automatic
 generator and the cost model ask :func:`get_renderer` instead of comparing names, so a new renderer
 is one entry here (plus its network module). The strategy asks the loaded model itself
-(``repaints_whole_image``, an attribute of :class:`.inpaint.InpaintModel` and :class:`.e2i.E2IModel`).
+(``repaints_whole_image`` and ``renderer_name``, attributes of :class:`.inpaint.InpaintModel`,
+:class:`.real_pixels.RealPixelModel` and :class:`.e2i.E2IModel`).
 
 A generator file says which renderer it is for (its ``format`` tag); a file of another renderer, or
 not a generator at all, is a one-line error. This module imports no torch at import time (the CLI
@@ -58,6 +62,9 @@ class Renderer:
     hint: str
     #: a build given no ``--e2i`` trains and caches a generator itself (training/auto.py)
     trains_automatically: bool
+    #: the renderer whose generator this one runs: the automatic generator's cache key and ``train-e2i``
+    #: name it, so two renderers of one generator share its files and its training
+    generator: str
     #: ``synthgen train-e2i --network`` presets of this renderer (the first is the default)
     network_presets: tuple[str, ...]
     #: checks a generator file against the build's image size (refuses, or warns), after its tag matched
@@ -93,6 +100,12 @@ def _inpaint_load(path: Path, device, image_size: tuple[int, int]):
     from .inpaint import load_inpainter
 
     return load_inpainter(path, device, image_size=image_size, hint=INPAINT_HINT)
+
+
+def _real_load(path: Path, device, image_size: tuple[int, int]):
+    from .real_pixels import RealPixelModel
+
+    return RealPixelModel(_inpaint_load(path, device, image_size))
 
 
 def _inpaint_cost_inputs(config, preset) -> RenderCost:
@@ -156,22 +169,32 @@ RENDERERS: dict[str, Renderer] = {
     r.name: r
     for r in (
         Renderer(
+            name="real", file_format=INPAINT_FORMAT,
+            summary="real pixels in the edit (the other image's, or the photo's own texture for remove), the "
+                    "inpainting generator on the seam band only (trained on first use)",
+            role="inpainting generator (edge-guided, seam band only)", hint=INPAINT_HINT, trains_automatically=True,
+            generator="inpaint", network_presets=("cpu", "demo", "edgeconnect"), check_size=_inpaint_check_size,
+            load=_real_load, cost_inputs=_inpaint_cost_inputs, sample_seconds=_inpaint_sample_seconds,
+        ),
+        Renderer(
             name="inpaint", file_format=INPAINT_FORMAT,
             summary="re-renders only the edit region of the real photo (edge-guided inpainting; trained on first use)",
             role="inpainting generator (edge-guided)", hint=INPAINT_HINT, trains_automatically=True,
-            network_presets=("cpu", "demo", "edgeconnect"), check_size=_inpaint_check_size, load=_inpaint_load,
-            cost_inputs=_inpaint_cost_inputs, sample_seconds=_inpaint_sample_seconds,
+            generator="inpaint", network_presets=("cpu", "demo", "edgeconnect"), check_size=_inpaint_check_size,
+            load=_inpaint_load, cost_inputs=_inpaint_cost_inputs, sample_seconds=_inpaint_sample_seconds,
         ),
         Renderer(
             name="full", file_format=E2I_FORMAT,
             summary="LogicAL's pix2pixHD rendering of the whole image from its edge map (needs --e2i)",
-            role="edge-to-image generator (full image)", hint=FULL_HINT, trains_automatically=False,
+            role="edge-to-image generator (full image)", hint=FULL_HINT, trains_automatically=False, generator="full",
             network_presets=("full", "small", "tiny"), check_size=_full_check_size, load=_full_load,
             cost_inputs=_full_cost_inputs, sample_seconds=_full_sample_seconds,
         ),
     )
 }
-DEFAULT_RENDERER = "inpaint"
+#: real pixels where they exist: sharper edits and fewer redraws than inpaint (issue 27's measurements,
+#: README "LogicAL renderers")
+DEFAULT_RENDERER = "real"
 
 
 def get_renderer(name: str) -> Renderer:
@@ -186,7 +209,7 @@ def renderer_of_file(path: str | Path, hint: str) -> Renderer:
     from .generator_file import generator_file_payload
 
     tag = generator_file_payload(path, hint)["format"]
-    return next(r for r in RENDERERS.values() if r.file_format == tag)
+    return next(r for r in RENDERERS.values() if r.file_format == tag and r.generator == r.name)
 
 
 def check_generator_file(path: str | Path, renderer: str, image_size: tuple[int, int]) -> str:
@@ -199,16 +222,16 @@ def check_generator_file(path: str | Path, renderer: str, image_size: tuple[int,
 
     path, wanted = Path(path), get_renderer(renderer)
     found = renderer_of_file(path, wanted.hint)
-    if found is not wanted:
+    if found.name != wanted.generator:
         raise SynthgenError(
             f"--e2i {path}: a generator for --renderer {found.name}, but this build uses --renderer {wanted.name}; "
-            f"pass --renderer {found.name}, or a {wanted.name} generator"
+            f"pass --renderer {found.name}, or a {wanted.generator} generator"
         )
     wanted.check_size(path, image_size)
     return sha256_file(path)
 
 
 def load_renderer_model(path: str | Path, renderer: str, device, image_size: tuple[int, int]):
-    """The generator a LogicAL build renders with (an :class:`.inpaint.InpaintModel` or an
-    :class:`.e2i.E2IModel`), on ``device``."""
+    """The generator a LogicAL build renders with (an :class:`.inpaint.InpaintModel`, a
+    :class:`.real_pixels.RealPixelModel` or an :class:`.e2i.E2IModel`), on ``device``."""
     return get_renderer(renderer).load(Path(path), device, image_size)

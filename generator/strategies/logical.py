@@ -47,7 +47,7 @@ normal photo (supp. eq. 4: "I ... input normal image"). Extras stored per sample
 trainer reads them (trainers/logical/data.py): ``edge`` (1, H, W) uint8, the normal image's
 first-scale PiDiNet map (the L_edge target), and ``jnd`` (1, H, W) float16, its normalised JND map.
 
-Renderers (``--renderer``, :mod:`generator.models.renderers`). ``inpaint`` (default): the sample is
+Renderers (``--renderer``, :mod:`generator.models.renderers`). ``inpaint``: the sample is
 the real photo with the edit region, dilated, re-rendered by the edge-guided inpainting generator
 from the edited edges (:mod:`generator.models.inpaint`); the mask is SSIM(real photo, sample) below
 the threshold, restricted to the edit region widened by ``MASK_MARGIN`` = 1 px. Why not the whole
@@ -84,6 +84,41 @@ region instead, merges, which add a few lines to a region the renderer re-paints
 rejected on the demo.) Rejected edits are redrawn and counted like the others; the two shares of
 that area are kept in each sample's params (``edit_change``, ``rerender_change``).
 ``full``: the paper's configuration described above.
+``real`` (:mod:`generator.models.real_pixels`): real pixels inside the edit, composed in ``draw``
+(:func:`real_content`): replace shows the other image's pixels under the same A as its edges, merge
+the other image's pixels where it has an object, remove the photo's own edge-matched texture from
+elsewhere; the inpainting generator renders only a band around the outline of what was pasted.
+Ground truth, identity samples and acceptance tests are the inpaint renderer's (above), with the
+band in place of the hole. Measured against ``inpaint`` with one generator (bench_logical.py, demo
+at 128 px, the demo preset stopped at 125 steps, 16 samples per strategy; juice_bottle 256x128, a
+300-step cpu generator, 60 samples): mask IoU / the real-pixel oracle's 1.00 semantic remove, 0.97
+semantic replace, 0.52 semantic merge (3 of 16 kept; inpaint kept none), 0.98 arbitrary replace,
+0.91 arbitrary merge, 0.94 logical; identity re-rendering marks 0.04-0.23 of a region (inpaint
+0.07-0.57); juice_bottle semantic remove 29 edits kept of 60 (IoU 0.71) against 3 (0.38). Its seam
+band is still the CPU generator's: a linear probe over every painted pixel (seam_probe.py --band
+painted) gives AUROC 0.93-0.95 for both renderers on juice_bottle, 0.80-0.82 against 0.85-0.86 on the
+demo (256 px, make demo's generator). At full training (make demo's generator, demo builds at
+256 px, 48 samples per strategy, logical_mask_iou.py) it had the higher mask IoU for every strategy
+(logical 0.57 against 0.41, semantic merge 0.47 against 0.24) with 62 redraws against 186 and no
+fallback against 4, so it is the default.
+
+Repaint caps (inpaint and real renderers; options ``<strategy>.max_repaint_image``, default
+``MAX_REPAINT_IMAGE``, and ``max_repaint_object``, default ``MAX_REPAINT_OBJECT``): a sample whose
+generator repaint (the hole, or the real renderer's band) covers more than that share of the image,
+or of the object's extent (:func:`object_extent`), is rejected ("network repaints too much of the
+image / object"), redrawn and counted in ``totals.rejections``; identity samples too, so the normals'
+repaints stay like the edits'. A CPU generator repainting a whole object paints a blur that a
+detector would learn, with a label that marks only part of it (issue 27: a merge over the whole parts
+box of the demo, 72 % of the image). The full renderer repaints the whole image by design: no cap.
+
+Whole-part swaps (option ``<strategy>.part_swap=P`` on a strategy that draws semantic replaces,
+``--renderer real`` only): that share of semantic replaces takes a whole part (a label, a fill, an
+icon: one candidate region with its nested parts, at most ``PART_MAX_OBJECT`` of the object's extent:
+a larger one is the object itself) from another normal image of the class, in place,
+without augmentation: the same part (:func:`matching_part`, IoU >= ``PART_MATCH_IOU``) of the one,
+among ``PART_CANDIDATES`` others, whose part differs most in mean colour, i.e. most likely another
+variant. The sample is plausible part by part and breaks the pairing rule (the fill of one juice with
+another's label). Real pixels, so the repaint and edge-portion caps exempt it.
 
 Seam guard (``<strategy>.identity_fraction``, default ``IDENTITY_FRACTION`` = 0.5): that share of
 samples re-renders its region from the unedited edges and is stored as a normal (label 0, empty
@@ -116,6 +151,7 @@ from scipy import ndimage
 from ..errors import SynthgenError
 from ..models.e2i import generate_tensor
 from ..models.inpaint import dilate, inpaint_tensor
+from ..models.real_pixels import RealPixelModel, render_seam_band, texture_fill
 from ..models.renderers import INPAINT_HINT
 from ..models.tps import apply_tps, draw_tps
 from .base import EMPTY_MASK, REJECTED_BECAUSE, ExtraField, Recipe, Rendered, Strategy, StrategyContext, number_option, register_strategy
@@ -158,6 +194,25 @@ ARBITRARY_SHAPES = ("rectangle", "ellipse", "polygon")
 RESIZE_RANGE = (0.5, 1.5)
 #: an edge pixel for centring arbitrary regions: probability at least one half
 EDGE_PIXEL = 128
+#: inpaint and real renderers: the most the generator may repaint (its hole: the dilated region, or
+#: the real renderer's seam band), as a share of the image and of the object (the pixels of the
+#: source's candidate regions, labels > 0); a larger repaint is refused (rejected, redrawn, counted).
+#: Options ``<strategy>.max_repaint_image`` / ``max_repaint_object``. Chosen on the demo
+#: (bench_logical.py --no-repaint-cap, inpaint renderer, 128 px, 86 kept edits): mask IoU 0.78 for
+#: repaints under a quarter of the object's extent, 0.66 up to half, 0.51 above (32 edits); a
+#: quarter of the image was exceeded by 3. With the caps on, the kept edits' IoU rose (arbitrary
+#: replace 0.54 -> 0.61, logical 0.71 -> 0.73). A CPU generator repainting a whole object paints a blur
+MAX_REPAINT_IMAGE = 0.25
+MAX_REPAINT_OBJECT = 0.5
+#: whole-part swaps (option ``<strategy>.part_swap``): the other image's part must overlap the
+#: chosen part by at least this IoU to be "the same part" (bottles of one category stand alike)
+PART_MATCH_IOU = 0.5
+#: whole-part swaps: how many other normal images are compared for the most different-looking part
+PART_CANDIDATES = 8
+#: whole-part swaps: a part covers at most this share of the object's extent; a larger "part" is the
+#: object itself, and swapping a whole object for another normal one makes a normal image (seen on
+#: the demo's contact sheet: a whole parts box swapped, labelled anomalous)
+PART_MAX_OBJECT = 0.5
 
 EXTRA_FIELDS = {
     "edge": ExtraField(
@@ -346,6 +401,55 @@ def edge_portion(normal: np.ndarray, anomaly: np.ndarray) -> float:
     return changed / total if total > 0 else float("inf")
 
 
+def real_content(ctx: StrategyContext, source_index: int, other: int, augmentation: dict | None, region: np.ndarray,
+                 edit: str, anomaly_edge: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict | None]:
+    """The real-pixel renderer's content of an edit (:mod:`generator.models.real_pixels`): (the photo
+    with real pixels in the footprint (H, W, 3) uint8, the footprint (H, W) bool, how a removal was
+    filled or None). Replace: the other image under A in the whole region; merge: the other image
+    under A where it has an object (its regions > 0 under A) inside the region; remove: the photo's
+    own texture from elsewhere, matching the edited edges (:func:`texture_fill`)."""
+    photo = ctx.source_pixels(source_index)
+    if edit == "remove":
+        edges = source_maps(ctx, source_index)["edges"][EDGE_SCALE]
+        filled, offset = texture_fill(photo, region, edges, anomaly_edge)
+        how = {"offset": offset} if offset is not None else {"telea": True} if region.any() else None
+        return filled, region, how
+    pasted = augment_photo(ctx.source_pixels(other), augmentation)
+    footprint = region
+    if edit == "merge":
+        objects = (source_maps(ctx, other)["regions"] > 0).astype(np.uint8) * 255
+        footprint = region & (augment_edges(objects, augmentation) >= 128)
+    return np.where(footprint[..., None], pasted, photo), footprint, None
+
+
+def object_extent(regions: np.ndarray) -> float:
+    """The object's share of the image, for the repaint cap: the bounding box of the candidate
+    regions (labels > 0), i.e. the extent of what is inspected, parts and the gaps between them
+    included (0 when there is no candidate)."""
+    rows, cols = np.flatnonzero((regions > 0).any(1)), np.flatnonzero((regions > 0).any(0))
+    if rows.size == 0:
+        return 0.0
+    return float((rows[-1] + 1 - rows[0]) * (cols[-1] + 1 - cols[0]) / regions.size)
+
+
+def matching_part(regions: np.ndarray, part: np.ndarray) -> int | None:
+    """The label of the semantic region of ``regions`` (another image's map) that is the same part
+    as ``part`` (bool (H, W)): the candidate with the highest IoU, when that is at least
+    PART_MATCH_IOU; None when there is none."""
+    best, best_iou = None, PART_MATCH_IOU
+    for label in semantic_candidates(regions[part] if part.any() else regions[:0]):
+        theirs = semantic_region(regions, int(label))
+        overlap = float((theirs & part).sum() / (theirs | part).sum())
+        if overlap >= best_iou:
+            best, best_iou = int(label), overlap
+    return best
+
+
+def part_swap_region(regions: np.ndarray, their_regions: np.ndarray, params: dict) -> np.ndarray:
+    """The edit region of a whole-part swap from its params: the union of both parts."""
+    return semantic_region(regions, params["region"]) | semantic_region(their_regions, params["candidate_region"])
+
+
 # --------------------------------------------------------------------------------------------------
 # rendering helpers (device, batched)
 
@@ -376,9 +480,14 @@ class _LogicAL(Strategy):
 
     def draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
         options = ctx.options_of(self.name)
+        _check_part_swap_renderer(self.name, options, ctx)
         identity = bool(rng.random() < options["identity_fraction"])
         mode = self.region_modes[int(rng.integers(len(self.region_modes)))]
         edit = self.edits[int(rng.integers(len(self.edits)))]
+        # drawn only when the option is on, so builds without it keep their random streams
+        if not identity and mode == "semantic" and edit == "replace" and options["part_swap"] \
+                and rng.random() < options["part_swap"]:
+            return self._draw_part_swap(rng, ctx, source_index)
         return self._draw(rng, ctx, source_index, options, identity, mode, edit)
 
     def redraw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int, rejected: Recipe) -> Recipe:
@@ -389,7 +498,51 @@ class _LogicAL(Strategy):
         # edit could turn into an identity normal): the configured mix holds among the samples kept,
         # and a kind the generator cannot render shows in the fallback count instead.
         p = rejected.params
+        if p.get("part_swap"):
+            return self._draw_part_swap(rng, ctx, source_index)
         return self._draw(rng, ctx, source_index, ctx.options_of(self.name), p["edit"] == "identity", p["region_mode"], p["edit"])
+
+    def _draw_part_swap(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int) -> Recipe:
+        """A whole-part swap: one of the photo's semantic regions (a label, a fill, an icon) replaced,
+        in place, by the same part of another normal image (:func:`matching_part`), the one whose part
+        looks most different (mean colour) among up to PART_CANDIDATES others: another variant's part,
+        real pixels. The edit region is the union of both parts (:func:`part_swap_region`); the edges
+        inside it are the other image's."""
+        maps = source_maps(ctx, source_index)
+        normal = maps["edges"][EDGE_SCALE]
+        photo = ctx.source_pixels(source_index)
+        others = [i for i in range(len(ctx.sources)) if i != source_index]
+        others = [others[k] for k in rng.permutation(len(others))[:PART_CANDIDATES]]
+        best = None  # (colour distance, other image, this photo's label, the other's label, union region)
+        extent = object_extent(maps["regions"])
+        for part, label in candidate_regions(rng, maps, "semantic"):
+            if part.mean() > PART_MAX_OBJECT * extent:
+                continue
+            for other in others:
+                found = matching_part(source_maps(ctx, other)["regions"], part)
+                if found is None:
+                    continue
+                theirs = semantic_region(source_maps(ctx, other)["regions"], found)
+                if (part | theirs).mean() > PART_MAX_OBJECT * extent:
+                    continue
+                distance = float(np.abs(ctx.source_pixels(other)[theirs].mean(0) - photo[part].mean(0)).sum())
+                if best is None or distance > best[0]:
+                    best = (distance, other, label, found, part | theirs)
+            if best is not None:
+                break
+        params: dict[str, Any] = {"region_mode": "semantic", "edit": "replace", "part_swap": True}
+        if best is None:  # no part of this photo has a counterpart: render rejects it ("no edge changed")
+            region, anomaly, content = np.zeros(normal.shape, bool), normal, photo
+            params.update(region=None, candidate_source=None)
+        else:
+            distance, other, label, their_label, region = best
+            anomaly = edit_edges(normal, region, "replace", source_maps(ctx, other)["edges"][EDGE_SCALE])
+            content = np.where(region[..., None], ctx.source_pixels(other), photo)
+            params.update(region=int(label), candidate_source=ctx.sources[other].id, candidate_region=int(their_label),
+                          colour_distance=round(distance, 2))
+        params.update(edge_portion=edge_portion(normal, anomaly), edit_area=float(region.mean()), object_area=extent)
+        return Recipe(params, {"normal_edge": normal, "anomaly_edge": anomaly, "region": region, "content": content,
+                               "footprint": region})
 
     def _draw(self, rng: np.random.Generator, ctx: StrategyContext, source_index: int, options: dict[str, Any],
               identity: bool, mode: str, edit: str) -> Recipe:
@@ -401,12 +554,16 @@ class _LogicAL(Strategy):
             for region, description in candidate_regions(rng, maps, mode):
                 if region.any():
                     break
-            params.update(region=description, edge_portion=0.0, edit_area=float(region.mean()))
+            params.update(region=description, edge_portion=0.0, edit_area=float(region.mean()),
+                          object_area=object_extent(maps["regions"]))
             if options["tps"]:
                 params["tps"] = draw_tps(rng).tolist()
-            return Recipe(params, {"normal_edge": normal, "anomaly_edge": normal, "region": region})
+            arrays = {"normal_edge": normal, "anomaly_edge": normal, "region": region}
+            if isinstance(ctx.models.get("e2i"), RealPixelModel):  # the photo pasted into itself
+                arrays.update(content=ctx.source_pixels(source_index), footprint=region)
+            return Recipe(params, arrays)
         params = {"region_mode": mode, "edit": edit}
-        candidate = None
+        candidate, other = None, source_index
         if edit != "remove":
             others = [i for i in range(len(ctx.sources)) if i != source_index] or [source_index]
             other = others[int(rng.integers(len(others)))]
@@ -425,17 +582,32 @@ class _LogicAL(Strategy):
         params["region"] = description
         params["edge_portion"] = portion
         params["edit_area"] = float(region.mean())
+        params["object_area"] = object_extent(maps["regions"])
         if options["tps"]:
             params["tps"] = draw_tps(rng).tolist()
-        return Recipe(params, {"normal_edge": normal, "anomaly_edge": anomaly, "region": region})
+        arrays = {"normal_edge": normal, "anomaly_edge": anomaly, "region": region}
+        if isinstance(ctx.models.get("e2i"), RealPixelModel):
+            arrays["content"], arrays["footprint"], fill = real_content(ctx, source_index, other, params.get("augmentation"),
+                                                                        region, edit, anomaly)
+            if fill is not None:
+                params["fill"] = fill
+        return Recipe(params, arrays)
 
     def read_options(self, ctx: StrategyContext) -> dict[str, Any]:
         tps = ctx.option(self.name, "tps", False)
         if not isinstance(tps, bool):
             raise SynthgenError(f"option {self.name}.tps: must be true or false, got {tps!r}")
-        return {"tps": tps, "ssim_threshold": number_option(ctx, self.name, "ssim_threshold", SSIM_THRESHOLD, 0.0, 1.0),
-                "identity_fraction": number_option(ctx, self.name, "identity_fraction", IDENTITY_FRACTION, 0.0, 1.0),
-                "visible_ratio": number_option(ctx, self.name, "visible_ratio", VISIBLE_RATIO, 0.0, 100.0)}
+        options = {"tps": tps, "ssim_threshold": number_option(ctx, self.name, "ssim_threshold", SSIM_THRESHOLD, 0.0, 1.0),
+                   "identity_fraction": number_option(ctx, self.name, "identity_fraction", IDENTITY_FRACTION, 0.0, 1.0),
+                   "visible_ratio": number_option(ctx, self.name, "visible_ratio", VISIBLE_RATIO, 0.0, 100.0),
+                   "max_repaint_image": number_option(ctx, self.name, "max_repaint_image", MAX_REPAINT_IMAGE, 0.0, 1.0),
+                   "max_repaint_object": number_option(ctx, self.name, "max_repaint_object", MAX_REPAINT_OBJECT, 0.0, 100.0),
+                   "part_swap": number_option(ctx, self.name, "part_swap", 0.0, 0.0, 1.0)}
+        if options["part_swap"] and not ("semantic" in self.region_modes and "replace" in self.edits):
+            raise SynthgenError(f"option {self.name}.part_swap: whole-part swaps are semantic replaces; "
+                                f"{self.name} draws no semantic replace")
+        _check_part_swap_renderer(self.name, options, ctx)
+        return options
 
     def identity_share(self, options: Mapping[str, Any]) -> float:
         return options["identity_fraction"]
@@ -446,26 +618,47 @@ class _LogicAL(Strategy):
         normal_edge = _stack(recipes, "normal_edge", device)[:, None].float() / 255
         anomaly_edge = _stack(recipes, "anomaly_edge", device)[:, None].float() / 255
         regions = _stack(recipes, "region", device).float()
+        real = isinstance(model, RealPixelModel)
+        if real:  # the real pixels composed by draw (real_content), and where they differ from the photo
+            content = _stack(recipes, "content", device).permute(0, 3, 1, 2).float() / 255
+            footprints = _stack(recipes, "footprint", device).float()
         normals = None
         if "tps" in recipes[0].params:  # one option per build: all recipes agree
             shifts = np.array([r.params["tps"] for r in recipes])
-            warped = apply_tps(torch.cat([normal_edge, anomaly_edge, regions[:, None], images], 1), shifts)
+            stack = [normal_edge, anomaly_edge, regions[:, None], images] + ([content, footprints[:, None]] if real else [])
+            warped = apply_tps(torch.cat(stack, 1), shifts)
             normal_edge, anomaly_edge, regions = warped[:, :1], warped[:, 1:2], (warped[:, 2] >= 0.5).float()
-            normals = images = warped[:, 3:].clamp(0, 1)
+            normals = images = warped[:, 3:6].clamp(0, 1)
+            if real:
+                content, footprints = warped[:, 6:9].clamp(0, 1), (warped[:, 9] >= 0.5).float()
 
         identity = torch.tensor([r.params["edit"] == "identity" for r in recipes], device=device)
         portions = torch.tensor([r.params["edge_portion"] for r in recipes], device=device)
+        # whole-part swaps paste real pixels: the caps that keep the generator's repaint small exempt them
+        part_swaps = torch.tensor([bool(r.params.get("part_swap")) for r in recipes], device=device)
         options = ctx.options_of(self.name)
         threshold = options["ssim_threshold"]
-        if not model.repaints_whole_image:  # the inpaint renderer: the real photo outside the region
-            # The sample is the real photo with the dilated region re-rendered; ground truth: where it
-            # differs from the real photo (SSIM below the threshold) on the edit region and its
-            # anti-aliased border (module docstring: why not the whole hole). For the visibility test
-            # the edits' regions are also re-rendered from their unedited edges, in the same pass (an
-            # identity sample is its own unedited re-render: it has nothing to test).
+        if not model.repaints_whole_image:  # inpaint and real: the real photo outside the edit
+            # The sample is the real photo with the dilated region re-rendered (inpaint), or with the
+            # real pixels of the edit pasted and a band around their outline re-rendered (real);
+            # ground truth: where it differs from the real photo (SSIM below the threshold) on the
+            # edit region and its anti-aliased border (module docstring: why not the whole hole). For
+            # the visibility test the edits are also rendered unedited (the photo's own pixels and
+            # edges), in the same pass (an identity sample is its own unedited re-render: it has
+            # nothing to test).
             edits = torch.nonzero(~identity).flatten()
-            both, _ = inpaint_tensor(model, torch.cat([images, images[edits]]), torch.cat([anomaly_edge, normal_edge[edits]]),
-                                     torch.cat([regions, regions[edits]]))
+            edges = torch.cat([anomaly_edge, normal_edge[edits]])
+            if real:
+                both, holes = render_seam_band(model, torch.cat([content, images[edits]]), edges, torch.cat([footprints, footprints[edits]]))
+            else:
+                both, holes = inpaint_tensor(model, torch.cat([images, images[edits]]), edges, torch.cat([regions, regions[edits]]))
+            # what the network repainted, as a share of the image and of the object (no object check
+            # where the source has no candidate regions)
+            repaint = holes[: len(recipes)].to(device).flatten(1).mean(1)
+            objects = torch.tensor([r.params["object_area"] for r in recipes], device=device)
+            area_checks = [("network repaints too much of the image", part_swaps | (repaint <= options["max_repaint_image"])),
+                           ("network repaints too much of the object",
+                            part_swaps | (objects == 0) | (repaint <= options["max_repaint_object"] * objects))]
             anomalies, rerendered = both[: len(recipes)].to(device), both[len(recipes):].to(device)
             allowed = dilate(regions, MASK_MARGIN)
             masks, _ = ssim_masks(images, anomalies, threshold)
@@ -480,7 +673,7 @@ class _LogicAL(Strategy):
                 changed_area[edits], noise_area[edits] = changed.flatten(1).sum(1), noise.flatten(1).sum(1)
             reach_area = reach.flatten(1).sum(1).clamp(min=1)
             notes_extra = {"edit_change": (changed_area / reach_area).cpu().tolist(),
-                           "rerender_change": (noise_area / reach_area).cpu().tolist()}
+                           "rerender_change": (noise_area / reach_area).cpu().tolist(), "repaint_area": repaint.cpu().tolist()}
             # an edit must show more than re-rendering alone
             renderer_checks = [("edit shows nothing", changed_area > 0),
                                ("edit shows less than re-rendering alone", changed_area >= options["visible_ratio"] * noise_area)]
@@ -493,28 +686,43 @@ class _LogicAL(Strategy):
             notes_extra = {"normal_ssim": normal_ssim.cpu().tolist()}
             # the full renderer may change the whole image: reject global collapse
             renderer_checks = [("image changed outside the edit (collapse)", normal_ssim >= MIN_NORMAL_SSIM)]
+            area_checks = []  # the full renderer repaints the whole image by design
         masks = masks * ~identity[:, None, None]  # identity samples are normals: empty mask, label 0
         area = masks.flatten(1).mean(1)
         # acceptance: (the reason a sample is rejected for, whether each sample passes), in the order
         # they are tested; a rejected sample's note names the first check it failed
+        # The repaint caps come first and hold for identity samples too (they are redrawn like edits):
+        # the normals' repaints must look like the edits'.
         checks: list[tuple[str, torch.Tensor]] = [
-            ("no edge changed", portions > 0), ("edit changes over half of the edges", portions <= MAX_EDGE_PORTION),
+            *area_checks,
+            ("no edge changed", portions > 0),
+            ("edit changes over half of the edges", part_swaps | (portions <= MAX_EDGE_PORTION)),
             (EMPTY_MASK, area > 0), ("mask over half of the image", area <= MAX_MASK_FRACTION), *renderer_checks]
+        area_ok = torch.stack([passed for _, passed in area_checks]).all(0) if area_checks else torch.ones_like(identity)
         accepted = torch.stack([passed for _, passed in checks]).all(0)
-        notes = [{"mask_area": a} for a in area.cpu().tolist()]
+        renderer = model.renderer_name
+        notes = [{"mask_area": a, "renderer": renderer} for a in area.cpu().tolist()]
         for name, values in notes_extra.items():
             for note, value in zip(notes, values):
                 note[name] = value
-        for k in torch.nonzero(~(accepted | identity)).flatten().tolist():
+        accepted = (accepted | identity) & area_ok
+        for k in torch.nonzero(~accepted).flatten().tolist():
             notes[k][REJECTED_BECAUSE] = next(reason for reason, passed in checks if not passed[k])
         return Rendered(
             images=anomalies,
             masks=masks,
             normals=normals,
             extras={"edge": normal_edge, "jnd": jnd_map(images)[:, None]},
-            accepted=accepted | identity,
+            accepted=accepted,
             notes=notes,
         )
+
+
+def _check_part_swap_renderer(name: str, options: Mapping[str, Any], ctx: StrategyContext) -> None:
+    """Whole-part swaps paste real pixels: with another renderer loaded they are a one-line error. (The
+    plan parses options before any model is loaded; draw checks again, with the build's model.)"""
+    if options["part_swap"] and ctx.models and not isinstance(ctx.models.get("e2i"), RealPixelModel):
+        raise SynthgenError(f"option {name}.part_swap: whole-part swaps paste real pixels; use --renderer real")
 
 
 def _summary(edit: str, mode: str) -> str:

@@ -26,6 +26,7 @@ from ..config import BuildConfig, digest
 from ..errors import SynthgenError
 from ..records import read_own_record
 from ..imageio import sha256_file
+from ..models.renderers import get_renderer
 from ..paths import cache_root
 from .inpaint import GENERATOR_FILE, NETWORKS, InpaintTrainConfig, train_inpainter
 
@@ -47,7 +48,6 @@ def training_preset(config: BuildConfig) -> InpaintTrainConfig | None:
 def needs_generator(config: BuildConfig) -> bool:
     """Whether the build's strategies render with a generator and none was given for a renderer whose
     generator a build trains itself (the inpaint renderer)."""
-    from ..models.renderers import get_renderer
     from ..plan import resolve_build_strategies, strategies_needing
 
     if config.e2i is not None or not get_renderer(config.renderer).trains_automatically:
@@ -73,7 +73,8 @@ def cached_generator(config: BuildConfig, *, progress: bool = True) -> Path:
     train_config = NETWORKS[network]
     data = {"dataset": config.dataset, "category": config.category, "split": config.split,
             "sources": list(sources.sha256), "maps": maps_record}
-    key = digest({"renderer": config.renderer, "network": network, "train": train_config.to_dict(), "data": data,
+    # keyed by the generator, not the renderer: real and inpaint run the same files and share one
+    key = digest({"renderer": get_renderer(config.renderer).generator, "network": network, "train": train_config.to_dict(), "data": data,
                   "image_size": list(config.image_size), "seed": config.generator_seed})
     folder = cache_root() / "generators" / key
     path = folder / GENERATOR_FILE
