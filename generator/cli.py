@@ -265,7 +265,8 @@ def verify(build_dir):
 @cli.command()
 @click.argument("build_dir", type=click.Path(path_type=Path))
 @click.option("--sheet", type=click.Path(path_type=Path), help="Contact sheet PNG. Default: BUILD_DIR/contact_sheet.png.")
-@click.option("--per-strategy", default=4, show_default=True, help="Samples per strategy on the sheet.")
+@click.option("--per-strategy", default="4", show_default=True,
+              help="Anomalous samples per strategy on the sheet (evenly spread over the build), or 'all'.")
 @click.option("--maps", "maps_sheet", is_flag=True,
               help="Also write BUILD_DIR/maps_sheet.png: source | 4 edge scales | fused edges | regions.")
 def inspect(build_dir, sheet, per_strategy, maps_sheet):
@@ -274,6 +275,12 @@ def inspect(build_dir, sheet, per_strategy, maps_sheet):
     from .shards.untrusted import check_output_file
 
     sheet = check_output_file(sheet or Path(build_dir) / "contact_sheet.png", "--sheet", ".png")  # before any output
+    if per_strategy == "all":
+        per_strategy = None
+    elif not per_strategy.isdigit() or int(per_strategy) < 1:
+        raise SynthgenError(f"--per-strategy: expected a number of samples (1 or more) or 'all', got {per_strategy!r}")
+    else:
+        per_strategy = int(per_strategy)
     click.echo(summary_table(build_dir))
     path = write_contact_sheet(build_dir, sheet, per_strategy=per_strategy)
     click.echo(f"contact sheet: {path}")

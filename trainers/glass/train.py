@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from synthgen.generator.errors import SynthgenError
 
 from ..backbones import Backbone
-from ..epoch_log import EpochLog, finish_plain_run, read_epoch_checkpoint
+from ..epoch_log import EpochLog, epoch_plan, finish_plain_run, read_epoch_checkpoint
 from ..lightning_utils import LOG_DIR, resolve_device, start_run
 from ..pbas.features import EMBED_DIM, LAYERS, PATCH_SIZE
 from ..pbas.model import order_for_epoch
@@ -103,6 +103,7 @@ def train(
     hidden: int = DISCRIMINATOR_HIDDEN,
     image_size: tuple[int, int] = (IMAGE_SIZE, IMAGE_SIZE),
     epochs: int = EPOCHS,
+    steps: int | None = None,
     batch_size: int = BATCH_SIZE,
     limit: int = LIMIT,
     lr: float = LR,
@@ -113,9 +114,12 @@ def train(
     resume: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Train one GLASS model on the build ``shards`` into the run folder ``out`` (or continue it)."""
+    """Train one GLASS model on the build ``shards`` into the run folder ``out`` (or continue it).
+
+    ``steps``: the budget in optimizer steps (replaces ``epochs``; the last epoch is cut short)."""
     out = Path(out)
     _check_options(epochs, batch_size, lr, limit, ascent_steps, distribution)
+    epoch_plan(1, epochs, steps)  # a bad --steps is an error before any work
     data_provenance = build_provenance(shards)  # a one-line error for a missing or unfinished build, before any work
     device = resolve_device(device)
     net = Backbone(backbone, list(layers), weights=weights, weights_dir=weights_dir, device=device)
@@ -126,7 +130,7 @@ def train(
     )
     model = GLASSModel.initialised(config, net, seed).to(device)
     training = {
-        "epochs": epochs, "batch_size": batch_size, "limit": limit, "lr": lr, "discriminator_lr": lr * DISCRIMINATOR_LR_FACTOR,
+        "epochs": None if steps is not None else epochs, "steps": steps, "batch_size": batch_size, "limit": limit, "lr": lr, "discriminator_lr": lr * DISCRIMINATOR_LR_FACTOR,
         "adaptor_weight_decay": ADAPTOR_WEIGHT_DECAY, "noise_std": NOISE_STD, "ascent_steps": ascent_steps,
         "radius_quantile": RADIUS_QUANTILE, "hard_mining_quantile": HARD_MINING_QUANTILE, "distribution": distribution,
         "seed": seed, "device": device,
@@ -138,12 +142,14 @@ def train(
     started = time.perf_counter()
     data = shard_features(shards, model.extractor, extractor_params(config), config.image_size, batch_size=batch_size, device=device, progress=progress)
     epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, LOG_FIELDS, run_dir=out, checkpoint=checkpoint, progress=progress)
-    _fit(model, data, training, seed, epoch_log, checkpoint)
-    finish_plain_run(out, save_model(out, model), epochs, started, {"feature_grid": list(data.grid), "features": data.counts})
+    plan = epoch_plan(steps_per_epoch(len(data.anomalous), batch_size, limit), epochs, steps)
+    _fit(model, data, training, seed, epoch_log, checkpoint, plan)
+    finish_plain_run(out, save_model(out, model), len(plan), started, {"feature_grid": list(data.grid), "features": data.counts}, plan)
     return out
 
 
-def _fit(model: GLASSModel, data: ShardFeatures, training: dict, seed: int, epoch_log: EpochLog, checkpoint: dict | None) -> None:
+def _fit(model: GLASSModel, data: ShardFeatures, training: dict, seed: int, epoch_log: EpochLog, checkpoint: dict | None,
+         plan: list[int]) -> None:
     device = next(model.adaptor.parameters()).device
     adaptor_opt = torch.optim.Adam(model.adaptor.parameters(), lr=training["lr"], weight_decay=training["adaptor_weight_decay"])
     discriminator_opt = torch.optim.AdamW(model.discriminator.parameters(), lr=training["discriminator_lr"])
@@ -155,8 +161,8 @@ def _fit(model: GLASSModel, data: ShardFeatures, training: dict, seed: int, epoc
         discriminator_opt.load_state_dict(checkpoint["discriminator_opt"])
         noise.set_state(checkpoint["noise"])
     batch_size, distribution = training["batch_size"], training["distribution"]
-    steps = steps_per_epoch(len(data.anomalous), batch_size, training["limit"])
-    for epoch in range(epoch_log.next_epoch, training["epochs"]):
+    for epoch in range(epoch_log.next_epoch, len(plan)):
+        steps = plan[epoch]
         centers = feature_centers(model.adaptor, data.normals)
         model.adaptor.train()
         model.discriminator.train()

@@ -39,7 +39,7 @@ from synthgen.generator.errors import SynthgenError
 from synthgen.generator.safe_load import load_state_dict_checked
 
 from ..backbones import Backbone
-from ..epoch_log import EpochLog, finish_plain_run, read_epoch_checkpoint
+from ..epoch_log import EpochLog, epoch_plan, finish_plain_run, read_epoch_checkpoint
 from ..lightning_utils import LOG_DIR, resolve_device, start_run
 from ..shard_features import ShardFeatures, build_provenance, extractor_params, shard_features
 from .features import EMBED_DIM, LAYERS, PATCH_SIZE, NormalImages, PatchFeatureExtractor, load_normal_images
@@ -119,6 +119,7 @@ def train(
     embed_dim: int = EMBED_DIM,
     image_size: tuple[int, int] = (256, 256),
     epochs: int = EPOCHS,
+    steps: int | None = None,
     batch_size: int = BATCH_SIZE,
     lr: float = LR,
     alpha: float = ALPHA,
@@ -130,9 +131,12 @@ def train(
     resume: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Train one PBAS model into the run folder ``out`` (or continue it: ``resume``); returns it."""
+    """Train one PBAS model into the run folder ``out`` (or continue it: ``resume``); returns it.
+
+    ``steps``: the budget in optimizer steps (replaces ``epochs``; the last epoch is cut short)."""
     out = Path(out)
     _check_options(epochs, batch_size, lr, alpha, center, synthesis, components)
+    epoch_plan(1, epochs, steps)  # a bad --steps is an error before any work
     device = resolve_device(device)
     normals = load_normal_images(image_size, dataset=dataset, root=root, category=category, shards=shards)
     net = Backbone(backbone, list(layers), weights=weights, weights_dir=weights_dir, device=device)
@@ -148,7 +152,7 @@ def train(
     )
     model = PBASModel.initialised(config, net, seed).to(device)
     training = {
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "discriminator_lr": lr * DISCRIMINATOR_LR_FACTOR,
+        "epochs": None if steps is not None else epochs, "steps": steps, "batch_size": batch_size, "lr": lr, "discriminator_lr": lr * DISCRIMINATOR_LR_FACTOR,
         "gamma": GAMMA, "delta": DELTA, "alpha": alpha, "center": center, "synthesis": synthesis,
         "noise_std": NOISE_STD if synthesis == "noise" else None, "seed": seed, "device": device,
     }
@@ -179,13 +183,14 @@ def train(
         extras["anomaly_features"] = anomalies.counts
     fields = LOG_FIELDS + (SHARD_LOG_FIELDS if anomalies is not None else ())
     epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, fields, run_dir=out, checkpoint=checkpoint, progress=progress)
-    _fit(model, features, training, seed, epoch_log, checkpoint, anomalies)
-    finish_plain_run(out, save_model(out, model), epochs, started, extras)
+    plan = epoch_plan(-(-len(features) // batch_size), epochs, steps)
+    _fit(model, features, training, seed, epoch_log, checkpoint, anomalies, plan)
+    finish_plain_run(out, save_model(out, model), len(plan), started, extras, plan)
     return out
 
 
 def _fit(model: PBASModel, features: torch.Tensor, training: dict, seed: int, epoch_log: EpochLog, checkpoint: dict | None = None,
-         anomalies: ShardFeatures | None = None) -> None:
+         anomalies: ShardFeatures | None = None, plan: list[int] | None = None) -> None:
     """The epochs of joint ABL + AFS + RBO training (or ABL alone), from ``checkpoint`` when resuming;
     ``epoch_log`` takes one row and a checkpoint per epoch; ``anomalies``: a build's anomalous samples
     the discriminator also learns from (their masks on the feature grid as targets)."""
@@ -201,7 +206,8 @@ def _fit(model: PBASModel, features: torch.Tensor, training: dict, seed: int, ep
         discriminator_opt.load_state_dict(checkpoint["discriminator_opt"])
         noise.set_state(checkpoint["noise"])
     batch_size = training["batch_size"]
-    for epoch in range(epoch_log.next_epoch, training["epochs"]):
+    plan = plan if plan is not None else epoch_plan(-(-len(features) // batch_size), training["epochs"], None)
+    for epoch in range(epoch_log.next_epoch, len(plan)):
         model.projector.train()
         model.discriminator.train()
         order = order_for_epoch(len(features), seed, epoch)
@@ -210,7 +216,7 @@ def _fit(model: PBASModel, features: torch.Tensor, training: dict, seed: int, ep
         if anomalies is not None:  # enough of the anomalous samples' order for every step, cycled
             shard_order = np.random.default_rng([seed, _SHARD_ORDER_STREAM, epoch]).permutation(len(anomalies.anomalous))
             shard_order = np.resize(shard_order, -(-len(order) // batch_size) * batch_size)
-        for start in range(0, len(order), batch_size):
+        for start in range(0, plan[epoch] * batch_size, batch_size):
             rows = features[order[start:start + batch_size]].flatten(0, 1).to(device)
             u = model.projector(rows)
             terms = center_terms(u, model.centers)
