@@ -107,8 +107,10 @@ def cli() -> None:
 @click.option("--root", type=click.Path(path_type=Path),
               help="Dataset root (the folder holding CATEGORY/). Default: $SYNTHGEN_DATA/DATASET, else ./datasets/DATASET.")
 @click.option("--category", help="Category to read, e.g. juice_bottle. Default: every category (demo: parts_box).")
-@click.option("--strategy", "strategies", multiple=True, required=True,
+@click.option("--strategy", "strategies", multiple=True,
               help="Strategy name(s), repeatable or comma-separated; 'caf' = the framework's per-class selection.")
+@click.option("--recipe", help="Build a versioned recipe (see `synthgen recipes`): NAME-vN, NAME (latest) or a file; "
+                               "every category of it (or --category) into OUT/CATEGORY.")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Output folder. Default: out/DATASET-CATEGORY; without --category OUT/CATEGORY (OUT: out/DATASET).")
 @click.option("--num-samples", type=int, help="Samples to make. Default: one per (source image, strategy).")
@@ -138,7 +140,8 @@ def cli() -> None:
 @click.option("--dry-run", is_flag=True, help="Print the predicted time and disk size of this build; write nothing.")
 @click.option("--cost-table", type=click.Path(path_type=Path),
               help="Per-stage costs for --dry-run (benchmarks/bench_cost_model.py). Default: the shipped table.")
-def build(dataset, root, category, strategies, out, num_samples, image_size, seed, textures, settings, caf_table,
+@click.pass_context
+def build(ctx, dataset, root, category, strategies, recipe, out, num_samples, image_size, seed, textures, settings, caf_table,
           samples_per_shard, batch_size, device, workers, num_shards, shard_index, compress_images, quiet,
           executor, ray_address, merge_only, edge_model, regions, sam_model, sam_checkpoint, weights_dir, renderer,
           e2i, dry_run, cost_table):
@@ -150,6 +153,15 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
     """
     from .config import BuildConfig, parse_image_size, parse_option
     from .pipeline import build as run_build
+
+    if recipe:
+        _build_recipe(ctx, recipe, root=root, category=category, out=out, textures=textures, device=device,
+                      weights_dir=weights_dir, sam_checkpoint=sam_checkpoint, quiet=quiet, workers=workers,
+                      num_shards=num_shards, shard_index=shard_index, executor=_make_executor(executor, ray_address),
+                      merge_only=merge_only)
+        return
+    if not strategies:
+        raise SynthgenError("--strategy: give at least one strategy (or --recipe NAME)")
 
     if root is None and dataset != "demo":
         from .datasets import locate_root
@@ -217,23 +229,65 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
         click.echo("manifest not written yet: other job-array slices still have shards to build")
 
 
+#: The build options a recipe fixes: given with --recipe they are an error, not silently ignored.
+_RECIPE_FIXES = ("dataset", "strategies", "num_samples", "image_size", "seed", "settings", "caf_table",
+                 "samples_per_shard", "batch_size", "compress_images", "edge_model", "regions", "sam_model",
+                 "renderer", "e2i")
+_NOT_WITH_RECIPE = ("dry_run", "cost_table")
+
+
+def _build_recipe(ctx, name: str, *, root, category, out, textures, device, weights_dir, sam_checkpoint, quiet,
+                  **build_options) -> None:
+    """``synthgen build --recipe NAME``: every category of the recipe (or ``category``) into OUT/<category>."""
+    from .recipes import find_recipe
+
+    given = [p for p in _RECIPE_FIXES + _NOT_WITH_RECIPE if ctx.get_parameter_source(p) != click.core.ParameterSource.DEFAULT]
+    if given and given[0] in _NOT_WITH_RECIPE:
+        raise SynthgenError(f"--{given[0].replace('_', '-')}: not available with --recipe")
+    if given:
+        option = "--" + {"settings": "set", "strategies": "strategy"}.get(given[0], given[0]).replace("_", "-")
+        raise SynthgenError(f"{option}: the recipe fixes it; leave it out with --recipe (or build from options)")
+    chosen = find_recipe(name)
+    if root is None and chosen.dataset != "demo":
+        from .datasets import locate_root
+
+        root = locate_root(chosen.dataset)
+    texture_root = str(Path(textures)) if textures else None
+    configs = [chosen.config(c, root=str(root) if root else None, texture_root=texture_root, device=_resolve_device(device),
+                             weights_dir=str(weights_dir) if weights_dir else None,
+                             sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None)
+               for c in ([category] if category else chosen.categories)]  # every category checked before any work
+    out = out or Path("out") / chosen.full_name
+    click.echo(f"recipe {chosen.full_name} (sha256 {chosen.sha256[:12]}...): {len(configs)} category(ies) of {chosen.dataset}",
+               err=True)
+    _build_categories(configs, out, quiet, progress=not quiet, **build_options)
+
+
 def _build_every_category(config, out: Path, quiet: bool, **build_options) -> None:
     """Build each category present in the dataset root into ``out/<category>`` (each resumable on
     its own), one summary line per category; a failing category is named and does not stop the rest."""
     from dataclasses import replace
 
     from .datasets import dataset_categories
+
+    configs = [replace(config, category=category) for category in dataset_categories(config.dataset, config.root)]
+    _build_categories(configs, out, quiet, **build_options)
+
+
+def _build_categories(configs: list, out: Path, quiet: bool, **build_options) -> None:
+    """Build each config (one per category) into ``out/<category>``; see :func:`_build_every_category`."""
     from .pipeline import build as run_build
 
-    categories = dataset_categories(config.dataset, config.root)
+    categories = [c.category for c in configs]
     failed = []
-    for i, category in enumerate(categories, start=1):
+    for i, config in enumerate(configs, start=1):
+        category = config.category
         if not quiet:
             click.echo(f"[{i}/{len(categories)}] {config.dataset}/{category} from {config.root}", err=True)
         try:
             from .training.auto import with_generator
 
-            category_config = with_generator(replace(config, category=category), progress=build_options["progress"])
+            category_config = with_generator(config, progress=build_options["progress"])
             report = run_build(category_config, out / category, **build_options)
         except SynthgenError as e:
             click.echo(f"synthgen: error: {category}: {e}", err=True)
@@ -464,6 +518,17 @@ def strategies():
     for name in strategy_names():
         click.echo(f"{name:<20} {get_strategy(name).summary}")
     click.echo(f"{'caf':<20} the augmentation framework's per-class selection of the above")
+
+
+@cli.command()
+def recipes():
+    """List the shipped recipes (versioned build definitions of benchmark datasets)."""
+    from .recipes import shipped_recipes
+
+    for r in shipped_recipes():
+        b = r.data["build"]
+        click.echo(f"{r.full_name:<20} {r.dataset}: {len(r.categories)} categor{'y' if len(r.categories) == 1 else 'ies'}, "
+                   f"{','.join(b['strategies'])}, {b['num_samples']} samples each, seed {b['seed']}  sha256 {r.sha256[:12]}")
 
 
 @cli.command()

@@ -52,6 +52,9 @@ class BuildConfig:
     weights_dir: str | None = None  # else $SYNTHGEN_WEIGHTS
     e2i: str | None = None  # generator file of the LogicAL renderer, when a strategy needs "models"
     renderer: str = "inpaint"  # inpaint (edge-guided inpainting of the edit region) | full (pix2pixHD, whole image)
+    # The recipe this build follows ({name, version, sha256}, generator/recipes.py), None for a build
+    # from options; part of the identity, so a recipe build is recognisable by its config hash.
+    recipe: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.strategies = tuple(self.strategies)
@@ -104,6 +107,8 @@ class BuildConfig:
         d = self.to_dict()
         for name in SCHEDULING_FIELDS:
             d.pop(name)
+        if d["recipe"] is None:  # a build from options keeps the identity it had before recipes existed
+            d.pop("recipe")
         return d
 
 
