@@ -96,7 +96,30 @@ def _warn_fallbacks(out_dir: Path, max_attempts: int) -> None:
                    f"and stored as normals (label 0){why}; see the manifest's totals", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+#: Entry point group of commands that live outside generator/ (pyproject.toml), e.g. `bench` in
+#: synthgen.trainers: generator/ never imports trainers/, so they are found by name and loaded on use.
+COMMAND_GROUP = "synthgen.commands"
+
+
+class _Commands(click.Group):
+    """synthgen's own commands plus those registered in :data:`COMMAND_GROUP`, loaded only when called."""
+
+    def _registered(self) -> dict:
+        from importlib.metadata import entry_points
+
+        return {ep.name: ep for ep in entry_points(group=COMMAND_GROUP)}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self._registered()))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None and name in self._registered():
+            command = self._registered()[name].load()
+        return command
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="synthgen")
 def cli() -> None:
     """Offline synthetic-anomaly datasets: sharded HDF5 with manifests."""
