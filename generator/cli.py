@@ -521,13 +521,15 @@ def export(build_dir, fmt, to, source_root, overwrite, quiet):
               help="Where the source dataset is now, if it moved since the build (its licence files are read there).")
 @click.option("--rows-per-file", type=click.IntRange(min=1), help="Samples per Parquet file. Default: 2000.")
 @click.option("--push-to-hub", "repo", help="Also upload the folder to this Hugging Face dataset repo (needs network).")
+@click.option("--bench", "bench_dir", type=click.Path(path_type=Path),
+              help="A `synthgen bench` folder of this build: its table goes into the card and croissant.json.")
 @click.option("--quiet", is_flag=True)
-def publish(build_dir, to, license_id, with_normals, source_root, rows_per_file, repo, quiet):
+def publish(build_dir, to, license_id, with_normals, source_root, rows_per_file, repo, bench_dir, quiet):
     """Write a build as a dataset-hub folder: Parquet + dataset card + croissant.json + checksums."""
     from .publish import publish_build, push_to_hub
 
     path = publish_build(build_dir, to, license=license_id, with_normals=with_normals, source_root=source_root,
-                         rows_per_file=rows_per_file, hub_repo=repo, progress=not quiet)
+                         rows_per_file=rows_per_file, hub_repo=repo, bench=bench_dir, progress=not quiet)
     click.echo(f"published to {path} (check it with: synthgen verify {path})")
     if repo:
         click.echo(f"uploaded to {push_to_hub(path, repo)}")

@@ -72,6 +72,16 @@ def test_demo_recipe_builds_byte_identically_twice(tmp_path, capsys):
     assert manifest["totals"]["samples"] == 96
     other = json.loads((tmp_path / "b" / "parts_box" / "manifest.json").read_text())
     assert other["config_hash"] == manifest["config_hash"]
+    # the card's rebuild command names the recipe; run as it stands it makes the same build again
+    import shlex
+
+    from synthgen.generator.publish.card import rebuild_command
+
+    command = rebuild_command(manifest, out=str(tmp_path / "again"))
+    assert "--recipe demo-v1 --category parts_box" in command and "--strategy" not in command
+    code, _, err = _run(shlex.split(command)[1:] + ["--quiet"], capsys)
+    assert code == 0, err
+    assert _shard_hashes(tmp_path / "again" / "parts_box") == first
 
 
 def test_recipes_command_lists_every_shipped_recipe(capsys):
