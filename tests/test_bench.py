@@ -87,6 +87,17 @@ def test_a_finished_bench_is_not_repeated(glass_bench, demo_build, capsys):
     assert all(r["seconds_this_session"] is None for r in record["runs"])
 
 
+def test_more_seeds_extend_a_finished_bench(glass_bench, demo_build, capsys):
+    """bench.json holds the seeds done; a larger --seeds trains only the new seed's runs."""
+    before = {p: p.stat().st_mtime_ns for p in glass_bench.glob("runs/*/model.pt")}
+    code, _, err = _bench(demo_build, glass_bench, capsys, "--seeds", "3")
+    assert code == 0, err
+    record = json.loads((glass_bench / "bench.json").read_text())
+    assert record["seeds"] == [0, 1, 2] and record["summary"]["with-build"]["pixel_auroc"]["n"] == 3
+    assert [r["seconds_this_session"] is None for r in record["runs"]] == [True] * 4 + [False] * 2
+    assert {p: p.stat().st_mtime_ns for p in glass_bench.glob("runs/*/model.pt") if p in before} == before
+
+
 def test_pbas_bench_compares_with_the_plain_paper_method(demo_build, tmp_path, capsys):
     code, out, err = _bench(demo_build, tmp_path / "pbas", capsys, "--method", "pbas", "--seeds", "1")
     assert code == 0, err

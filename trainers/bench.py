@@ -23,6 +23,8 @@ Output folder::
     DIR/own-synthesis/                 GLASS only: the baseline's local synthesis (a synthgen build)
     DIR/bench.json, bench.md, bench.png
 
+bench.json, bench.md and bench.png are rewritten after every seed, over the seeds done so far, so an
+interrupted bench still has its table; running it again with a larger ``--seeds`` adds seeds.
 Resumable: a run whose run.json says ``complete`` and whose report exists is not repeated; a run
 interrupted after its first epoch continues from its checkpoint (the result equals an uninterrupted
 run's); the options of a finished bench (method, budget, seeds ...) are checked against bench.json.
@@ -224,28 +226,37 @@ def bench(
             if progress:
                 print(f"bench: {arm} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in runs[-1]["metrics"].items() if v is not None), flush=True)
 
+        record = _record(build, manifest, settings, seeds, seed + 1, report["test_set"], device, runs)
+        _write_outputs(out, record)  # after every seed: an interrupted bench keeps a table of the seeds done
+    return record
+
+
+def _record(build: Path, manifest: dict, settings: dict, planned: int, done: int, test_set: dict, device: str,
+            runs: list[dict]) -> dict[str, Any]:
+    """bench.json: what was compared, how, on what, and mean / sd per arm and metric over the seeds done."""
     keys = [k for k, _ in METRICS] + ([k for k, _ in LOCO_METRICS] if "au_spro" in runs[0]["metrics"] else [])
     summary = {arm: {k: _summary([r["metrics"].get(k) for r in runs if r["arm"] == arm]) for k in keys} for arm in ARMS}
-    test_set = report["test_set"]
-    record = {
+    return {
         "build": {"path": str(build.resolve()), "manifest_sha256": sha256_file(build / "manifest.json"),
                   "config_hash": manifest["config_hash"], "strategies": manifest["strategies"],
                   "recipe": manifest["config"].get("recipe"), "samples": manifest["totals"]["samples"]},
         "settings": settings,
-        "seeds": list(range(seeds)),
-        "test_split": {"dataset": dataset, "category": category, "counts": test_set["counts"],
-                       "normals_from": test_set["normals_from"], "root": test_set["root"]},
+        "seeds": list(range(done)),
+        "seeds_planned": planned,
+        "test_split": {k: test_set[k] for k in ("dataset", "category", "counts", "normals_from", "root")},
         "device": device,
         "selection": "none: every run trains its fixed steps and its last state is evaluated once on the real test split",
         "runs": runs,
         "summary": summary,
         "metrics": keys,
     }
+
+
+def _write_outputs(out: Path, record: dict[str, Any]) -> None:
     write_json_atomic(out / BENCH_JSON, record)
     with atomic_path(out / BENCH_MD) as tmp:
         tmp.write_text(render_table(record))
     write_plot(out / BENCH_PNG, record)
-    return record
 
 
 def metric_labels(record: dict[str, Any]) -> list[tuple[str, str]]:
