@@ -337,7 +337,7 @@ def write_plot(path: Path, record: dict[str, Any]) -> Path:
 @click.option("--steps", default=1000, show_default=True, help="Optimizer steps per run, the same for both arms.")
 @click.option("--preset", type=click.Choice(["paper", "cpu"]), default="paper", show_default=True,
               help="paper: the paper's networks (GLASS about 38 s per step on a 2-core CPU); cpu: EfficientNet-Lite0, "
-                   "width 256, 5 ascent steps (under 1 s per step; compares builds, not papers).")
+                   "width 256, 5 ascent steps (a smaller model: it compares builds, not papers; trainers/presets.py).")
 @click.option("--textures", type=click.Path(path_type=Path),
               help="GLASS's own synthesis: DTD-style texture folder (the paper's). Default: fractal Perlin noise.")
 @click.option("--extra-normals", default="", help="Also count this split's normal images as normal test images (validation).")

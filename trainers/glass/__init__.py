@@ -52,7 +52,7 @@ def command(ctx, out, shards, backbone, layers, weights, weights_dir, embed_dim,
     """Train GLASS (global + local anomaly synthesis) with a synthgen build as its local synthesis.
 
     The paper's networks take about 38 s per step on a 2-core CPU: --preset cpu (EfficientNet-Lite0,
-    width 256, 5 ascent steps) runs under a second per step; --steps N fixes the budget for any build."""
+    width 256, 5 ascent steps) is a much smaller model for CPUs; --steps N fixes the budget for any build."""
     from synthgen.generator.config import parse_image_size
 
     from .train import train

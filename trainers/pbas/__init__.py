@@ -62,7 +62,7 @@ def command(ctx, out, dataset, root, category, shards, anomaly_shards, backbone,
     """Train PBAS (ABL + AFS + RBO) on normal images; no shards needed.
 
     The paper's networks take about 3.2 s per step on a 2-core CPU: --preset cpu (EfficientNet-Lite0,
-    width 256) runs well under a second per step; --steps N fixes the budget in optimizer steps."""
+    width 256) is a much smaller model for CPUs; --steps N fixes the budget in optimizer steps."""
     from synthgen.generator.config import parse_image_size
 
     from .train import train
