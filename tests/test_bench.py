@@ -121,3 +121,20 @@ def test_bench_misuse_is_a_one_line_error(demo_build, tmp_path, capsys, extra, m
 def test_another_comparison_in_a_finished_bench_folder_is_refused(glass_bench, demo_build, capsys):
     code, _, err = _bench(demo_build, glass_bench, capsys, "--steps", "3")
     assert code == 2 and "holds a bench with steps = 2, not 3" in err
+
+
+def test_a_build_defined_like_the_own_synthesis_is_recognised(demo_build):
+    """A draem build with GLASS's own settings makes both arms the same: bench says so (warning + table note)."""
+    import copy
+
+    from synthgen.generator.shards.reader import read_manifest
+    from synthgen.trainers.bench import _same_definition
+
+    manifest = read_manifest(demo_build)
+    assert _same_definition(manifest, copy.deepcopy(manifest))
+    other = copy.deepcopy(manifest)
+    other["config"]["seed"] += 1
+    assert not _same_definition(manifest, other)
+    other = copy.deepcopy(manifest)
+    other["dataset"]["sources"][0]["sha256"] = "0" * 64
+    assert not _same_definition(manifest, other)

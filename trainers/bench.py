@@ -36,6 +36,7 @@ import json
 import shutil
 import statistics
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +123,22 @@ def _own_synthesis(out: Path, manifest: dict, root: str | None, textures: str | 
                       num_samples=manifest["totals"]["samples"], image_size=tuple(config["image_size"]), seed=0,
                       texture_source=texture_source, texture_root=texture_root)
     folder = out / OWN_SYNTHESIS
+    if (folder / "manifest.json").is_file():  # finished before (perhaps by an older synthgen): the runs record its hash
+        read_manifest(folder)
+        return folder
     build(own, folder, progress=progress)  # resumable, and refuses a folder holding a different build
     return folder
+
+
+def _same_definition(a: dict, b: dict) -> bool:
+    """Two builds made by the same config from the same source and texture files (the code version aside)."""
+    from synthgen.generator.config import BuildConfig
+
+    def files(m: dict, key: str) -> list:
+        return [f.get("sha256") for f in (m.get(key) or {}).get("files", []) or (m.get(key) or {}).get("sources", [])]
+
+    return (BuildConfig.from_dict(a["config"]).identity() == BuildConfig.from_dict(b["config"]).identity()
+            and files(a, "textures") == files(b, "textures") and files(a, "dataset") == files(b, "dataset"))
 
 
 def _train(method: str, arm: str, run: Path, *, build: Path, own: Path | None, dataset: str, root: str | None,
@@ -199,6 +214,10 @@ def bench(
             raise SynthgenError(f"{out}: holds a bench of another build; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     own = _own_synthesis(out, manifest, root, str(textures) if textures else None, progress) if method == "glass" else None
+    same = own is not None and _same_definition(read_manifest(own), manifest)
+    if same:  # e.g. a draem build with the same textures, count and seed: both arms train on the same samples
+        warnings.warn(f"{build}: the build is defined like GLASS's own synthesis (same config, sources and "
+                      "textures); both arms will train on the same samples")
 
     runs = []
     for seed in range(seeds):
@@ -227,6 +246,7 @@ def bench(
                 print(f"bench: {arm} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in runs[-1]["metrics"].items() if v is not None), flush=True)
 
         record = _record(build, manifest, settings, seeds, seed + 1, report["test_set"], device, runs)
+        record["own_synthesis_is_the_build"] = same
         _write_outputs(out, record)  # after every seed: an interrupted bench keeps a table of the seeds done
     return record
 
@@ -288,6 +308,8 @@ def render_table(record: dict[str, Any]) -> str:
         a, b = record["summary"]["with-build"][key], record["summary"]["without-build"][key]
         diff = "n/a" if a["mean"] is None or b["mean"] is None else f"{a['mean'] - b['mean']:+.3f}"
         lines.append(f"| {label} | {_fmt(a)} | {_fmt(b)} | {diff} |")
+    if record.get("own_synthesis_is_the_build"):
+        lines += ["", "The build is defined like the method's own synthesis (same config, sources and textures): the arms do not differ."]
     lines += ["", f"mean ± sd over {len(record['seeds'])} seed(s); eval sheets: `runs/<arm>-seed<s>/eval/sheet.png`."]
     return "\n".join(lines) + "\n"
 
