@@ -130,6 +130,17 @@ def _own_synthesis(out: Path, manifest: dict, root: str | None, textures: str | 
     return folder
 
 
+#: Options of the presets that only GLASS has (PBAS's discriminator width is fixed, it has no ascent).
+_GLASS_ONLY = ("hidden", "ascent_steps")
+
+
+def _preset_options(method: str, preset: str) -> dict[str, Any]:
+    """The preset's option values that ``method``'s train() takes."""
+    from .presets import PRESETS
+
+    return {k: v for k, v in PRESETS[preset].items() if method == "glass" or k not in _GLASS_ONLY}
+
+
 def _same_definition(a: dict, b: dict) -> bool:
     """Two builds made by the same config from the same source and texture files (the code version aside)."""
     from synthgen.generator.config import BuildConfig
@@ -144,9 +155,7 @@ def _same_definition(a: dict, b: dict) -> bool:
 def _train(method: str, arm: str, run: Path, *, build: Path, own: Path | None, dataset: str, root: str | None,
            category: str, image_size: tuple[int, int], steps: int, preset: str, seed: int, device: str,
            weights_dir: str | None, progress: bool) -> None:
-    from .presets import PRESETS
-
-    options = dict(PRESETS[preset])
+    options = _preset_options(method, preset)
     common = dict(image_size=image_size, steps=steps, seed=seed, device=device, weights_dir=weights_dir, progress=progress)
     resume = (run / "checkpoints" / "last.ckpt").is_file()
     if run.exists() and not resume:  # started but not one epoch done: nothing to keep
@@ -158,8 +167,6 @@ def _train(method: str, arm: str, run: Path, *, build: Path, own: Path | None, d
     else:
         from .pbas.train import train
 
-        options.pop("hidden", None)
-        options.pop("ascent_steps", None)
         shards = {"anomaly_shards": build} if arm == "with-build" else {}
         train(run, dataset=dataset, root=root, category=category, resume=resume, **shards, **options, **common)
 
@@ -200,7 +207,7 @@ def bench(
     root = str(root) if root is not None else manifest["dataset"].get("root")
     image_size = tuple(manifest["config"]["image_size"])
     device = resolve_device(device)
-    settings = {"method": method, "steps": steps, "preset": preset, "preset_options": PRESETS[preset],
+    settings = {"method": method, "steps": steps, "preset": preset, "preset_options": _preset_options(method, preset),
                 "image_size": list(image_size), "extra_normals": list(extra_normals), "eval_side": eval_side,
                 "own_synthesis": None if method == "pbas" else {"strategy": "draem", "textures": str(textures) if textures else "perlin"}}
     previous = out / BENCH_JSON
