@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from collections.abc import Callable
+
 import click
 
 from synthgen import api  # the commands parse options and call the public API
@@ -64,7 +66,29 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     click.echo(f"synthgen: warning: {message}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Commands(click.Group):
+    """synthgen's own commands plus commands of other parts of the project (``bench``, in the trainers),
+    which the package top (synthgen/cli.py) adds with :meth:`add_lazy_command`: generator/ never imports
+    trainers/, and a lazy command loads its module (torch, Lightning) only when it runs."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, Callable[[], click.Command]] = {}
+
+    def add_lazy_command(self, name: str, load: Callable[[], click.Command]) -> None:
+        self.lazy[name] = load
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None and name in self.lazy:
+            command = self.lazy[name]()
+        return command
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="synthgen")
 def cli() -> None:
     """Offline synthetic-anomaly datasets: sharded HDF5 with manifests."""
@@ -75,8 +99,10 @@ def cli() -> None:
 @click.option("--root", type=click.Path(path_type=Path),
               help="Dataset root (the folder holding CATEGORY/). Default: $SYNTHGEN_DATA/DATASET, else ./datasets/DATASET.")
 @click.option("--category", help="Category to read, e.g. juice_bottle. Default: every category (demo: parts_box).")
-@click.option("--strategy", "strategies", multiple=True, required=True,
+@click.option("--strategy", "strategies", multiple=True,
               help="Strategy name(s), repeatable or comma-separated; 'caf' = the framework's per-class selection.")
+@click.option("--recipe", help="Build a versioned recipe (see `synthgen recipes`): NAME-vN, NAME (latest) or a file; "
+                               "every category of it (or --category) into OUT/CATEGORY.")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Output folder. Default: out/DATASET-CATEGORY; without --category OUT/CATEGORY (OUT: out/DATASET).")
 @click.option("--num-samples", type=int, help="Samples to make. Default: one per (source image, strategy).")
@@ -111,7 +137,8 @@ def cli() -> None:
               help="Print the predicted time and disk size of this build (of each category without --category); write nothing.")
 @click.option("--cost-table", type=click.Path(path_type=Path),
               help="Per-stage costs for --dry-run (benchmarks/bench_cost_model.py). Default: the shipped table.")
-def build(dataset, root, category, strategies, out, num_samples, image_size, seed, textures, settings, caf_table,
+@click.pass_context
+def build(ctx, dataset, root, category, strategies, recipe, out, num_samples, image_size, seed, textures, settings, caf_table,
           samples_per_shard, batch_size, device, workers, num_shards, shard_index, compress_images, quiet,
           executor, ray_address, merge_only, edge_model, regions, sam_model, sam_checkpoint, weights_dir, renderer,
           e2i, generator_seed, move_stale, dry_run, cost_table):
@@ -123,11 +150,15 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
     """
     from .config import parse_option
 
+    if recipe:
+        _refuse_what_the_recipe_fixes(ctx)
+    elif not strategies:
+        raise SynthgenError("--strategy: give at least one strategy (or --recipe NAME)")
     options: dict = {}
     for text in settings:
         name, key, value = parse_option(text)
         options.setdefault(name, {})[key] = value
-    every_category = category is None and dataset != "demo"
+    every_category = bool(recipe) or (category is None and dataset != "demo")
 
     def say(result: api.BuildResult) -> None:
         if result.prediction is not None:
@@ -145,6 +176,17 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
             else:
                 click.echo("manifest not written yet: other job-array slices still have shards to build")
 
+    if recipe:
+        def announce(chosen) -> None:
+            count = 1 if category else len(chosen.categories)
+            click.echo(f"recipe {chosen.full_name} (sha256 {chosen.sha256[:12]}...): {count} category(ies) of "
+                       f"{chosen.dataset}", err=True)
+
+        api.build_recipe(recipe, root=root, category=category, out=out, textures=textures, device=device,
+                         weights_dir=weights_dir, sam_checkpoint=sam_checkpoint, workers=workers, num_shards=num_shards,
+                         shard_index=shard_index, executor=executor, ray_address=ray_address, merge_only=merge_only,
+                         progress=not quiet, on_recipe=announce, on_result=say)
+        return
     api.build(
         strategies, dataset=dataset, root=root, category=category, out=out, num_samples=num_samples,
         image_size=image_size, seed=seed, textures=textures, options=options, caf_table=caf_table,
@@ -155,6 +197,23 @@ def build(dataset, root, category, strategies, out, num_samples, image_size, see
         move_stale=move_stale,
         dry_run=dry_run, cost_table=cost_table, progress=not quiet, on_result=say,
     )
+
+
+#: The build options a recipe fixes: given with --recipe they are an error, not silently ignored.
+_RECIPE_FIXES = ("dataset", "strategies", "num_samples", "image_size", "seed", "settings", "caf_table",
+                 "samples_per_shard", "batch_size", "compress_images", "edge_model", "regions", "sam_model",
+                 "renderer", "e2i", "generator_seed", "move_stale")
+_NOT_WITH_RECIPE = ("dry_run", "cost_table")
+
+
+def _refuse_what_the_recipe_fixes(ctx: click.Context) -> None:
+    """One line naming the first build option given beside --recipe that the recipe fixes."""
+    given = [p for p in _RECIPE_FIXES + _NOT_WITH_RECIPE if ctx.get_parameter_source(p) != click.core.ParameterSource.DEFAULT]
+    if given and given[0] in _NOT_WITH_RECIPE:
+        raise SynthgenError(f"--{given[0].replace('_', '-')}: not available with --recipe")
+    if given:
+        option = "--" + {"settings": "set", "strategies": "strategy"}.get(given[0], given[0]).replace("_", "-")
+        raise SynthgenError(f"{option}: the recipe fixes it; leave it out with --recipe (or build from options)")
 
 
 @cli.command()
@@ -171,7 +230,8 @@ def verify(build_dir):
 @cli.command()
 @click.argument("build_dir", type=click.Path(path_type=Path))
 @click.option("--sheet", type=click.Path(path_type=Path), help="Contact sheet PNG. Default: BUILD_DIR/contact_sheet.png.")
-@click.option("--per-strategy", default=4, show_default=True, help="Samples per strategy on the sheet.")
+@click.option("--per-strategy", default="4", show_default=True,
+              help="Anomalous samples per strategy on the sheet (evenly spread over the build), or 'all'.")
 @click.option("--maps", "maps_sheet", is_flag=True,
               help="Also write BUILD_DIR/maps_sheet.png: source | 4 edge scales | fused edges | regions.")
 def inspect(build_dir, sheet, per_strategy, maps_sheet):
@@ -180,6 +240,12 @@ def inspect(build_dir, sheet, per_strategy, maps_sheet):
     from .shards.untrusted import check_output_file
 
     sheet = check_output_file(sheet or Path(build_dir) / "contact_sheet.png", "--sheet", ".png")  # before any output
+    if per_strategy == "all":
+        per_strategy = None
+    elif not per_strategy.isdigit() or int(per_strategy) < 1:
+        raise SynthgenError(f"--per-strategy: expected a number of samples (1 or more) or 'all', got {per_strategy!r}")
+    else:
+        per_strategy = int(per_strategy)
     click.echo(summary_table(build_dir))
     path = write_contact_sheet(build_dir, sheet, per_strategy=per_strategy)
     click.echo(f"contact sheet: {path}")
@@ -338,13 +404,15 @@ def export(build_dir, fmt, to, source_root, overwrite, quiet):
               help="Where the source dataset is now, if it moved since the build (its licence files are read there).")
 @click.option("--rows-per-file", type=click.IntRange(min=1), help="Samples per Parquet file. Default: 2000.")
 @click.option("--push-to-hub", "repo", help="Also upload the folder to this Hugging Face dataset repo (needs network).")
+@click.option("--bench", "bench_dir", type=click.Path(path_type=Path),
+              help="A `synthgen bench` folder of this build: its table goes into the card and croissant.json.")
 @click.option("--quiet", is_flag=True)
-def publish(build_dir, to, license_id, with_normals, source_root, rows_per_file, repo, quiet):
+def publish(build_dir, to, license_id, with_normals, source_root, rows_per_file, repo, bench_dir, quiet):
     """Write a build as a dataset-hub folder: Parquet + dataset card + croissant.json + checksums."""
     from .publish import hub_url
 
     path = api.publish(build_dir, to, license=license_id, with_normals=with_normals, source_root=source_root,
-                                rows_per_file=rows_per_file, push_to_hub=repo, progress=not quiet)
+                       rows_per_file=rows_per_file, push_to_hub=repo, bench=bench_dir, progress=not quiet)
     click.echo(f"published to {path} (check it with: synthgen verify {path})")
     if repo:
         click.echo(f"uploaded to {hub_url(repo)}")
@@ -358,6 +426,17 @@ def strategies():
     for name in strategy_names():
         click.echo(f"{name:<20} {get_strategy(name).summary}")
     click.echo(f"{'caf':<20} the augmentation framework's per-class selection of the above")
+
+
+@cli.command()
+def recipes():
+    """List the shipped recipes (versioned build definitions of benchmark datasets)."""
+    from .recipes import shipped_recipes
+
+    for r in shipped_recipes():
+        b = r.data["build"]
+        click.echo(f"{r.full_name:<20} {r.dataset}: {len(r.categories)} categor{'y' if len(r.categories) == 1 else 'ies'}, "
+                   f"{','.join(b['strategies'])}, {b['num_samples']} samples each, seed {b['seed']}  sha256 {r.sha256[:12]}")
 
 
 @cli.command()

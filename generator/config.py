@@ -58,6 +58,9 @@ class BuildConfig:
     # Training seed of the generator a build trains when given no --e2i (training/auto.py). Apart from
     # --seed on purpose: another --seed draws other samples from the same, cached, generator.
     generator_seed: int = 0
+    # The recipe this build follows ({name, version, sha256}, generator/recipes.py), None for a build
+    # from options; part of the identity, so a recipe build is recognisable by its config hash.
+    recipe: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.strategies = tuple(self.strategies)
@@ -111,6 +114,8 @@ class BuildConfig:
         d = self.to_dict()
         for name in SCHEDULING_FIELDS:
             d.pop(name)
+        if d["recipe"] is None:  # a build from options keeps the identity it had before recipes existed
+            d.pop("recipe")
         return d
 
 

@@ -13,34 +13,8 @@ One import package. Its parts live in the repository's top-level folders and are
 - ``synthgen.manifests``  the manifest JSON Schema and the recipes of benchmark datasets
 """
 
-from .api import (
-    Build,
-    BuildConfig,
-    BuildResult,
-    Manifest,
-    ShardRecord,
-    SynthgenError,
-    Totals,
-    build,
-    export,
-    open_build,
-    publish,
-    verify,
-)
+from . import api
+from .api import *  # noqa: F403  (the public API: api.__all__)
 from .generator import __version__
 
-__all__ = [
-    "Build",
-    "BuildConfig",
-    "BuildResult",
-    "Manifest",
-    "ShardRecord",
-    "SynthgenError",
-    "Totals",
-    "__version__",
-    "build",
-    "export",
-    "open_build",
-    "publish",
-    "verify",
-]
+__all__ = [*api.__all__, "__version__"]

@@ -41,6 +41,7 @@ __all__ = [
     "SynthgenError",
     "Totals",
     "build",
+    "build_recipe",
     "export",
     "open_build",
     "publish",
@@ -182,18 +183,8 @@ def build(
             from .generator.cost_model import dry_run as predict
 
             return BuildResult(name, out_dir, config, prediction=predict(config, workers=workers, cost_table=cost_table))
-        from .generator.pipeline import build as run_build
-        from .generator.training.auto import with_generator  # trains (once, cached) when no e2i is given
-
-        if move_stale and not merge_only:
-            _move_stale_build(out_dir)
-        config = with_generator(config, progress=progress)
-        report = run_build(config, out_dir, workers=workers, num_shards=num_shards, shard_index=shard_index,
-                           progress=progress, executor=engine, merge_only=merge_only)
-        if report.manifest_written:
-            _warn_fallbacks(report.out_dir, config.max_attempts)
-        return BuildResult(name, report.out_dir, config, tuple(report.built), tuple(report.skipped),
-                           report.manifest_written)
+        return _build_config(config, out_dir, engine=engine, workers=workers, num_shards=num_shards,
+                             shard_index=shard_index, merge_only=merge_only, move_stale=move_stale, progress=progress)
 
     if category is not None:
         result = build_category(category, Path(out) if out else Path("out") / f"{dataset}-{category}")
@@ -206,12 +197,89 @@ def build(
     assert root is not None  # located above (only the demo has no root, and it has a category)
     out_root = Path(out) if out else Path("out") / dataset
     categories = dataset_categories(dataset, root)
+    return _each_category(categories, lambda name: build_category(name, out_root / name),
+                          f"{dataset}/{{}} from {root}", progress, on_result)
+
+
+def build_recipe(
+    recipe: str | Path,
+    *,
+    root: str | Path | None = None,
+    category: str | None = None,
+    out: str | Path | None = None,
+    textures: str | Path | None = None,
+    device: str = "auto",
+    weights_dir: str | Path | None = None,
+    sam_checkpoint: str | Path | None = None,
+    workers: int = 1,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    executor: str = "local",
+    ray_address: str | None = None,
+    merge_only: bool = False,
+    progress: bool = True,
+    on_recipe: Callable[[Any], None] | None = None,
+    on_result: Callable[[BuildResult], None] | None = None,
+) -> list[BuildResult]:
+    """Build a versioned recipe (``synthgen recipes``; manifests/recipes/NAME-vN.json): NAME-vN, NAME (its
+    latest version) or a recipe file. Every category of it (or ``category``) goes into ``out/CATEGORY``
+    (``out`` default ``out/NAME-vN``); the recipe fixes everything that changes the samples, so only where
+    the data, textures and weights are and how to run are given here. The recipe's name, version and
+    sha256 are in each build's config (and so its hash) and manifest. Failing categories as in :func:`build`.
+    ``on_recipe``: called with the recipe (generator/recipes.py's Recipe) once every category's config is
+    checked, before any work (the CLI names it)."""
+    from .generator.recipes import find_recipe
+
+    chosen = find_recipe(recipe)
+    if root is None and chosen.dataset != "demo":
+        from .generator.datasets import locate_root
+
+        root = locate_root(chosen.dataset)
+    resolved_device = resolve_device(device)
+    configs = {name: chosen.config(name, root=str(root) if root else None,
+                                   texture_root=str(Path(textures)) if textures else None, device=resolved_device,
+                                   weights_dir=str(weights_dir) if weights_dir else None,
+                                   sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None)
+               for name in ([category] if category else chosen.categories)}  # every category checked before any work
+    out_root = Path(out) if out else Path("out") / chosen.full_name
+    if on_recipe:
+        on_recipe(chosen)
+    engine = None if merge_only else make_executor(executor, ray_address)
+    return _each_category(
+        list(configs),
+        lambda name: _build_config(configs[name], out_root / name, engine=engine, workers=workers, num_shards=num_shards,
+                                   shard_index=shard_index, merge_only=merge_only, move_stale=False, progress=progress),
+        f"{chosen.dataset}/{{}} ({chosen.full_name})", progress, on_result)
+
+
+def _build_config(config: BuildConfig, out_dir: Path, *, engine: Any, workers: int, num_shards: int, shard_index: int,
+                  merge_only: bool, move_stale: bool, progress: bool) -> BuildResult:
+    """One category's build: the automatic generator first (trained once, cached) when it needs one."""
+    from .generator.pipeline import build as run_build
+    from .generator.training.auto import with_generator  # trains (once, cached) when no e2i is given
+
+    if move_stale and not merge_only:
+        _move_stale_build(out_dir)
+    config = with_generator(config, progress=progress)
+    report = run_build(config, out_dir, workers=workers, num_shards=num_shards, shard_index=shard_index,
+                       progress=progress, executor=engine, merge_only=merge_only)
+    if report.manifest_written:
+        _warn_fallbacks(report.out_dir, config.max_attempts)
+    assert config.category is not None
+    return BuildResult(config.category, report.out_dir, config, tuple(report.built), tuple(report.skipped),
+                       report.manifest_written)
+
+
+def _each_category(categories: Sequence[str], build_one: Callable[[str], BuildResult], where: str, progress: bool,
+                   on_result: Callable[[BuildResult], None] | None) -> list[BuildResult]:
+    """``build_one`` for each category, a line each on stderr (``where`` formatted with its name); a failing
+    category is named and does not stop the rest, and one SynthgenError naming the failed ones ends it."""
     results, failed = [], []
     for i, name in enumerate(categories, start=1):
         if progress:
-            print(f"[{i}/{len(categories)}] {dataset}/{name} from {root}", file=sys.stderr)
+            print(f"[{i}/{len(categories)}] {where.format(name)}", file=sys.stderr)
         try:
-            result = build_category(name, out_root / name)
+            result = build_one(name)
         except SynthgenError as e:
             print(f"synthgen: error: {name}: {e}", file=sys.stderr)
             failed.append(name)
@@ -470,14 +538,16 @@ def export(build_dir: str | Path, to: str | Path, *, format: str = "mvtec", over
 
 def publish(build_dir: str | Path, to: str | Path, *, license: str | None = None, with_normals: bool = False,
             source_root: str | Path | None = None, rows_per_file: int | None = None, push_to_hub: str | None = None,
-            progress: bool = True) -> Path:
+            bench: str | Path | None = None, progress: bool = True) -> Path:
     """Write a build as a dataset-hub folder (Parquet, dataset card, croissant.json, checksums) and, with
-    ``push_to_hub`` (a Hugging Face dataset repo), upload it; returns the folder."""
+    ``push_to_hub`` (a Hugging Face dataset repo), upload it; returns the folder. ``bench``: a ``synthgen
+    bench`` folder of this build, whose usefulness table goes into the card and croissant.json (without
+    it the card says that no bench was run)."""
     from .generator.publish import publish_build
     from .generator.publish import push_to_hub as upload
 
     path = publish_build(build_dir, to, license=license, with_normals=with_normals, source_root=source_root,
-                         rows_per_file=rows_per_file, hub_repo=push_to_hub, progress=progress)
+                         rows_per_file=rows_per_file, hub_repo=push_to_hub, bench=bench, progress=progress)
     if push_to_hub:
         upload(path, push_to_hub)
     return path

@@ -241,6 +241,13 @@ def test_inspect_and_export(built, tmp_path):
         row_height = (one.height - PAD) // len(anomalous)
     with Image.open(write_contact_sheet(built, tmp_path / "wide.png", per_strategy=SAMPLES_PER_ROW + 1, tile=32)) as wide:
         assert wide.height == rows * row_height + PAD
+    every = sum(-(-a // SAMPLES_PER_ROW) for a in anomalous)  # --per-strategy all: every anomalous sample
+    result = CliRunner().invoke(cli, ["inspect", str(built), "--sheet", str(tmp_path / "all.png"), "--per-strategy", "all"])
+    assert result.exit_code == 0, result.output
+    with Image.open(write_contact_sheet(built, tmp_path / "all32.png", per_strategy=None, tile=32)) as all_samples:
+        assert all_samples.height == every * row_height + PAD
+    result = CliRunner().invoke(cli, ["inspect", str(built), "--per-strategy", "0"])
+    assert "--per-strategy: expected a number" in str(result.exception)
     to = tmp_path / "mvtec"
     result = CliRunner().invoke(cli, ["export", str(built), "--to", str(to), "--quiet"])
     assert result.exit_code == 0, result.output

@@ -146,10 +146,23 @@ def test_mvtec_ad_layout(tmp_path):
     ]
     items = index.by_id()
     assert items["test/crack/000"].masks[0].path.name == "000_mask.png"
-    assert items["test/crack/000"].masks[0].pixel_value == 255
+    assert items["test/crack/000"].masks[0].pixel_value is None  # any non-zero pixel is anomalous
     assert items["test/crack/001"].masks == () and items["test/crack/001"].label == 1
     assert items["train/good/000"].label == 0 and items["train/good/000"].split == "train"
     assert index.dataset == "mvtec_ad" and index.category == "widget" and not index.gray
+
+
+@pytest.mark.parametrize("dataset", ["mvtec_ad", "mpdd", "madsim", "folder"])
+def test_ad_layout_masks_count_every_non_zero_value(tmp_path, dataset):
+    """MVTec 3D-AD ships 0/254 masks: each reader of the MVTec AD layout must not read them as empty."""
+    root = _ad_layout(tmp_path)
+    _mask(root / "widget/ground_truth/crack/000_mask.png", 254)
+    from synthgen.trainers.evaluate import load_ground_truth
+
+    index = get_reader(dataset)(root, "widget")
+    item = index.by_id()["test/crack/000"]
+    truth = load_ground_truth([item], index, [(24, 32)])
+    assert int(truth.masks[0].sum()) == 8 * 6  # the 8x6 box of _mask
 
 
 def test_greyscale_category_is_detected(tmp_path):
@@ -285,7 +298,7 @@ def test_visa_split_file_cannot_point_outside_the_root(tmp_path, column, path):
 def test_mpdd_reads_the_mvtec_ad_layout(tmp_path):
     index = get_reader("mpdd")(_ad_layout(tmp_path, "bracket_black"), "bracket_black")
     assert index.dataset == "mpdd"
-    assert index.by_id()["test/crack/000"].masks[0].pixel_value == 255
+    assert index.by_id()["test/crack/000"].masks[0].pixel_value is None
 
 
 def test_madsim_accepts_both_mask_names(tmp_path):

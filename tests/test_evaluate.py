@@ -16,7 +16,17 @@ from synthgen.generator.imageio import read_mask, read_rgb, resize_mask, resize_
 from synthgen.trainers.base import MODEL_FILE, register_loader, write_run_info
 from synthgen.trainers.cli import eval_main
 from synthgen.trainers.data import select_test_images
-from synthgen.trainers.evaluate import SHEET_TILE, evaluate, evaluation_size, rank_cases
+from synthgen.trainers.evaluate import (
+    SHEET_TILE,
+    GroundTruth,
+    Predictions,
+    compute_metrics,
+    defect_type_metrics,
+    evaluate,
+    evaluation_size,
+    rank_cases,
+)
+from synthgen.generator.datasets.base import SourceImage
 
 MODEL_SIZE = (64, 64)
 
@@ -80,6 +90,35 @@ def test_rank_cases_orders_from_worst_to_best():
     assert rank_cases(scores, labels).tolist() == [0, 1, 2, 4, 3]
 
 
+def _item(defect: str, i: int) -> SourceImage:
+    return SourceImage(f"test/{defect}/{i:03d}", None, "test", defect, int(defect != "good"))
+
+
+def test_per_defect_type_breakdown_against_all_normals():
+    # two normals, crack detected (scores and maps high where the mask is), hole missed (low scores)
+    items = [_item("good", 0), _item("good", 1), _item("crack", 0), _item("hole", 0)]
+    mask = np.zeros((4, 4), bool)
+    mask[:2, :2] = True
+    maps = [np.full((4, 4), 0.2), np.full((4, 4), 0.3), np.where(mask, 0.9, 0.1), np.where(mask, 0.0, 0.25)]
+    pred = Predictions(maps, np.array([0.2, 0.3, 0.9, 0.0]), 0.0)
+    truth = GroundTruth([np.zeros((4, 4), bool), np.zeros((4, 4), bool), mask, mask], None)
+    table = defect_type_metrics(pred, truth, items)
+    assert list(table) == ["crack", "hole"]
+    assert table["crack"]["images"] == 1 and table["crack"]["image_auroc"] == 1.0
+    assert table["crack"]["pixel_auroc"] == 1.0 and table["crack"]["au_pro"] > 0.99
+    assert table["hole"]["image_auroc"] == 0.0 and table["hole"]["pixel_auroc"] < 0.01
+
+
+def test_all_empty_masks_leave_pixel_metrics_out_with_a_note():
+    items = [_item("good", 0), _item("crack", 0)]
+    empty = np.zeros((4, 4), bool)
+    pred = Predictions([np.zeros((4, 4)), np.ones((4, 4))], np.array([0.0, 1.0]), 0.0)
+    metrics, notes = compute_metrics(pred, GroundTruth([empty, empty], None), np.array([0, 1]))
+    assert metrics["image_auroc"] == 1.0 and metrics["pixel_auroc"] is None
+    assert any("every ground-truth mask" in note for note in notes)
+    assert defect_type_metrics(pred, GroundTruth([empty, empty], None), items)["crack"]["pixel_auroc"] is None
+
+
 # ------------------------------------------------------------------------------------------ report
 
 
@@ -104,6 +143,9 @@ def test_oracle_report_on_demo_logical_anomalies(tmp_path):
     assert on_disk["metrics"] == m
     markdown = (folder / "report.md").read_text()
     assert "| image AUROC | 1.0000 |" in markdown and "AU-sPRO FPR 0.05 (quoted)" in markdown
+    assert list(report["by_defect_type"]) == ["logical_anomalies"]
+    assert report["by_defect_type"]["logical_anomalies"]["image_auroc"] == 1.0
+    assert "| logical_anomalies | 8 | 1.0000 |" in markdown
     assert report["cases"]["map_range"] == [0.0, 1.0] and "one scale, 0 blue to 1 red" in markdown
     sheet = np.asarray(Image.open(folder / "sheet.png"))
     assert sheet.ndim == 3 and sheet.shape[0] > 4 * SHEET_TILE  # four rows: two worst, two best

@@ -187,6 +187,41 @@ def test_glass_resumes_to_the_same_model(glass_run, demo_build, tmp_path, interr
     assert all(torch.equal(first[k], resumed[k]) for k in first)
 
 
+def test_steps_budget_cuts_the_last_epoch_and_is_recorded(demo_build, tmp_path):
+    """--steps is the same budget for every build: 7 steps with 3 per epoch = 2 whole epochs + 1 step."""
+    from synthgen.trainers.epoch_log import epoch_plan
+
+    assert epoch_plan(3, 5, None) == [3] * 5 and epoch_plan(3, 5, 7) == [3, 3, 1] and epoch_plan(3, 5, 6) == [3, 3]
+    with pytest.raises(SynthgenError, match="--steps: must be at least 1"):
+        epoch_plan(3, 5, 0)
+    out = tmp_path / "steps"
+    train(GLASSOptions(out=out, shards=demo_build, steps=5, seed=2, **TINY))
+    info = json.loads((out / RUN_FILE).read_text())
+    assert info["config"]["steps"] == 5 and info["config"]["epochs"] is None
+    assert info["optimizer_steps"] == 5
+    per_epoch = info["steps_per_epoch"]
+    rows = np.genfromtxt(out / "logs" / "metrics.csv", delimiter=",", names=True)
+    assert len(np.atleast_1d(rows["epoch"])) == -(-5 // per_epoch) == info["epochs_trained"]
+
+
+def test_cpu_preset_fills_only_the_options_left_at_their_defaults(demo_build, tmp_path):
+    import click
+
+    from synthgen.trainers.presets import PRESETS, preset_values
+
+    defaults = {"backbone": "wide_resnet50_2", "embed_dim": 1536, "hidden": 1024, "ascent_steps": 20}
+    assert preset_values("cpu", defaults) == {**defaults, **PRESETS["cpu"]}
+    assert preset_values("paper", defaults) == defaults
+    command = click.Command("t", params=[click.Option(["--backbone"], default="wide_resnet50_2"), click.Option(["--embed-dim"], default=1536)])
+    ctx = command.make_context("t", ["--backbone", "resnet18"])
+    chosen = preset_values("cpu", {"backbone": "resnet18", "embed_dim": 1536}, ctx)
+    assert chosen == {"backbone": "resnet18", "embed_dim": PRESETS["cpu"]["embed_dim"]}  # the typed --backbone wins
+    train_main(["glass", "--out", str(tmp_path / "cpu"), "--shards", str(demo_build), "--preset", "cpu", "--steps", "2",
+                "--image-size", str(SIZE), "--batch-size", "4", "--device", "cpu", "--quiet"])
+    config = json.loads((tmp_path / "cpu" / RUN_FILE).read_text())["config"]
+    assert (config["backbone"], config["embed_dim"], config["hidden"], config["ascent_steps"]) == ("efficientnet_lite0", 256, 256, 5)
+
+
 def test_pbas_with_anomaly_shards_learns_them(demo_build, tmp_path):
     from synthgen.trainers.pbas.options import PBASOptions
     from synthgen.trainers.pbas.train import train as train_pbas

@@ -135,6 +135,58 @@ def test_dataset_card_header_and_body(built, published):
         assert f"| `{name}` | {count} |" in text  # names from the manifest go in code spans
     with Image.open(published / "images" / "contact_sheet.png") as sheet:
         assert sheet.width > 100
+    # no bench: the card says so plainly, croissant.json too
+    assert "**No bench was run for this publication**" in text
+    croissant = json.loads((published / "croissant.json").read_text())
+    assert croissant["synthgen:bench"] == {"run": False} and croissant["@context"]["synthgen"].startswith("https://")
+
+
+@pytest.fixture(scope="module")
+def bench_of_built(built, tmp_path_factory) -> Path:
+    """A real, tiny `synthgen bench` of the build (PBAS, CPU preset, 1 step, 1 seed)."""
+    from synthgen.trainers.bench import bench
+
+    out = tmp_path_factory.mktemp("bench") / "bench"
+    bench(built, dataset="demo", root=None, category="parts_box", out=out, method="pbas", seeds=1, steps=1,
+          preset="cpu", device="cpu", progress=False)
+    return out
+
+
+def test_publish_with_bench_puts_the_table_into_card_and_croissant(built, bench_of_built, tmp_path, capsys):
+    to = tmp_path / "with-bench"
+    code, err = _run(["publish", str(built), "--to", str(to), "--bench", str(bench_of_built)], capsys)
+    assert code == 0, err
+    text = (to / "README.md").read_text()
+    table = (bench_of_built / "bench.md").read_text().strip()
+    assert "## Usefulness (measured on real test images)" in text and table in text
+    assert "Detector **pbas**" in text and "1 optimizer steps per run, preset cpu" in text and "seeds 0" in text
+    assert "No bench was run" not in text and "![bench](bench/bench.png)" in text
+    record = json.loads((bench_of_built / "bench.json").read_text())
+    prop = json.loads((to / "croissant.json").read_text())["synthgen:bench"]
+    assert prop["run"] is True and prop["method"] == "pbas" and prop["budget"]["optimizer_steps"] == 1
+    assert prop["seeds"] == [0] and prop["test_split"]["counts"] == record["test_split"]["counts"]
+    assert prop["summary"] == record["summary"]
+    manifest = read_manifest(to)
+    assert {"bench/bench.json", "bench/bench.md", "bench/bench.png"} <= set(manifest["publication"]["files"])
+    assert manifest["publication"]["bench"] == prop["sha256"]
+    code, err = _run(["verify", str(to)], capsys)
+    assert code == 0, err
+    import mlcroissant as mlc
+
+    mlc.Dataset(jsonld=str(to / "croissant.json"))  # still a valid Croissant document
+
+
+def test_bench_of_another_build_is_refused(built, bench_of_built, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(built, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["seed"] = manifest["seed"]  # same content, rewritten with other whitespace: another manifest file
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    code, err = _run(["publish", str(other), "--to", str(tmp_path / "p"), "--bench", str(bench_of_built)], capsys)
+    assert code == 2 and "measured another build" in err and err.count("\n") == 1
+    code, err = _run(["publish", str(built), "--to", str(tmp_path / "p"), "--bench", str(tmp_path)], capsys)
+    assert code == 2 and "bench.json: missing" in err
+    assert not (tmp_path / "p").exists()
 
 
 def test_rebuild_command_reproduces_the_config_hash(built, tmp_path, capsys):

@@ -24,11 +24,24 @@ import numpy as np
 import torch
 
 from synthgen.generator.atomic import atomic_path
+from synthgen.generator.errors import SynthgenError
 from synthgen.generator.imageio import sha256_file
 from synthgen.generator.safe_load import load_torch_file, require_dict
 
 from .base import MODEL_FILE
 from .lightning_utils import CHECKPOINT_DIR, LAST_CHECKPOINT, finish_run
+
+
+def epoch_plan(steps_per_epoch: int, epochs: int, steps: int | None) -> list[int]:
+    """Optimizer steps of each epoch: ``epochs`` whole epochs, or, with a budget of ``steps``, as
+    many epochs as it takes, the last one cut short. A budget in steps is the same for every build (a
+    GLASS epoch walks the build's anomalous samples, so ``--epochs`` means a different budget per build)."""
+    if steps is None:
+        return [steps_per_epoch] * epochs
+    if steps < 1:
+        raise SynthgenError(f"--steps: must be at least 1, got {steps}")
+    whole, rest = divmod(steps, steps_per_epoch)
+    return [steps_per_epoch] * whole + ([rest] if rest else [])
 
 
 def read_epoch_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -70,11 +83,13 @@ class EpochLog:
             tmp.write_text(text.getvalue())
 
 
-def finish_plain_run(run_dir: str | Path, model_path: Path, epochs: int, started: float, extras: dict[str, Any]) -> None:
+def finish_plain_run(run_dir: str | Path, model_path: Path, epochs: int, started: float, extras: dict[str, Any],
+                     plan: list[int] | None = None) -> None:
     """run.json of a plain loop that ran all its epochs: the last epoch is the model (``started``: the
-    session's time.perf_counter() at its start)."""
+    session's time.perf_counter() at its start; ``plan``: the steps of each epoch, see :func:`epoch_plan`)."""
     finish_run(run_dir, {
         "epochs_trained": epochs,
+        **({"optimizer_steps": sum(plan), "steps_per_epoch": plan[0]} if plan else {}),
         **extras,
         "model": {"file": MODEL_FILE, "sha256": sha256_file(model_path), "selected": "last", "epochs": epochs},
         "train_seconds_this_session": round(time.perf_counter() - started, 1),

@@ -5,7 +5,11 @@ What is measured (all metrics from trainers/metrics.py):
   the mean-filtered map, trainers/reconstruction/model.py) over all selected test images;
 - pixel AUROC, pixel AP and AU-PRO (MVTec AD, FPR limit 0.3) over all pixels, the ground truth being
   the union of an image's defect regions; left out (null, with a note) when an anomalous image has no
-  mask, as in the shared MVTec AD bottle copy;
+  mask, as in the shared MVTec AD bottle copy, and when every anomalous image's mask is empty (a
+  warning too: masks with an unexpected value, or a wrong mask folder);
+- per defect type (``by_defect_type``: each test folder of anomalies, e.g. MVTec AD's ``crack``,
+  LOCO's ``logical_anomalies`` / ``structural_anomalies``, against all normal test images): image
+  AUROC of the model's score and of the map's maximum, pixel AUROC and AU-PRO;
 - for MVTec LOCO-style data (a defects_config.json table), ``loco``: the official per-kind report
   (logical and structural anomalies each against all normal test images, and their mean) of image
   AUROC, pixel AUROC and AU-sPRO at the official script's FPR limits (0.05 is the one papers quote).
@@ -37,6 +41,7 @@ ties in that are broken by the score itself.
 from __future__ import annotations
 
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,15 +164,27 @@ def load_ground_truth(items: list[SourceImage], index: DatasetIndex, sizes: list
 # ---------------------------------------------------------------------------------------- metrics
 
 
+def masks_all_empty(truth: GroundTruth, labels: np.ndarray) -> bool:
+    """True when anomalous images have masks and every one of them is empty (no pixel metric is
+    possible; the usual cause is a mask value the reader did not expect, which must not pass silently)."""
+    anomalous = [mask for mask, label in zip(truth.masks, labels) if label == 1 and mask is not None]
+    return bool(anomalous) and not any(mask.any() for mask in anomalous)
+
+
 def compute_metrics(pred: Predictions, truth: GroundTruth, labels: np.ndarray) -> tuple[dict[str, Any], list[str]]:
     """Image and pixel metrics over all test images; notes say why a metric is missing."""
     notes = []
     metrics: dict[str, Any] = {
         "image_auroc": M.image_auroc(pred.scores, labels),
+        # the official MVTec AD / LOCO scripts' image score: the maximum of the anomaly map
+        "image_auroc_max_of_map": M.image_auroc(np.array([m.max() for m in pred.maps]), labels),
         "image_ap": M.image_average_precision(pred.scores, labels),
     }
     if any(mask is None for mask in truth.masks):
         notes.append("pixel metrics left out: some anomalous test images have no ground-truth mask")
+        metrics.update(pixel_auroc=None, pixel_ap=None, au_pro=None)
+    elif masks_all_empty(truth, labels):
+        notes.append("pixel metrics left out: every ground-truth mask of the anomalous test images is empty")
         metrics.update(pixel_auroc=None, pixel_ap=None, au_pro=None)
     else:
         metrics.update(
@@ -178,6 +195,28 @@ def compute_metrics(pred: Predictions, truth: GroundTruth, labels: np.ndarray) -
     if metrics["image_auroc"] is None:
         notes.append("image AUROC undefined: the test set holds only one class")
     return metrics, notes
+
+
+def defect_type_metrics(pred: Predictions, truth: GroundTruth, items: list[SourceImage]) -> dict[str, dict[str, Any]]:
+    """Per defect folder: its anomalies against all normal test images (image AUROC of the model's
+    score and of the map's maximum, pixel AUROC, AU-PRO; pixel metrics None without masks)."""
+    normals = [i for i, item in enumerate(items) if item.is_normal]
+    out: dict[str, dict[str, Any]] = {}
+    for defect in sorted({item.defect_type for item in items if not item.is_normal}):
+        anomalies = [i for i, item in enumerate(items) if not item.is_normal and item.defect_type == defect]
+        chosen = normals + anomalies
+        labels = np.array([items[i].label for i in chosen])
+        maps = [pred.maps[i] for i in chosen]
+        masks = [truth.masks[i] for i in chosen]
+        pixels = all(mask is not None for mask in masks) and any(masks[j].any() for j in range(len(normals), len(chosen)))
+        out[defect] = {
+            "images": len(anomalies),
+            "image_auroc": M.image_auroc(pred.scores[chosen], labels),
+            "image_auroc_max_of_map": M.image_auroc(np.array([m.max() for m in maps]), labels),
+            "pixel_auroc": M.pixel_auroc(maps, masks) if pixels else None,
+            "au_pro": M.au_pro(maps, masks) if pixels else None,
+        }
+    return out
 
 
 def loco_metrics(pred: Predictions, truth: GroundTruth, defect_types: list[str]) -> dict[str, Any] | None:
@@ -272,9 +311,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         "| metric | value |",
         "|---|---|",
     ]
-    names = (("image AUROC", "image_auroc"), ("image AP", "image_ap"), ("pixel AUROC", "pixel_auroc"),
-             ("pixel AP", "pixel_ap"), ("AU-PRO (FPR 0.3)", "au_pro"))
+    names = (("image AUROC", "image_auroc"), ("image AUROC (max of map)", "image_auroc_max_of_map"), ("image AP", "image_ap"),
+             ("pixel AUROC", "pixel_auroc"), ("pixel AP", "pixel_ap"), ("AU-PRO (FPR 0.3)", "au_pro"))
     lines += [f"| {label} | {_fmt(m[key])} |" for label, key in names]
+    by_defect = report.get("by_defect_type") or {}
+    if by_defect:
+        lines += ["", "Per defect type (each against all normal images):", "",
+                  "| defect type | images | image AUROC | image AUROC (max of map) | pixel AUROC | AU-PRO |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {e['images']} | {_fmt(e['image_auroc'])} | {_fmt(e['image_auroc_max_of_map'])} | "
+                  f"{_fmt(e['pixel_auroc'])} | {_fmt(e['au_pro'])} |" for name, e in by_defect.items()]
     loco = report.get("loco")
     if loco:
         kinds = (*M.LOCO_ANOMALY_KINDS, "mean")
@@ -334,6 +380,10 @@ def evaluate(
     labels = np.array([item.label for item in items])
     defect_types = [item.defect_type for item in items]
     metrics, notes = compute_metrics(pred, truth, labels)
+    if masks_all_empty(truth, labels):
+        warnings.warn(f"{index.root / category}: every ground-truth mask of the anomalous test images is empty; "
+                      "pixel metrics left out (check the masks' values and folder)")
+    by_defect = defect_type_metrics(pred, truth, items)
     loco = loco_metrics(pred, truth, defect_types)
 
     order = rank_cases(pred.scores, labels)
@@ -362,6 +412,7 @@ def evaluate(
             "spro_saturation": "absolute thresholds scaled by evaluation pixels / original pixels",
         },
         "metrics": metrics,
+        "by_defect_type": by_defect,
         "notes": notes,
         "cases": {
             "worst": [_case(items[i], labels[i], pred.scores[i]) for i in worst],

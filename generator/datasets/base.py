@@ -21,7 +21,8 @@ class MaskRef:
 
     ``pixel_value`` is the value that marks this region's pixels in the file: MVTec LOCO stores one
     PNG per defect region whose pixels carry the defect type (255, 254, ... per defects_config.json);
-    MVTec AD/MPDD/MAD-Sim use 255; VisA uses any non-zero value (``None`` = "any value > 0").
+    every other layout (MVTec AD 255, MVTec 3D-AD 254, VisA, MPDD, MAD-Sim) marks a defect with any
+    non-zero value (``None`` = "any value > 0").
     """
 
     path: Path

@@ -36,4 +36,4 @@ def is_loco_layout(cat_dir: Path) -> bool:
 def read_folder(root: Path, category: str) -> DatasetIndex:
     if is_loco_layout(category_dir(root, category)):
         return read_loco_layout("folder", root, category, require_config=False, extra={"layout": "mvtec_loco"})
-    return read_ad_layout("folder", root, category, mask_value=None, extra={"layout": "mvtec_ad"})
+    return read_ad_layout("folder", root, category, extra={"layout": "mvtec_ad"})

@@ -22,4 +22,4 @@ from .mvtec_ad import read_ad_layout
 
 @register_reader("madsim")
 def read_madsim(root: Path, category: str) -> DatasetIndex:
-    return read_ad_layout("madsim", root, category, mask_value=None)
+    return read_ad_layout("madsim", root, category)

@@ -19,8 +19,9 @@ from pathlib import Path
 from ._layout import NORMAL, category_dir, finish_index, image_id, scan_splits
 from .base import DatasetIndex, MaskRef, SourceImage, register_reader
 
-# MVTec AD masks mark anomalous pixels with 255 (0 elsewhere).
-MVTEC_AD_MASK_VALUE = 255
+# Masks of the MVTec AD layout are anomalous wherever a pixel is non-zero (``MaskRef.pixel_value``
+# None): MVTec AD and MPDD write 255, but MVTec 3D-AD ships 0/254 and re-saved copies may hold other
+# values, and a reader that compared with 255 read those masks as empty without a word.
 
 
 def find_ad_mask(gt_defect_dir: Path, stem: str) -> Path | None:
@@ -32,20 +33,16 @@ def find_ad_mask(gt_defect_dir: Path, stem: str) -> Path | None:
 
 
 def read_ad_layout(
-    dataset: str, root: str | Path, category: str, *, mask_value: int | None, extra: dict | None = None
+    dataset: str, root: str | Path, category: str, *, extra: dict | None = None
 ) -> DatasetIndex:
-    """Index one category of an MVTec-AD-style folder.
-
-    ``mask_value`` is what marks anomalous pixels in this dataset's masks (``None`` = any value > 0,
-    for layouts whose mask values are not documented).
-    """
+    """Index one category of an MVTec-AD-style folder (any non-zero mask pixel is anomalous)."""
     cat = category_dir(root, category)
     items = []
     for split, defect, path in scan_splits(cat, dataset):
         masks: tuple[MaskRef, ...] = ()
         if defect != NORMAL:
             mask = find_ad_mask(cat / "ground_truth" / defect, path.stem)
-            masks = (MaskRef(mask, mask_value),) if mask is not None else ()
+            masks = (MaskRef(mask),) if mask is not None else ()
         label = 0 if defect == NORMAL else 1
         items.append(SourceImage(image_id(split, defect, path), path, split, defect, label, masks))
     return finish_index(dataset, category, cat.parent, items, extra=extra)
@@ -53,5 +50,5 @@ def read_ad_layout(
 
 @register_reader("mvtec_ad")
 def read_mvtec_ad(root: Path, category: str) -> DatasetIndex:
-    """MVTec AD (Bergmann et al., CVPR 2019): 15 categories, binary masks with value 255."""
-    return read_ad_layout("mvtec_ad", root, category, mask_value=MVTEC_AD_MASK_VALUE)
+    """MVTec AD (Bergmann et al., CVPR 2019): 15 categories, binary masks (255; any non-zero pixel counts)."""
+    return read_ad_layout("mvtec_ad", root, category)

@@ -6,6 +6,7 @@ DIR holds::
     croissant.json            Croissant 1.0 + RAI metadata, written and re-read by mlcroissant (croissant.py)
     data/{split}-{i:05d}-of-{n:05d}.parquet   one row per sample, images as `datasets` Image features (parquet.py)
     images/contact_sheet.png  the card's contact sheet (shards/inspect.py)
+    bench/bench.json, bench.md, bench.png   with ``--bench DIR``: what `synthgen bench` measured (bench.py)
     manifest.json             the build's manifest + "publication": sha256 of every file above
 
 Order of work, each a refusal with one line before anything is written: the build must pass
@@ -33,6 +34,7 @@ from ..shards.manifest import MANIFEST_FILE
 from ..shards.samples import BuildSample, check_strategy_counts, iter_samples
 from ..shards.untrusted import check_output_apart, check_output_apart_from_inputs, read_manifest
 from ..shards.verify import verify_build
+from .bench import BENCH_FILES, read_bench
 from .licence import publication_licence
 
 SPLIT = "train"  # every synthetic sample is training data; real test images come from the real dataset
@@ -41,9 +43,10 @@ SHEET = "images/contact_sheet.png"
 
 def publish_build(build_dir: str | Path, to: str | Path, *, license: str | None = None, with_normals: bool = False,
                   source_root: str | Path | None = None, rows_per_file: int | None = None,
-                  hub_repo: str | None = None, progress: bool = True) -> Path:
+                  hub_repo: str | None = None, bench: str | Path | None = None, progress: bool = True) -> Path:
     """Publish ``build_dir`` into the folder ``to``; returns ``to``. ``hub_repo``: the Hugging Face dataset
-    repo it will be uploaded to (its URL goes into croissant.json)."""
+    repo it will be uploaded to (its URL goes into croissant.json); ``bench``: a `synthgen bench` folder
+    of this build, whose table goes into the card and croissant.json (the card says so when there is none)."""
     _require_publish_extra()
     from .card import dataset_card
     from .croissant import croissant_metadata
@@ -55,7 +58,8 @@ def publish_build(build_dir: str | Path, to: str | Path, *, license: str | None 
     # never into, over or around the build's own inputs (its dataset, textures, weights, the cache)
     check_output_apart_from_inputs(to, manifest, "--to", "a publish", source_root)
     chosen, source = publication_licence(manifest, license, source_root)
-    if _already_published(to, manifest, chosen, with_normals):
+    measured = read_bench(bench, build_dir) if bench is not None else None
+    if _already_published(to, manifest, chosen, with_normals, measured):
         return to
     _refuse_occupied(to)
 
@@ -79,11 +83,15 @@ def publish_build(build_dir: str | Path, to: str | Path, *, license: str | None 
         check_strategy_counts(build_dir, manifest, table)
         (tmp / "images").mkdir()
         write_contact_sheet(build_dir, tmp / SHEET)
+        if measured is not None:
+            (tmp / "bench").mkdir()
+            for name in BENCH_FILES:
+                shutil.copyfile(Path(bench) / name, tmp / "bench" / name)
         (tmp / "README.md").write_text(dataset_card(
             manifest, licence=chosen, source=source, split=SPLIT, counts=table, with_normals=with_normals,
-            sheet=SHEET, parquet_files=parquet_files), encoding="utf-8")
+            sheet=SHEET, parquet_files=parquet_files, bench=measured), encoding="utf-8")
         croissant = croissant_metadata(manifest, licence=chosen, source_licence=source.id, with_normals=with_normals,
-                                       counts=table, url=hub_url(hub_repo) if hub_repo else None)
+                                       counts=table, url=hub_url(hub_repo) if hub_repo else None, bench=measured)
         (tmp / "croissant.json").write_text(json.dumps(croissant, indent=2, default=str) + "\n", encoding="utf-8")
         _check_croissant(tmp / "croissant.json")
         files = {p.relative_to(tmp).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
@@ -94,6 +102,7 @@ def publish_build(build_dir: str | Path, to: str | Path, *, license: str | None 
             "source_license": {"id": source.id, "found_in": source.found_in, "attribution": source.attribution},
             "with_normals": with_normals,
             "counts": table,
+            "bench": measured.record_sha256 if measured is not None else None,
         }})
         try:
             if to.is_dir():
@@ -136,7 +145,7 @@ def _verified_build_manifest(build_dir: Path) -> dict:
     return manifest
 
 
-def _already_published(to: Path, manifest: dict, licence: str, with_normals: bool) -> bool:
+def _already_published(to: Path, manifest: dict, licence: str, with_normals: bool, bench) -> bool:
     """True when ``to`` holds this very publication, intact (a rerun is then a no-op)."""
     if not (to / MANIFEST_FILE).is_file():
         return False
@@ -148,6 +157,8 @@ def _already_published(to: Path, manifest: dict, licence: str, with_normals: boo
     if publication is None or there["config_hash"] != manifest["config_hash"]:
         return False
     if publication["license"] != licence or publication["with_normals"] != with_normals:
+        return False
+    if publication.get("bench") != (bench.record_sha256 if bench is not None else None):
         return False
     return verify_build(to).passed
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .bench import Bench, card_section
 from .licence import LICENCES, SourceLicence
 
 #: What to cite for each strategy (the method's paper); the LogicAL family shares one entry.
@@ -118,6 +119,13 @@ _OPTION = {
 def rebuild_command(manifest: dict, out: str = "OUT") -> str:
     """The `synthgen build` command line that makes this build again (same config, so same config hash)."""
     config = manifest["config"]
+    recipe = config.get("recipe")
+    if recipe:  # the recipe fixes everything else; only the places are the user's
+        args = ["synthgen", "build", "--recipe", f"{recipe['name']}-v{recipe['version']}", "--category", config["category"]]
+        for key, option in (("root", "--root"), ("texture_root", "--textures"), ("weights_dir", "--weights-dir"), ("device", "--device")):
+            if config.get(key) is not None:
+                args += [option, str(config[key])]
+        return " ".join(shlex.quote(a) for a in [*args, "--out", out])
     args = ["synthgen", "build", "--strategy", ",".join(config["strategies"])]
     for key, option in _OPTION.items():
         value = config.get(key)
@@ -151,7 +159,7 @@ def pretty_name(manifest: dict) -> str:
 
 
 def dataset_card(manifest: dict, *, licence: str, source: SourceLicence, split: str, counts: dict[str, dict[str, int]],
-                 with_normals: bool, sheet: str, parquet_files: list[str]) -> str:
+                 with_normals: bool, sheet: str, parquet_files: list[str], bench: Bench | None = None) -> str:
     """The README.md text. ``counts``: strategy -> {"anomalous": a, "normal": n} as published."""
     ds = manifest["dataset"]
     config = manifest["config"]
@@ -185,6 +193,10 @@ def dataset_card(manifest: dict, *, licence: str, source: SourceLicence, split: 
     fingerprint = (manifest.get("environment") or {}).get("synthgen_code")  # absent in manifests before it
     code_note = f", synthgen code fingerprint {code(fingerprint[:12])} (the same code draws the same samples)" \
         if isinstance(fingerprint, str) else ""
+    recipe = config.get("recipe")
+    recipe_text = (f"It follows the recipe **{recipe['name']} v{recipe['version']}** "
+                   f"(`manifests/recipes/{recipe['name']}-v{recipe['version']}.json` of synthgen, sha256 `{recipe['sha256']}`), "
+                   "a versioned build definition that is the same for everyone. " if recipe else "")
     body = f"""
 # {prose(pretty_name(manifest))}
 
@@ -217,13 +229,16 @@ training images: do **not** use them as normal *test* images of {code(ds['name']
 
 ## Collection process
 Made by machine, with no human annotation: each sample is a pure function of its source image, the
-build's config and its seed. Rebuild it bit for bit with
+build's config and its seed. {recipe_text}Rebuild it bit for bit with
 
 {fenced(rebuild_command(manifest))}
 
 config hash {code(manifest['config_hash'])}, seed {manifest['seed']}{code_note}. `manifest.json` records the full
 config, every source image's sha256, the models used and the sha256 of every file of this folder
 (`synthgen verify .` checks them). Models used: {tools}.
+
+## Usefulness (measured on real test images)
+{card_section(bench)}
 
 ## Uses
 Training and evaluating anomaly detection and localization models on synthetic anomalies; comparing

@@ -12,6 +12,7 @@ import datetime as dt
 import os
 from typing import Any
 
+from .bench import CROISSANT_NAMESPACE, Bench, croissant_property
 from .card import method_citations, pretty_name, rebuild_command
 from .licence import LICENCES
 
@@ -28,8 +29,13 @@ def _published_date() -> dt.datetime:
 
 
 def croissant_metadata(manifest: dict, *, licence: str, source_licence: str, with_normals: bool,
-                       counts: dict[str, dict[str, int]], url: str | None = None) -> dict[str, Any]:
-    """The Croissant JSON-LD document (a dict) of a publication; ``url``: where it is published, if known."""
+                       counts: dict[str, dict[str, int]], url: str | None = None, bench: Bench | None = None) -> dict[str, Any]:
+    """The Croissant JSON-LD document (a dict) of a publication; ``url``: where it is published, if known.
+
+    Besides Croissant's and RAI's properties it carries ``synthgen:bench`` (namespace
+    :data:`~generator.publish.bench.CROISSANT_NAMESPACE`, declared in ``@context``): the usefulness
+    measurement of `synthgen bench` (method, budget, seeds, test split, mean and sd per metric), or
+    ``{"run": false}`` when none was run (see generator/publish/bench.py)."""
     import mlcroissant as mlc
 
     parquet = "parquet-files"
@@ -102,4 +108,7 @@ def croissant_metadata(manifest: dict, *, licence: str, source_licence: str, wit
         personal_sensitive_information=["None: industrial product images."],
         data_release_maintenance_plan="Immutable: a new build has a new config hash and is published anew.",
     )
-    return metadata.to_json()
+    document = metadata.to_json()
+    document["@context"]["synthgen"] = CROISSANT_NAMESPACE
+    document["synthgen:bench"] = croissant_property(bench)
+    return document

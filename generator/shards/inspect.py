@@ -53,9 +53,9 @@ def strategy_label_counts(build_dir: str | Path) -> dict[str, tuple[int, int]]:
 SAMPLES_PER_ROW = 8
 
 
-def write_contact_sheet(build_dir: str | Path, out_png: str | Path, per_strategy: int = 4, tile: int = 128) -> Path:
-    """A PNG of ``per_strategy`` anomalous samples of each strategy (evenly spread over the build), as
-    (image | mask overlay) pairs, at most :data:`SAMPLES_PER_ROW` pairs a row."""
+def write_contact_sheet(build_dir: str | Path, out_png: str | Path, per_strategy: int | None = 4, tile: int = 128) -> Path:
+    """A PNG of ``per_strategy`` anomalous samples of each strategy (evenly spread over the build; None:
+    all of them), as (image | mask overlay) pairs, at most :data:`SAMPLES_PER_ROW` pairs a row."""
     out_png = check_output_file(out_png, "--sheet", ".png")
     picks: dict[str, list[tuple[Path, int]]] = {}
     for path, names, labels in _strategies_and_labels(build_dir, ("image", "mask")):
@@ -64,7 +64,7 @@ def write_contact_sheet(build_dir: str | Path, out_png: str | Path, per_strategy
                 picks.setdefault(str(name), []).append((path, row))
     rows, row_labels = [], []
     for name in sorted(picks):
-        chosen = _evenly(picks[name], per_strategy)
+        chosen = picks[name] if per_strategy is None else _evenly(picks[name], per_strategy)
         tiles = []
         for path, row in chosen:
             with open_shard(path) as f:

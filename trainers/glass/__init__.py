@@ -22,6 +22,8 @@ __all__ = ["METHOD", "GLASSOptions", "command", "load"]
 @options_command(METHOD, GLASSOptions)
 def command(options: GLASSOptions) -> None:
     """Train GLASS (global + local anomaly synthesis) with a synthgen build as its local synthesis."""
+    from ..presets import with_preset
     from .train import train
 
-    click.echo(f"run folder: {train(options)} (model.pt, run.json, logs/)")
+    # the preset fills the options left at their defaults (explicit ones win)
+    click.echo(f"run folder: {train(with_preset(options, click.get_current_context()))} (model.pt, run.json, logs/)")

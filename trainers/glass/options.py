@@ -9,6 +9,7 @@ from synthgen.generator.config import parse_image_size
 
 from ..features import EMBED_DIM, LAYERS, PATCH_SIZE, parse_layers
 from ..options import cli, device_field
+from ..presets import preset_field, steps_field
 from .model import ASCENT_STEPS, DISCRIMINATOR_HIDDEN, DISTRIBUTIONS, IMAGE_SIZE
 
 #: Official code: adaptor learning rate (the discriminator gets twice this), epochs, batch size, and
@@ -34,6 +35,7 @@ class GLASSOptions:
     image_size: tuple[int, int] = field(default=(IMAGE_SIZE, IMAGE_SIZE), metadata=cli(
         "N or HxW the images are resized to (official: 288).", parse=parse_image_size, text=str(IMAGE_SIZE)))
     epochs: int = field(default=EPOCHS, metadata=cli("Training epochs (official: 640)."))
+    steps: int | None = steps_field()
     batch_size: int = field(default=BATCH_SIZE, metadata=cli("Anomalous samples per step (official: 8)."))
     limit: int = field(default=LIMIT, metadata=cli("An epoch ends once more than this many samples were seen (official: 392)."))
     lr: float = field(default=LR, metadata=cli("Adaptor learning rate; the discriminator gets twice this."))
@@ -41,6 +43,7 @@ class GLASSOptions:
     distribution: str = field(default="hypersphere", metadata=cli(
         "Band of the truncated projection: around the center (hypersphere) or the normal feature (manifold).", choices=DISTRIBUTIONS))
     seed: int = field(default=0, metadata=cli("Seeds initialisation, data order and noise."))
+    preset: str = preset_field()
     device: str = device_field()
     resume: bool = field(default=False, metadata=cli("Continue the run in --out from its last epoch (same options)."))
     progress: bool = field(default=True, metadata=cli("No per-epoch progress lines.", name="--quiet", negate=True))

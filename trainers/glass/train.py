@@ -29,7 +29,7 @@ from synthgen.generator.errors import SynthgenError
 from synthgen.generator.safe_load import load_state_dict_checked
 
 from ..backbones import Backbone
-from ..epoch_log import EpochLog, finish_plain_run, order_for_epoch, read_epoch_checkpoint
+from ..epoch_log import EpochLog, epoch_plan, finish_plain_run, order_for_epoch, read_epoch_checkpoint
 from ..lightning_utils import LOG_DIR, resolve_device, start_run
 from ..losses import two_class_focal_loss
 from ..shard_features import ShardFeatures, build_provenance, extractor_params, shard_features
@@ -89,6 +89,7 @@ def train(options: GLASSOptions) -> Path:
     """Train one GLASS model on the build ``options.shards`` into the run folder ``options.out`` (or continue it)."""
     out = Path(options.out)
     _check_options(options)
+    epoch_plan(1, options.epochs, options.steps)  # a bad --steps is an error before any work
     data_provenance = build_provenance(options.shards)  # a one-line error for a missing or unfinished build, before any work
     device = resolve_device(options.device)
     net = Backbone(options.backbone, list(options.layers), weights=options.weights, weights_dir=options.weights_dir, device=device)
@@ -99,7 +100,7 @@ def train(options: GLASSOptions) -> Path:
     )
     model = GLASSModel.initialised(config, net, options.seed).to(device)
     training = {
-        "epochs": options.epochs, "batch_size": options.batch_size, "limit": options.limit, "lr": options.lr,
+        "epochs": None if options.steps is not None else options.epochs, "steps": options.steps, "batch_size": options.batch_size, "limit": options.limit, "lr": options.lr,
         "discriminator_lr": options.lr * DISCRIMINATOR_LR_FACTOR,
         "adaptor_weight_decay": ADAPTOR_WEIGHT_DECAY, "noise_std": NOISE_STD, "ascent_steps": options.ascent_steps,
         "radius_quantile": RADIUS_QUANTILE, "hard_mining_quantile": HARD_MINING_QUANTILE, "distribution": options.distribution,
@@ -113,12 +114,14 @@ def train(options: GLASSOptions) -> Path:
     data = shard_features(options.shards, model.extractor, extractor_params(config), config.image_size, batch_size=options.batch_size,
                           device=device, progress=options.progress)
     epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, LOG_FIELDS, run_dir=out, checkpoint=checkpoint, progress=options.progress)
-    _fit(model, data, training, options.seed, epoch_log, checkpoint)
-    finish_plain_run(out, save_model(out, model), options.epochs, started, {"feature_grid": list(data.grid), "features": data.counts})
+    plan = epoch_plan(steps_per_epoch(len(data.anomalous), options.batch_size, options.limit), options.epochs, options.steps)
+    _fit(model, data, training, options.seed, epoch_log, checkpoint, plan)
+    finish_plain_run(out, save_model(out, model), len(plan), started, {"feature_grid": list(data.grid), "features": data.counts}, plan)
     return out
 
 
-def _fit(model: GLASSModel, data: ShardFeatures, training: dict, seed: int, epoch_log: EpochLog, checkpoint: dict | None) -> None:
+def _fit(model: GLASSModel, data: ShardFeatures, training: dict, seed: int, epoch_log: EpochLog, checkpoint: dict | None,
+         plan: list[int]) -> None:
     device = next(model.adaptor.parameters()).device
     adaptor_opt = torch.optim.Adam(model.adaptor.parameters(), lr=training["lr"], weight_decay=training["adaptor_weight_decay"])
     discriminator_opt = torch.optim.AdamW(model.discriminator.parameters(), lr=training["discriminator_lr"])
@@ -131,8 +134,8 @@ def _fit(model: GLASSModel, data: ShardFeatures, training: dict, seed: int, epoc
         discriminator_opt.load_state_dict(checkpoint["discriminator_opt"])
         noise.set_state(checkpoint["noise"])
     batch_size, distribution = training["batch_size"], training["distribution"]
-    steps = steps_per_epoch(len(data.anomalous), batch_size, training["limit"])
-    for epoch in range(epoch_log.next_epoch, training["epochs"]):
+    for epoch in range(epoch_log.next_epoch, len(plan)):
+        steps = plan[epoch]
         centers = feature_centers(model.adaptor, data.normals)
         model.adaptor.train()
         model.discriminator.train()

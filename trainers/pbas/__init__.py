@@ -22,6 +22,8 @@ __all__ = ["METHOD", "PBASOptions", "command", "load"]
 @options_command(METHOD, PBASOptions)
 def command(options: PBASOptions) -> None:
     """Train PBAS (ABL + AFS + RBO) on normal images; no shards needed."""
+    from ..presets import with_preset
     from .train import train
 
-    click.echo(f"run folder: {train(options)} (model.pt, run.json, logs/)")
+    # the preset fills the options left at their defaults (explicit ones win)
+    click.echo(f"run folder: {train(with_preset(options, click.get_current_context()))} (model.pt, run.json, logs/)")

@@ -9,6 +9,7 @@ from synthgen.generator.config import parse_image_size
 
 from ..features import EMBED_DIM, LAYERS, PATCH_SIZE, parse_layers
 from ..options import cli, device_field
+from ..presets import preset_field, steps_field
 from .model import ALPHA, CENTER_METHODS, COMPONENTS, SYNTHESES
 
 #: Sec. IV-B: projector learning rate (the discriminator gets twice this), batch size, epochs.
@@ -37,6 +38,7 @@ class PBASOptions:
     image_size: tuple[int, int] = field(default=(IMAGE_SIZE, IMAGE_SIZE), metadata=cli(
         "N or HxW the images are resized to (the paper: 256).", parse=parse_image_size, text=str(IMAGE_SIZE)))
     epochs: int = field(default=EPOCHS, metadata=cli("Training epochs (the paper: 400)."))
+    steps: int | None = steps_field()
     batch_size: int = field(default=BATCH_SIZE, metadata=cli("Images per step (the paper: 8)."))
     lr: float = field(default=LR, metadata=cli("Projector learning rate; the discriminator gets twice this."))
     alpha: float = field(default=ALPHA, metadata=cli("Anomaly degree alpha of Eq. 7."))
@@ -47,6 +49,7 @@ class PBASOptions:
     components: str = field(default="full", metadata=cli(
         "Table V: full (ABL + AFS + RBO) or abl (center loss only, scored by distance to the nearest center).", choices=COMPONENTS))
     seed: int = field(default=0, metadata=cli("Seeds initialisation, data order and noise."))
+    preset: str = preset_field()
     device: str = device_field()
     resume: bool = field(default=False, metadata=cli("Continue the run in --out from its last epoch (same options)."))
     progress: bool = field(default=True, metadata=cli("No per-epoch progress lines.", name="--quiet", negate=True))

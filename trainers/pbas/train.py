@@ -39,7 +39,7 @@ from synthgen.generator.errors import SynthgenError
 from synthgen.generator.safe_load import load_state_dict_checked
 
 from ..backbones import Backbone
-from ..epoch_log import EpochLog, finish_plain_run, order_for_epoch, read_epoch_checkpoint
+from ..epoch_log import EpochLog, epoch_plan, finish_plain_run, order_for_epoch, read_epoch_checkpoint
 from ..features import NormalImages, PatchFeatureExtractor, load_normal_images
 from ..lightning_utils import LOG_DIR, resolve_device, start_run
 from ..shard_features import ShardFeatures, build_provenance, extractor_params, shard_features
@@ -104,6 +104,7 @@ def train(options: PBASOptions) -> Path:
     """Train one PBAS model into the run folder ``options.out`` (or continue it: ``options.resume``); returns it."""
     out = Path(options.out)
     _check_options(options)
+    epoch_plan(1, options.epochs, options.steps)  # a bad --steps is an error before any work
     device = resolve_device(options.device)
     normals = load_normal_images(options.image_size, dataset=options.dataset, root=options.root, category=options.category,
                                  shards=options.shards)
@@ -120,7 +121,7 @@ def train(options: PBASOptions) -> Path:
     )
     model = PBASModel.initialised(config, net, options.seed).to(device)
     training = {
-        "epochs": options.epochs, "batch_size": options.batch_size, "lr": options.lr,
+        "epochs": None if options.steps is not None else options.epochs, "steps": options.steps, "batch_size": options.batch_size, "lr": options.lr,
         "discriminator_lr": options.lr * DISCRIMINATOR_LR_FACTOR,
         "gamma": GAMMA, "delta": DELTA, "alpha": options.alpha, "center": options.center, "synthesis": options.synthesis,
         "noise_std": NOISE_STD if options.synthesis == "noise" else None, "seed": options.seed, "device": device,
@@ -153,13 +154,14 @@ def train(options: PBASOptions) -> Path:
         extras["anomaly_features"] = anomalies.counts
     fields = LOG_FIELDS + (SHARD_LOG_FIELDS if anomalies is not None else ())
     epoch_log = EpochLog(out / LOG_DIR / METRICS_FILE, fields, run_dir=out, checkpoint=checkpoint, progress=options.progress)
-    _fit(model, features, training, options.seed, epoch_log, checkpoint, anomalies)
-    finish_plain_run(out, save_model(out, model), options.epochs, started, extras)
+    plan = epoch_plan(-(-len(features) // options.batch_size), options.epochs, options.steps)
+    _fit(model, features, training, options.seed, epoch_log, checkpoint, anomalies, plan)
+    finish_plain_run(out, save_model(out, model), len(plan), started, extras, plan)
     return out
 
 
 def _fit(model: PBASModel, features: torch.Tensor, training: dict, seed: int, epoch_log: EpochLog, checkpoint: dict | None = None,
-         anomalies: ShardFeatures | None = None) -> None:
+         anomalies: ShardFeatures | None = None, plan: list[int] | None = None) -> None:
     """The epochs of joint ABL + AFS + RBO training (or ABL alone), from ``checkpoint`` when resuming;
     ``epoch_log`` takes one row and a checkpoint per epoch; ``anomalies``: a build's anomalous samples
     the discriminator also learns from (their masks on the feature grid as targets)."""
@@ -175,7 +177,8 @@ def _fit(model: PBASModel, features: torch.Tensor, training: dict, seed: int, ep
         discriminator_opt.load_state_dict(checkpoint["discriminator_opt"])
         noise.set_state(checkpoint["noise"])
     batch_size = training["batch_size"]
-    for epoch in range(epoch_log.next_epoch, training["epochs"]):
+    plan = plan if plan is not None else epoch_plan(-(-len(features) // batch_size), training["epochs"], None)
+    for epoch in range(epoch_log.next_epoch, len(plan)):
         model.projector.train()
         model.discriminator.train()
         order = order_for_epoch(len(features), seed, epoch)
@@ -184,7 +187,7 @@ def _fit(model: PBASModel, features: torch.Tensor, training: dict, seed: int, ep
         if anomalies is not None:  # enough of the anomalous samples' order for every step, cycled
             shard_order = np.random.default_rng([seed, _SHARD_ORDER_STREAM, epoch]).permutation(len(anomalies.anomalous))
             shard_order = np.resize(shard_order, -(-len(order) // batch_size) * batch_size)
-        for start in range(0, len(order), batch_size):
+        for start in range(0, plan[epoch] * batch_size, batch_size):
             rows = features[order[start:start + batch_size]].flatten(0, 1).to(device)
             u = model.projector(rows)
             terms = center_terms(u, model.centers)
