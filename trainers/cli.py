@@ -30,6 +30,7 @@ def train_cli() -> None:
 
 for _method in METHODS:
     train_cli.add_command(_method.command)
+train_cli.add_command(__import__("synthgen.trainers.anomalib", fromlist=["command"]).command)  # anomalib's models (optional extra)
 
 
 def _split_names(text: str) -> tuple[str, ...]:
