@@ -218,3 +218,29 @@ def test_missing_weights_and_unknown_backbones_are_refused_not_downloaded(demo_b
     line = _one_line_error(capsys, ["anomalib", "--model", "draem", "--anomalies", "own", "--dataset", "demo", "--category", "parts_box", "--out", str(tmp_path / "d"), "--quiet"])
     assert "--textures" in line
     assert not no_network
+
+
+@pytest.mark.slow
+def test_dsr_phase_three_takes_the_shards(demo_build, tmp_path, no_perlin, monkeypatch):
+    """DSR needs anomalib's pretrained discrete model; here a stand-in file (an untrained one, written by
+    the test) so that the plumbing can be checked offline. 3 epochs: phase 3 is the last (0.7 of the epochs)."""
+    from anomalib.models import Dsr
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    torch.save(Dsr().model.discrete_latent_model.state_dict(), weights / "vq_model_pretrained_128_4096.pckl")
+    handed = []
+    original = ShardAnomalies.forward
+    monkeypatch.setattr(ShardAnomalies, "forward", lambda self, normal: handed.append(1) or original(self, normal))
+    train(tmp_path / "run", model="dsr", shards=demo_build, weights_dir=weights, seed=0, **{**TINY, "epochs": 3})
+    assert handed  # phase 3 ran on shard batches, and no Perlin generator was called
+    assert load_model(tmp_path / "run").predict(torch.rand(2, 3, SIZE, SIZE))[0].shape == (2, SIZE, SIZE)
+
+
+def test_the_command_line_does_not_import_anomalib():
+    """anomalib is an optional extra: synthgen-train and synthgen-eval start without it."""
+    import subprocess
+    import sys
+
+    code = "import sys, synthgen.trainers.cli; print('anomalib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

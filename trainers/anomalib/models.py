@@ -16,6 +16,14 @@ Where each model draws its anomalies (anomalib 2.7) and what replaces it here:
 
 In every case a batch item is (image = the shard sample, gt_mask, gt_label, normal = its own normal;
 for a normal item image = normal). The ``own`` variants are the unmodified classes.
+
+What cannot take shards soundly, and stays the model's own:
+- DSR's phases 1-2 make their anomalies in its quantized latent space (``DsrAnomalyGenerator`` swaps
+  codebook entries inside a Perlin mask) to train the object-specific decoder to *undo* them; a pixel-space
+  anomaly has no such latent target, so only phase 3 (the upsampling module, trained on image + mask) is fed.
+- SuperSimpleNet's supervised mode in its paper (JIMS 2025) adds its feature noise on top of real labelled
+  defects; with shards that noise would be a second synthesis and the comparison with ``own`` would no
+  longer isolate synthgen's anomalies, so it is removed (a choice; run.json says ``anomalies: shards``).
 """
 
 from __future__ import annotations
@@ -68,7 +76,7 @@ class NoFeatureNoise(nn.Module):
         return input_features, adapted_features, masks, labels
 
 
-def _pair_step(module, batch, anomalous: torch.Tensor, normal: torch.Tensor, augmenter: ShardAnomalies, step):
+def _pair_step(batch, anomalous: torch.Tensor, normal: torch.Tensor, augmenter: ShardAnomalies, step):
     """Feed the shard sample to ``augmenter`` and run the parent's training step on its own normal."""
     augmenter.feed(anomalous, batch.gt_mask)
     return step(replace(batch, image=normal))
@@ -111,7 +119,7 @@ def _classes() -> dict[str, dict[str, type]]:
             self.augmenter = ShardAnomalies()
 
         def training_step(self, batch, *args, **kwargs):
-            return _pair_step(self, batch, batch.image, batch.normal, self.augmenter, lambda b: super(ShardDraem, self).training_step(b, *args, **kwargs))
+            return _pair_step(batch, batch.image, batch.normal, self.augmenter, lambda b: super(ShardDraem, self).training_step(b, *args, **kwargs))
 
     class ShardDsr(OfflineDsr):
         def __init__(self, **kwargs):
@@ -119,7 +127,7 @@ def _classes() -> dict[str, dict[str, type]]:
             self.perlin_generator = ShardAnomalies()
 
         def training_step(self, batch):
-            return _pair_step(self, batch, batch.image, batch.normal, self.perlin_generator, lambda b: super(ShardDsr, self).training_step(b))
+            return _pair_step(batch, batch.image, batch.normal, self.perlin_generator, lambda b: super(ShardDsr, self).training_step(b))
 
     class ShardGlass(Glass):
         def __init__(self, **kwargs):
@@ -130,7 +138,7 @@ def _classes() -> dict[str, dict[str, type]]:
             mean, std = self.model._img_mean, self.model._img_std
             pixels = batch.image * std + mean  # the pre-processor normalised the sample; GLASS's augmentor is in pixels
             normal = (batch.normal - mean) / std  # the normal field is not pre-processed: normalise it like image
-            return _pair_step(self, batch, pixels, normal, self.model.augmentor, lambda b: super(ShardGlass, self).training_step(b, batch_idx))
+            return _pair_step(batch, pixels, normal, self.model.augmentor, lambda b: super(ShardGlass, self).training_step(b, batch_idx))
 
     return {
         "own": {"supersimplenet": Supersimplenet, "draem": Draem, "dsr": OfflineDsr, "glass": Glass},
