@@ -78,8 +78,14 @@ def main() -> None:
     p.add_argument("--kind", default="mean", help="LOCO report column: logical_anomalies, structural_anomalies or mean")
     p.add_argument("--eval-args", default="", help="extra synthgen-eval options, e.g. '--kinds logical --extra-normals validation'")
     p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--report-only", action="store_true", help="write table.md and the plot from WORK/results.json (runs finished so far)")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        rows = json.loads((args.work / "results.json").read_text())
+        print(write_table(rows, args))
+        plot(rows, args.work / "anomalib.png", args)
+        return
     builds = {"draem": args.draem, "logical": args.logical}
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
@@ -130,8 +136,9 @@ def _mean_sd(values: list) -> str:
 
 def write_table(rows: list[dict], args) -> str:
     titles = [title for _, title in COLUMNS]
+    seeds = sorted({r["seed"] for r in rows})
     lines = [f"{args.dataset}/{args.category} ({args.kind}), image {args.image_size}, batch {args.batch_size}, ~{args.steps} steps, "
-             f"seeds {args.seeds}", "", "| model | anomalies | n | " + " | ".join(titles) + " | s/epoch | s/step |",
+             f"seeds run: {','.join(map(str, seeds))}", "", "| model | anomalies | n | " + " | ".join(titles) + " | s/epoch | s/step |",
              "|---|---|---|" + "---|" * (len(titles) + 2)]
     for model in dict.fromkeys(r["model"] for r in rows):
         for arm in ARMS:
@@ -168,7 +175,7 @@ def plot(rows: list[dict], path: Path, args) -> None:
         ax.set_title(title, fontsize=9)
     axes[0][0].legend(title="anomalies", fontsize=8)
     fig.suptitle(f"anomalib models on {args.dataset}/{args.category}: own synthesis vs synthgen shards "
-                 f"({args.image_size} px, ~{args.steps} steps, seeds {args.seeds})", fontsize=9)
+                 f"({args.image_size} px, ~{args.steps} steps, seeds run: {','.join(map(str, sorted({r['seed'] for r in rows})))})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"plot: {path}")
