@@ -54,6 +54,25 @@ def steps_per_epoch(arm: str, args, build: Path | None) -> int:
     return max(1, items // args.batch_size)
 
 
+def reading_times(args, builds: dict) -> None:
+    """Seconds to read one training epoch of each arm (decode, resize, collate; no model): the data's share
+    of a step, to compare with the step times of the table."""
+    import time
+
+    from synthgen.trainers.anomalib.data import NormalTrainingSet, ShardTrainingSet, training_loader
+
+    size = (args.image_size, args.image_size)
+    sets = {"own": NormalTrainingSet(args.dataset, args.root, args.category, size),
+            **{arm: ShardTrainingSet(build, size, 0.5, 0) for arm, build in builds.items()}}
+    for arm, dataset in sets.items():
+        loader = training_loader(dataset, args.batch_size, 0)
+        for _ in range(2):  # the second pass is reported (files in the page cache)
+            started = time.perf_counter()
+            items = sum(len(batch.image) for batch in loader)
+            seconds = time.perf_counter() - started
+        print(f"{arm}: {items} items per epoch, {seconds:.3f} s to read it, {1000 * seconds / len(loader):.1f} ms per batch of {args.batch_size}")
+
+
 def pick(report: dict, path: tuple[str, ...], kind: str):
     value = report
     for key in path:
@@ -78,9 +97,13 @@ def main() -> None:
     p.add_argument("--kind", default="mean", help="LOCO report column: logical_anomalies, structural_anomalies or mean")
     p.add_argument("--eval-args", default="", help="extra synthgen-eval options, e.g. '--kinds logical --extra-normals validation'")
     p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--reading", action="store_true", help="only time reading one training epoch of each arm (no model)")
     p.add_argument("--report-only", action="store_true", help="write table.md and the plot from WORK/results.json (runs finished so far)")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.reading:
+        reading_times(args, builds={"draem": args.draem, "logical": args.logical})
+        return
     if args.report_only:
         rows = json.loads((args.work / "results.json").read_text())
         print(write_table(rows, args))
