@@ -384,7 +384,8 @@ def test_text_from_records_cannot_add_structure_to_the_card():
     body = card.split("---\n", 2)[2]
     tokens = MarkdownIt("commonmark").enable("table").parse(body)
     headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
-    assert [h for h in headings if h != headings[0]] == ["Motivation", "Composition", "Collection process", "Uses",
+    assert [h for h in headings if h != headings[0]] == ["Motivation", "Composition", "Collection process",
+                                                          "Usefulness (measured on real test images)", "Uses",
                                                           "Distribution", "Maintenance", "Citations"]
     assert not [t for t in tokens if t.type.startswith("html")]
     assert sum(t.type == "fence" for t in tokens) == 1

@@ -2,9 +2,8 @@
 
 ``synthgen-train`` has one subcommand per method in trainers.methods.METHODS (each package's click
 ``command``, built from its options dataclass by trainers/options.py): adding a method to that list
-adds its subcommand here and registers its model loader for ``synthgen-eval``. A sub-package whose
-command is not (yet) in that list registers it with one line below the loop:
-``add_train_command(anomalib)`` (after ``from . import anomalib``). As in ``synthgen``, a user's
+adds its subcommand here and registers its model loader for ``synthgen-eval`` (``anomalib``, the
+anomalib models fed by shards, is one entry like the others). As in ``synthgen``, a user's
 mistake (SynthgenError) is one line on stderr and exit status 2; an interrupted command exits 130
 and says how to resume. Anything else that escapes is a bug and keeps its traceback.
 """

@@ -12,7 +12,7 @@ Adding a method is one line: import its package below and append it to :data:`ME
 
 from __future__ import annotations
 
-from . import ensemble, glass, logical, pbas, reconstruction
+from . import anomalib, ensemble, glass, logical, pbas, reconstruction
 
 METHODS = (
     reconstruction,
@@ -20,4 +20,5 @@ METHODS = (
     pbas,
     ensemble,
     glass,
+    anomalib,  # anomalib's own models fed by shards (the library is an optional extra, imported on use)
 )
