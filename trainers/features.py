@@ -20,8 +20,9 @@ How patch scores become anomaly maps and image scores: trainers/score_maps.py.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from synthgen.generator.errors import SynthgenError
 from synthgen.generator.imageio import read_rgb, resize_rgb, sha256_file
 
 from .backbones import Backbone
+from .options import cli
 
 #: PBAS Sec. IV-B: neighbourhood size p = 3.
 PATCH_SIZE = 3
@@ -45,6 +47,26 @@ LAYERS = ("layer2", "layer3")
 def parse_layers(text: str) -> tuple[str, ...]:
     """``--layers`` text ``layer2,layer3`` -> ("layer2", "layer3")."""
     return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+# The options fields of the backbone that PBAS and GLASS share (their options dataclasses, trainers/options.py).
+
+
+def backbone_field() -> Any:
+    return field(default="wide_resnet50_2", metadata=cli("wide_resnet50_2 (the paper), resnet18 or efficientnet_lite0."))
+
+
+def layers_field() -> Any:
+    return field(default=LAYERS, metadata=cli("Backbone layers, comma-separated (the paper: levels 2 and 3).",
+                                              parse=parse_layers, text=",".join(LAYERS)))
+
+
+def weights_field() -> Any:
+    return field(default=None, metadata=cli("Backbone checkpoint file (default: resolved by name), or 'none' for random weights."))
+
+
+def weights_dir_field() -> Any:
+    return field(default=None, metadata=cli("Folder to look for backbone checkpoints in."))
 
 
 def patchify(features: torch.Tensor, patch_size: int) -> torch.Tensor:

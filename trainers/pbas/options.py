@@ -7,7 +7,7 @@ from pathlib import Path
 
 from synthgen.generator.config import parse_image_size
 
-from ..features import EMBED_DIM, LAYERS, PATCH_SIZE, parse_layers
+from ..features import EMBED_DIM, PATCH_SIZE, backbone_field, layers_field, weights_dir_field, weights_field
 from ..options import cli, device_field
 from ..presets import preset_field, steps_field
 from .model import ALPHA, CENTER_METHODS, COMPONENTS, SYNTHESES
@@ -28,11 +28,10 @@ class PBASOptions:
     shards: Path | None = field(default=None, metadata=cli("Instead of --dataset: a synthgen build whose normal source images train PBAS."))
     anomaly_shards: Path | None = field(default=None, metadata=cli(
         "A synthgen build whose anomalous samples the discriminator also sees, labelled by their masks (default: none, the paper's PBAS)."))
-    backbone: str = field(default="wide_resnet50_2", metadata=cli("wide_resnet50_2 (the paper), resnet18 or efficientnet_lite0."))
-    layers: tuple[str, ...] = field(default=LAYERS, metadata=cli(
-        "Backbone layers, comma-separated (the paper: levels 2 and 3).", parse=parse_layers, text=",".join(LAYERS)))
-    weights: str | None = field(default=None, metadata=cli("Backbone checkpoint file (default: resolved by name), or 'none' for random weights."))
-    weights_dir: Path | None = field(default=None, metadata=cli("Folder to look for backbone checkpoints in."))
+    backbone: str = backbone_field()
+    layers: tuple[str, ...] = layers_field()
+    weights: str | None = weights_field()
+    weights_dir: Path | None = weights_dir_field()
     embed_dim: int = field(default=EMBED_DIM, metadata=cli("Patch feature dimension D (official: 1536)."))
     patch_size: int = field(default=PATCH_SIZE, metadata=cli("Neighbourhood size p (the paper: 3)."))
     image_size: tuple[int, int] = field(default=(IMAGE_SIZE, IMAGE_SIZE), metadata=cli(
