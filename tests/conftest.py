@@ -115,3 +115,17 @@ def interrupt_in_epoch():
             yield
 
     return interrupt
+
+
+@pytest.fixture(scope="session")
+def draem_demo_build(tmp_path_factory) -> Path:
+    """24 draem samples of the demo dataset at 64x64 (about half of them anomalous), built once for the trainer
+    tests that read shards (GLASS, the anomalib models)."""
+    from synthgen.generator.config import BuildConfig
+    from synthgen.generator.pipeline import build
+
+    config = BuildConfig(dataset="demo", category="parts_box", root=None, strategies=("draem",), num_samples=24,
+                         samples_per_shard=24, batch_size=12, image_size=(64, 64), texture_source="perlin", seed=1)
+    out = tmp_path_factory.mktemp("draem-demo-build") / "demo"
+    build(config, out, progress=False)
+    return out

@@ -18,9 +18,7 @@ pytest.importorskip("anomalib")
 from anomalib.data.utils.generators.perlin import PerlinAnomalyGenerator  # noqa: E402
 from anomalib.models.image.draem.loss import DraemLoss  # noqa: E402
 
-from synthgen.generator.config import BuildConfig  # noqa: E402
 from synthgen.generator.errors import SynthgenError  # noqa: E402
-from synthgen.generator.pipeline import build  # noqa: E402
 from synthgen.generator.shards.reader import ShardDataset  # noqa: E402
 from synthgen.trainers.anomalib.data import ShardTrainingSet, training_loader  # noqa: E402
 from synthgen.trainers.anomalib.models import ShardAnomalies  # noqa: E402
@@ -34,13 +32,8 @@ TINY = dict(image_size=(SIZE, SIZE), epochs=1, batch_size=4, device="cpu", progr
 
 
 @pytest.fixture(scope="module")
-def demo_build(tmp_path_factory):
-    """24 draem samples of the demo dataset at 64x64 (about half of them anomalous)."""
-    config = BuildConfig(dataset="demo", category="parts_box", root=None, strategies=("draem",), num_samples=24,
-                         samples_per_shard=24, batch_size=12, image_size=(SIZE, SIZE), texture_source="perlin", seed=1)
-    out = tmp_path_factory.mktemp("build") / "demo"
-    build(config, out, progress=False)
-    return out
+def demo_build(draem_demo_build):
+    return draem_demo_build  # tests/conftest.py: 24 draem samples of the demo at 64x64
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from cli_run import run_main
 
 from synthgen.cli import main  # the synthgen command with bench (the package top adds it)
 from synthgen.generator.config import BuildConfig
@@ -27,13 +28,7 @@ def demo_build(tmp_path_factory):
 def _bench(build_dir, out, capsys, *extra):
     argv = ["bench", str(build_dir), "--dataset", "demo", "--category", "parts_box", "--out", str(out),
             "--steps", "2", "--preset", "cpu", "--device", "cpu", "--quiet", *extra]
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_main(main, argv, capsys)
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from synthgen.generator.config import BuildConfig
 from synthgen.generator.errors import SynthgenError
-from synthgen.generator.pipeline import build
 from synthgen.generator.shards.reader import ShardDataset
 from synthgen.trainers.base import MODEL_FILE, RUN_FILE, load_model
 from synthgen.trainers.cli import train_main
@@ -37,13 +35,8 @@ TINY = dict(backbone="efficientnet_lite0", embed_dim=32, hidden=32, image_size=(
 
 
 @pytest.fixture(scope="module")
-def demo_build(tmp_path_factory):
-    """24 draem samples of the demo dataset at 64x64 (about half of them anomalous)."""
-    config = BuildConfig(dataset="demo", category="parts_box", root=None, strategies=("draem",), num_samples=24,
-                         samples_per_shard=24, batch_size=12, image_size=(SIZE, SIZE), texture_source="perlin", seed=1)
-    out = tmp_path_factory.mktemp("build") / "demo"
-    build(config, out, progress=False)
-    return out
+def demo_build(draem_demo_build):
+    return draem_demo_build  # tests/conftest.py: 24 draem samples of the demo at 64x64
 
 
 # ----------------------------------------------------------------------------------------- pieces

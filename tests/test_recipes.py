@@ -9,6 +9,7 @@ import json
 import shutil
 
 import pytest
+from cli_run import run_main
 
 from synthgen.generator.cli import main
 from synthgen.generator.errors import SynthgenError
@@ -27,13 +28,7 @@ SHIPPED = {
 
 
 def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_main(main, argv, capsys)
 
 
 def test_shipped_recipes_are_frozen():
