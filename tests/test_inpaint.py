@@ -362,9 +362,10 @@ def test_train_e2i_command_trains_an_inpainter_and_refuses_presets_of_the_other_
         main(["train-e2i", "--network", "tiny", "--out", str(tmp_path / "o")])
     assert exit_info.value.code == 2
     assert "--network tiny: not a preset of --renderer real" in capsys.readouterr().err
-    # a build whose edits a 2-step generator cannot make visible says so: every sample fell back
+    # a build whose every edit is refused says so: every sample fell back (the real renderer's edits
+    # show whatever the generator, so the refusal here is the repaint cap's)
     main(["build", "--dataset", "demo", "--image-size", "64", "--strategy", "semantic-remove", "--num-samples", "3",
-          "--set", "semantic-remove.identity_fraction=0", "--set", "semantic-remove.visible_ratio=100",
+          "--set", "semantic-remove.identity_fraction=0", "--set", "semantic-remove.max_repaint_image=0",
           "--e2i", str(out / training.GENERATOR_FILE), "--regions", "classical",
           "--weights-dir", str(pidinet_weights.parent), "--out", str(tmp_path / "build"), "--quiet"])
     warning = capsys.readouterr().err

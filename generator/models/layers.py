@@ -1,5 +1,6 @@
 """The pieces both LogicAL generators are built from (pix2pixHD's global generator, :mod:`.e2i`, and the
-edge-guided inpainter, :mod:`.inpaint`): network blocks, and the checks of their config dataclasses.
+edge-guided inpainter, :mod:`.inpaint`): network blocks, the checks of their config dataclasses, and the
+Gaussian filter that the SSIM masks and the real-pixel renderer's seam share.
 
 Kept apart from either network's module, the way timm keeps ``layers/`` apart from its model files,
 so that a change to one generator's file never reaches into the other's.
@@ -11,8 +12,24 @@ import dataclasses
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..errors import SynthgenError
+
+
+def gaussian_kernel(size: int, sigma: float, device=None, dtype=torch.float32) -> torch.Tensor:
+    """The 1-D Gaussian of ``sigma`` px over ``size`` taps, summing to 1."""
+    x = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    return k / k.sum()
+
+
+def separable_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Separable filter of every channel of (B, C, H, W) with the 1-D ``kernel``, borders reflected."""
+    c, r = x.shape[1], kernel.numel() // 2
+    x = F.pad(x, (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def check_ints(config, names, minimum: int) -> None:

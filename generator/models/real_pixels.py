@@ -14,6 +14,8 @@ what a seam probe learns. Where real pixels exist, this renderer uses them (issu
 - the whole ``footprint`` (the pixels given new content) is then pasted into the photo, and the
   edge-guided inpainting generator renders only a band around the footprint's outline, conditioned
   on the edited edges (:func:`render_seam_band`): the interior is real texture, the seam is learned.
+  In the band the network supplies only a low-frequency correction (the join); the fine detail stays
+  the real pixels', so no pixel of a sample carries the CPU-trained network's smeared texture.
 
 Identity samples (the seam guard) paste the photo into itself and render the same band from the
 unedited edges, so they carry the same trace as the edits and are stored as normals. With the
@@ -30,11 +32,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import math
+
 import cv2
 import numpy as np
 import torch
 
-from .inpaint import InpaintModel, dilate, inpaint_tensor
+from .inpaint import InpaintModel, dilate, holes_and_weights, inpaint_tensor
+from .layers import gaussian_kernel, separable_blur
 
 #: half-width in px of the band the network renders around the footprint's outline: the hole is the
 #: outline (1 px on either side) dilated by this, and the blend weight is 1 within half of it.
@@ -42,6 +47,11 @@ from .inpaint import InpaintModel, dilate, inpaint_tensor
 #: renderer's own feather zone is HOLE_DILATION // 2 = 3 px), narrow against the regions (arbitrary
 #: shapes have a shortest side of 1/16 of the image: 8 px at 128)
 SEAM_BAND = 4
+#: standard deviation in px of the Gaussian that splits the seam band into the generator's low
+#: frequencies and the real texture's high frequencies (:func:`render_seam_band`): half the band, so
+#: the network's join spans the band while every detail finer than it (what the 3x3 Laplacian and
+#: a patch probe see) stays the photo's or the pasted content's own
+DETAIL_SIGMA = SEAM_BAND / 2
 #: texture_fill: width in px of the ring around the region whose pixels the copied texture must continue
 RING = 4
 #: texture_fill: weight of the edge term (edge probabilities in [0, 1]) against the ring's colour term
@@ -76,8 +86,26 @@ def render_seam_band(model: RealPixelModel, content: torch.Tensor, edges: torch.
     """(sample (B, 3, H, W), hole (B, H, W)): ``content`` (the photo with the real pixels pasted into
     the footprint) with a band of ``SEAM_BAND`` px around each footprint's outline re-rendered by the
     inpainting generator from ``edges`` (B, 1, H, W). Outside the band every pixel is ``content``'s.
-    Each sample depends on its own inputs only (the generator's windows, :func:`.inpaint.render_window`)."""
-    return inpaint_tensor(model.inpainter, content, edges, outline(footprints), dilation=SEAM_BAND)
+    Each sample depends on its own inputs only (the generator's windows, :func:`.inpaint.render_window`).
+
+    Two frequency bands, as in multi-band blending (Burt and Adelson, 1983): the network contributes
+    only its correction of ``content`` blurred by a Gaussian of ``DETAIL_SIGMA`` (the smooth join of
+    the two sides' colours, which is what it learned), and every finer detail stays ``content``'s.
+    A CPU-trained generator's own fine texture is a smear (it keeps 0.66-0.73 of the photo's
+    high-frequency energy) and is what a probe on frozen features sees. Re-rendering a region from
+    its own edges by a perfect generator (correction 0) gives the photo back exactly."""
+    rendered, hole = inpaint_tensor(model.inpainter, content, edges, outline(footprints), dilation=SEAM_BAND)
+    content = content.to(rendered.device, torch.float32)
+    # the blur reaches 3 sigma past the band: the blend weight (1 on the band's core, falling to 0
+    # inside it) keeps every pixel outside the band content's
+    _, weight = holes_and_weights(outline(footprints.to(rendered.device, torch.float32)), SEAM_BAND)
+    correction = gaussian_blur(rendered - content, DETAIL_SIGMA)
+    return (content + weight[:, None] * correction).clamp(0, 1), hole
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(B, C, H, W) blurred by a Gaussian of ``sigma`` px (3 sigma either side)."""
+    return separable_blur(images, gaussian_kernel(2 * math.ceil(3 * sigma) + 1, sigma, images.device, images.dtype))
 
 
 def texture_fill(photo: np.ndarray, region: np.ndarray, edges: np.ndarray, target_edges: np.ndarray) -> tuple[np.ndarray, list[int] | None]:

@@ -42,6 +42,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..models.layers import gaussian_kernel, separable_blur
+
 #: Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03.
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -55,32 +57,18 @@ LUMA = (0.299, 0.587, 0.114)
 NAMM_OVERLAP = 0.3
 
 
-def _gaussian_kernel(size: int, sigma: float, device, dtype) -> torch.Tensor:
-    x = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
-    k = torch.exp(-(x**2) / (2 * sigma**2))
-    return k / k.sum()
-
-
-def _blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Separable filter of every channel of (B, C, H, W) with the 1-D ``kernel``, borders reflected."""
-    c, r = x.shape[1], kernel.numel() // 2
-    x = F.pad(x, (r, r, r, r), mode="reflect")
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
 def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-pixel SSIM of two image batches (B, C, H, W) in [0, 1] -> (B, H, W), channel mean.
 
     Computed in float32 whatever the inputs' precision (the variance terms cancel badly in bf16).
     """
     a, b = a.float(), b.float()
-    kernel = _gaussian_kernel(SSIM_WINDOW, SSIM_SIGMA, a.device, a.dtype)
+    kernel = gaussian_kernel(SSIM_WINDOW, SSIM_SIGMA, a.device, a.dtype)
     c1, c2 = SSIM_K1**2, SSIM_K2**2
-    mu_a, mu_b = _blur(a, kernel), _blur(b, kernel)
-    var_a = _blur(a * a, kernel) - mu_a**2
-    var_b = _blur(b * b, kernel) - mu_b**2
-    cov = _blur(a * b, kernel) - mu_a * mu_b
+    mu_a, mu_b = separable_blur(a, kernel), separable_blur(b, kernel)
+    var_a = separable_blur(a * a, kernel) - mu_a**2
+    var_b = separable_blur(b * b, kernel) - mu_b**2
+    cov = separable_blur(a * b, kernel) - mu_a * mu_b
     ssim = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return ssim.mean(1)
 
