@@ -85,8 +85,9 @@ def main() -> None:
     p.add_argument("--dataset", default="demo")
     p.add_argument("--root")
     p.add_argument("--category", default="parts_box")
-    p.add_argument("--draem", type=Path, required=True, help="a draem build of the category")
-    p.add_argument("--logical", type=Path, required=True, help="a logical build of the category")
+    p.add_argument("--draem", type=Path, help="a draem build of the category (needed by the draem arm)")
+    p.add_argument("--logical", type=Path, help="a logical build of the category (needed by the logical arm)")
+    p.add_argument("--arms", default=",".join(ARMS), help="which arms to run now (runs of other arms already in WORK stay in the table)")
     p.add_argument("--textures", type=Path, required=True, help="DTD folder for the own arm (DRAEM, GLASS)")
     p.add_argument("--weights-dir", type=Path)
     p.add_argument("--models", default="supersimplenet,draem,glass")
@@ -110,10 +111,16 @@ def main() -> None:
         plot(rows, args.work / "anomalib.png", args)
         return
     builds = {"draem": args.draem, "logical": args.logical}
-    rows = []
+    arms = [arm for arm in ARMS if arm in args.arms.split(",")]
+    for arm in arms:
+        if arm != "own" and builds[arm] is None:
+            p.error(f"the {arm} arm needs --{arm} BUILD")
+    # runs finished by earlier invocations (other arms, models or seeds) stay; this one's replace them
+    results = args.work / "results.json"
+    rows = json.loads(results.read_text()) if results.exists() else []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for model in args.models.split(","):
-            for arm in ARMS:
+            for arm in arms:
                 folder = args.work / f"{model}-{arm}-s{seed}"
                 per_epoch = steps_per_epoch(arm, args, builds.get(arm))
                 epochs = max(1, round(args.steps / per_epoch))
@@ -139,11 +146,12 @@ def main() -> None:
                 info = json.loads((folder / "run.json").read_text())
                 report = json.loads((report_dir / "report.json").read_text())
                 seconds = info.get("train_seconds_this_session")
+                rows = [r for r in rows if (r["model"], r["arm"], r["seed"]) != (model, arm, seed)]
                 rows.append({"model": model, "arm": arm, "seed": seed, "epochs": epochs, "steps": epochs * per_epoch,
                              "seconds_per_epoch": seconds / epochs if seconds else None,
                              "seconds_per_step": seconds / (epochs * per_epoch) if seconds else None,
                              **{title: pick(report, path, args.kind) for path, title in COLUMNS}})
-                (args.work / "results.json").write_text(json.dumps(rows, indent=1))
+                results.write_text(json.dumps(rows, indent=1))
     table = write_table(rows, args)
     print(table)
     plot(rows, args.work / "anomalib.png", args)
