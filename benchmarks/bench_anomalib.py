@@ -146,6 +146,8 @@ def main() -> None:
                 info = json.loads((folder / "run.json").read_text())
                 report = json.loads((report_dir / "report.json").read_text())
                 seconds = info.get("train_seconds_this_session")
+                # re-read: another invocation (other models or arms, same WORK) may have added runs meanwhile
+                rows = json.loads(results.read_text()) if results.exists() else []
                 rows = [r for r in rows if (r["model"], r["arm"], r["seed"]) != (model, arm, seed)]
                 rows.append({"model": model, "arm": arm, "seed": seed, "epochs": epochs, "steps": epochs * per_epoch,
                              "seconds_per_epoch": seconds / epochs if seconds else None,

@@ -157,7 +157,7 @@ def laplacian_energy(images: torch.Tensor, where: torch.Tensor) -> float:
 def test_the_seam_band_keeps_the_real_detail_and_takes_only_a_smooth_correction(demo, model):
     """Re-rendered from its own edges, a grainy photo keeps its fine detail in the band (the tiny
     generator's own output smears it), and what the network changed has no detail of its own."""
-    from synthgen.generator.models.inpaint import inpaint_tensor
+    from synthgen.generator.models.inpaint import holes_and_weights, inpaint_tensor
     from synthgen.generator.models.real_pixels import render_seam_band
 
     images, regions, maps = demo
@@ -175,6 +175,11 @@ def test_the_seam_band_keeps_the_real_detail_and_takes_only_a_smooth_correction(
     assert change.abs().amax() > 0.01  # the network did change the band
     # the change is smooth: a fraction of the fine detail of the network's own change
     assert laplacian_energy(change, band) < 0.25 * laplacian_energy(raw - photo, band)
+    # and it adds no colour cast: its blend-weighted mean over the band is 0 (up to clamping at 0 and 1)
+    _, weight = holes_and_weights(outline(footprint), SEAM_BAND)
+    cast = (weight[:, None] * change).sum((2, 3)) / weight.sum()
+    raw_cast = (weight[:, None] * (raw - photo)).sum((2, 3)) / weight.sum()
+    assert cast.abs().max() < 0.005 and raw_cast.abs().max() > 0.05  # the tiny generator's own cast is large
 
 
 def test_rendering_is_deterministic_and_batch_independent(demo, model):

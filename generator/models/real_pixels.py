@@ -50,8 +50,9 @@ SEAM_BAND = 4
 #: standard deviation in px of the Gaussian that low-passes the generator's correction in the seam
 #: band (:func:`render_seam_band`): the band's half-width, so the correction is no more detailed than
 #: a join across the band needs, and every finer detail stays the photo's or the pasted content's
-#: own. Chosen on the demo and the seam probe's protocol: sigma = SEAM_BAND / 2 left a probe AUROC of
-#: 0.56-0.62 on the demo, SEAM_BAND 0.54-0.59 (benchmarks/seam_probe.py)
+#: own. Chosen on the demo with the seam probe (benchmarks/seam_probe.py, 48 identity samples at
+#: 256 px, seeds 0-2, before the colour cast was taken out): sigma = SEAM_BAND / 2 left an AUROC of
+#: 0.56-0.62, SEAM_BAND 0.54-0.59
 DETAIL_SIGMA = SEAM_BAND
 #: texture_fill: width in px of the ring around the region whose pixels the copied texture must continue
 RING = 4
@@ -93,15 +94,21 @@ def render_seam_band(model: RealPixelModel, content: torch.Tensor, edges: torch.
     only its correction of ``content`` blurred by a Gaussian of ``DETAIL_SIGMA`` (the smooth join of
     the two sides' colours, which is what it learned), and every finer detail stays ``content``'s.
     A CPU-trained generator's own fine texture is a smear (it keeps 0.66-0.73 of the photo's
-    high-frequency energy) and is what a probe on frozen features sees. Re-rendering a region from
-    its own edges by a perfect generator (correction 0) gives the photo back exactly."""
+    high-frequency energy) and is what a probe on frozen features sees. The correction's mean over
+    the band (weighted by the blend) is taken out: a join moves the two sides' colours towards each
+    other, and what the band as a whole gains is the generator's own colour cast (about +0.016 in
+    brightness with juice_bottle's CPU preset), not part of any join. Re-rendering a region from its
+    own edges by a perfect generator (correction 0) gives the photo back exactly."""
     rendered, hole = inpaint_tensor(model.inpainter, content, edges, outline(footprints), dilation=SEAM_BAND)
     content = content.to(rendered.device, torch.float32)
     # the blur reaches 3 sigma past the band: the blend weight (1 on the band's core, falling to 0
     # inside it) keeps every pixel outside the band content's
     _, weight = holes_and_weights(outline(footprints.to(rendered.device, torch.float32)), SEAM_BAND)
     correction = gaussian_blur(rendered - content, DETAIL_SIGMA)
-    return (content + weight[:, None] * correction).clamp(0, 1), hole
+    w = weight[:, None]
+    # no colour cast (see above): the correction's blend-weighted mean over the band is 0
+    correction = correction - (w * correction).sum((2, 3), keepdim=True) / w.sum((2, 3), keepdim=True).clamp(min=1)
+    return (content + w * correction).clamp(0, 1), hole
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
