@@ -88,7 +88,7 @@ def main() -> None:
     p.add_argument("--draem", type=Path, help="a draem build of the category (needed by the draem arm)")
     p.add_argument("--logical", type=Path, help="a logical build of the category (needed by the logical arm)")
     p.add_argument("--arms", default=",".join(ARMS), help="which arms to run now (runs of other arms already in WORK stay in the table)")
-    p.add_argument("--textures", type=Path, required=True, help="DTD folder for the own arm (DRAEM, GLASS)")
+    p.add_argument("--textures", type=Path, help="DTD folder for the own arm (DRAEM, GLASS)")
     p.add_argument("--weights-dir", type=Path)
     p.add_argument("--models", default="supersimplenet,draem,glass")
     p.add_argument("--seeds", default="0,1,2")
@@ -115,6 +115,8 @@ def main() -> None:
     for arm in arms:
         if arm != "own" and builds[arm] is None:
             p.error(f"the {arm} arm needs --{arm} BUILD")
+        if arm == "own" and args.textures is None:
+            p.error("the own arm needs --textures DIR (DRAEM's and GLASS's own synthesis)")
     # runs finished by earlier invocations (other arms, models or seeds) stay; this one's replace them
     results = args.work / "results.json"
     rows = json.loads(results.read_text()) if results.exists() else []
