@@ -29,10 +29,9 @@ renderer's (same file, same auto-training): :class:`RealPixelModel` wraps an
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
-
-import math
 
 import cv2
 import numpy as np
