@@ -115,6 +115,7 @@ def test_training_uses_synthgen_masks_never_perlin_and_no_network(demo_build, tm
     info = json.loads((run / RUN_FILE).read_text())
     assert info["status"] == "complete" and info["anomalib_version"]
     assert info["data"]["manifest_sha256"] and info["data"]["strategies"] == ["draem"]
+    assert (run / "logs" / "engine").is_dir()  # trained through anomalib's Engine (the workspace it sets up)
     if model != "supersimplenet":  # SuperSimpleNet reads gt_mask from the batch itself (no generator to replace)
         assert handed and all(set(m.unique().tolist()) <= {0.0, 1.0} for m in handed)
         assert any(m.any() for m in handed)

@@ -183,7 +183,7 @@ def shard_provenance(data: "SynthgenDataModule") -> dict:
     }
 
 
-def make_trainer(
+def trainer_arguments(
     run_dir: str | Path,
     *,
     epochs: int,
@@ -192,15 +192,20 @@ def make_trainer(
     steps_per_epoch: int,
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
-) -> tuple[L.Trainer, ModelCheckpoint]:
-    """A single-device Trainer writing checkpoints and CSV logs into ``run_dir``.
+    checkpoint_class: type[ModelCheckpoint] = ModelCheckpoint,
+) -> tuple[dict, ModelCheckpoint]:
+    """(keyword arguments of a single-device Trainer writing checkpoints and CSV logs into ``run_dir``,
+    its checkpoint callback). Plain arguments, so that anomalib's Engine can build the Trainer from
+    them as well as :func:`make_trainer`.
 
     monitor: the logged metric whose minimum is kept as best.ckpt (None: only last.ckpt).
+    checkpoint_class: a subclass of Lightning's ModelCheckpoint (anomalib's Engine adds its own unless
+    the callbacks already hold one of anomalib's class).
     """
     if epochs < 1:
         raise SynthgenError(f"--epochs: must be at least 1, got {epochs}")
     run_dir = Path(run_dir)
-    checkpoint = ModelCheckpoint(
+    checkpoint = checkpoint_class(
         dirpath=run_dir / CHECKPOINT_DIR,
         filename=BEST_NAME,
         monitor=monitor,
@@ -210,7 +215,7 @@ def make_trainer(
         enable_version_counter=False,
     )
     on_gpu = device == "cuda"
-    trainer = L.Trainer(
+    arguments = dict(
         default_root_dir=run_dir,
         max_epochs=epochs,
         accelerator="gpu" if on_gpu else "cpu",
@@ -223,7 +228,13 @@ def make_trainer(
         enable_progress_bar=progress,
         enable_model_summary=progress,
     )
-    return trainer, checkpoint
+    return arguments, checkpoint
+
+
+def make_trainer(run_dir: str | Path, **kwargs) -> tuple[L.Trainer, ModelCheckpoint]:
+    """A Lightning Trainer with :func:`trainer_arguments` (same keywords) and its checkpoint callback."""
+    arguments, checkpoint = trainer_arguments(run_dir, **kwargs)
+    return L.Trainer(**arguments), checkpoint
 
 
 def check_training_options(select: str, lr: float) -> None:
@@ -236,7 +247,7 @@ def check_training_options(select: str, lr: float) -> None:
 
 def fit_select_and_finish(
     run_dir: Path,
-    trainer: L.Trainer,
+    trainer: L.Trainer | None,
     checkpoint: ModelCheckpoint,
     module: L.LightningModule,
     data: "SynthgenDataModule",
@@ -245,13 +256,20 @@ def fit_select_and_finish(
     select: str,
     epochs: int,
     save_model: Callable[[L.LightningModule], Path],
+    fit: Callable[[L.LightningModule, L.LightningDataModule, Path | None], L.Trainer] | None = None,
 ) -> None:
     """Train, load the selected epoch's weights (``select == "val"``: best.ckpt), write model.pt with
-    ``save_model(module)`` and record the outcome in run.json."""
+    ``save_model(module)`` and record the outcome in run.json.
+
+    ``fit(module, data, resume_from)`` trains instead of ``trainer.fit`` and returns the Trainer it used
+    (anomalib's Engine builds its own)."""
     if resume_from is not None:  # plain data that fits, before Lightning reads it (whether or not the caller checked)
         check_lightning_checkpoint(resume_from, module)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=LIGHTNING_WEIGHTS_ONLY)
+    if fit is None:
+        trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=LIGHTNING_WEIGHTS_ONLY)
+    else:
+        trainer = fit(module, data, resume_from)
     elapsed = time.perf_counter() - started
 
     selected_epoch = trainer.current_epoch

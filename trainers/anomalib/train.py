@@ -3,7 +3,8 @@
 A run folder like every trainer's (trainers/base.py): run.json (status, anomalib's version, the model's
 constructor arguments, the build's manifest sha256 and strategies or the dataset read, the backbone's
 weights file and sha256), model.pt (the module's state dict and how to rebuild it; loaded by
-:mod:`.loader` through the safe loader), checkpoints/last.ckpt (``--resume``), logs/.
+:mod:`.loader` through the safe loader), checkpoints/last.ckpt (``--resume``), logs/ (CSV logs, and
+logs/engine/: the workspace anomalib's Engine sets up).
 
 Same budget for ``own`` and ``shards``: ``--epochs`` of ``--batch-size``; an epoch is every training item
 once (shards: the build's anomalous samples plus the normal share; own: the train split's normal images),
@@ -22,7 +23,7 @@ from synthgen.generator.errors import SynthgenError
 from synthgen.generator.models.backbones import architecture
 
 from ..base import write_model_file
-from ..lightning_utils import fit_select_and_finish, make_trainer, resolve_device, start_run
+from ..lightning_utils import fit_select_and_finish, resolve_device, start_run, trainer_arguments
 from ..shard_features import build_provenance
 from .backbones import resolve_backbone
 from .data import DEFAULT_ANOMALOUS_FRACTION, NormalTrainingSet, ShardTrainingSet, training_loader
@@ -37,17 +38,6 @@ LAYERS = ("layer2", "layer3")
 DEFAULT_IMAGE_SIZE = 256
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH_SIZE = 8
-
-
-class _TrainOnly(L.LightningDataModule):
-    """The training loader as a DataModule (no validation: real images never take part in training)."""
-
-    def __init__(self, loader):
-        super().__init__()
-        self.loader = loader
-
-    def train_dataloader(self):
-        return self.loader
 
 
 def model_arguments(model: str, anomalies: str, image_size: tuple[int, int], backbone: dict | None, textures: Path | None,
@@ -130,8 +120,11 @@ def train(
     resume: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Train ``model`` into the run folder ``out`` (or continue it with ``resume``); returns ``out``."""
+    """Train ``model`` into the run folder ``out`` (or continue it with ``resume``) with anomalib's Engine;
+    returns ``out``."""
     import anomalib
+    from anomalib.callbacks.checkpoint import ModelCheckpoint as AnomalibCheckpoint
+    from anomalib.engine import Engine
 
     out = Path(out)
     textures = Path(textures) if textures is not None else None
@@ -165,17 +158,23 @@ def train(
     L.seed_everything(seed, workers=True, verbose=False)
     module = build_module(model, anomalies, args, image_size, backbone_info["name"] if backbone_info else None)
     loader = training_loader(train_set, batch_size, seed, workers)
-    trainer, checkpoint = make_trainer(out, epochs=epochs, device=device, monitor=None, steps_per_epoch=len(loader), progress=progress)
-    # the model's own Trainer arguments (SuperSimpleNet clips gradients at norm 1 when supervised)
-    clip = module.trainer_arguments.get("gradient_clip_val")
-    if clip and module.automatic_optimization:
-        trainer.gradient_clip_val = clip
+    arguments, checkpoint = trainer_arguments(out, epochs=epochs, device=device, monitor=None, steps_per_epoch=len(loader),
+                                              progress=progress, checkpoint_class=AnomalibCheckpoint)
+    # anomalib's Engine builds the Trainer from these arguments plus the model's own (SuperSimpleNet's
+    # gradient clipping, no sanity validation) and its callbacks; its default_root_dir gets a versioned
+    # folder per model, kept under the run's logs/ (our checkpoints and CSV logs have their own paths)
+    arguments["default_root_dir"] = out / "logs" / "engine"
+    engine = Engine(**arguments)
+
+    def fit(module, loader, resume_from):  # training batches only: real images never take part in training
+        engine.fit(module, train_dataloaders=loader, ckpt_path=resume_from)
+        return engine.trainer
 
     def save(trained) -> Path:
         blob = {"model": model, "anomalies": anomalies, "arguments": args, "image_size": list(image_size),
                 "backbone": backbone_info["name"] if backbone_info else None, "state_dict": trained.state_dict()}
         return write_model_file(out, METHOD, MODEL_FORMAT, blob)
 
-    fit_select_and_finish(out, trainer, checkpoint, module, _TrainOnly(loader), resume_from=last, select="last", epochs=epochs,
-                          save_model=save)
+    fit_select_and_finish(out, None, checkpoint, module, loader, resume_from=last, select="last", epochs=epochs,
+                          save_model=save, fit=fit)
     return out
